@@ -1,0 +1,23 @@
+-- expire.lua: ends a batch of holds whose expires_at has passed (the reaper).
+--
+-- KEYS[1]  expiry queue (base.."exp")
+-- ARGV[1]  base prefix
+-- ARGV[2]  batch size
+--
+-- Returns the number of holds expired. Holds are taken oldest first; a queue
+-- entry whose hold is gone or already ended is just removed. Safe to run from
+-- several instances at once: each call is atomic and re-reads the queue.
+local base, queue = ARGV[1], KEYS[1]
+local due = redis.call('ZRANGEBYSCORE', queue, '-inf', int(now_ms()), 'LIMIT', 0, tonumber(ARGV[2]))
+local expired = 0
+for _, id in ipairs(due) do
+  local key = base .. 'hold:' .. id
+  local h = read_hold(key)
+  if h and h.st == 'held' then
+    end_hold(base, key, id, h, 'expired')
+    expired = expired + 1
+  else
+    redis.call('ZREM', queue, id)
+  end
+end
+return expired

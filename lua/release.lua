@@ -1,0 +1,18 @@
+-- release.lua: gives a hold's units back at once.
+--
+-- KEYS[1]  hold key
+-- ARGV[1]  base prefix
+-- ARGV[2]  hold id
+--
+-- Returns one of
+--   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref}  st is 'released', or
+--        'expired' when the hold had already run out (both are answered 200)
+--   {'not_found'} | {'committed'}
+local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+local h = read_hold(key)
+if not h then return { 'not_found' } end
+if h.st == 'committed' then return { 'committed' } end
+if not expire_if_due(base, key, id, h, now_ms()) and h.st == 'held' then
+  end_hold(base, key, id, h, 'released')
+end
+return hold_reply(h)

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Local Redis + Postgres for stockhold, without Docker.
+#
+#   scripts/services.sh up   dev|test     start (or reuse) both servers, print the URLs
+#   scripts/services.sh down dev|test     stop the servers this script started
+#
+#   profile  data dir     Redis            Postgres
+#   dev      .data/dev    127.0.0.1:6380   127.0.0.1:5433  (database "stockhold")
+#   test     .data/test   127.0.0.1:6381   127.0.0.1:5434  (tests create their own databases)
+#
+# Progress goes to stderr; `up` prints `export REDIS_URL=... DATABASE_URL=...` lines on
+# stdout, so `eval "$(scripts/services.sh up dev)"` works. Sourcing the script
+# (`. scripts/services.sh up dev`) exports them into the current shell.
+# Override the Postgres binaries with PG_BIN=/path/to/bin if needed.
+
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+    # Sourced: run in a child bash so `set -e` / `exit` cannot kill the caller's shell.
+    _stockhold_env=$(bash "${BASH_SOURCE[0]}" "$@") || return
+    eval "$_stockhold_env"
+    unset _stockhold_env
+    return 0
+fi
+
+set -euo pipefail
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() { die "usage: $0 up|down dev|test"; }
+[[ $# -eq 2 ]] || usage
+action=$1 profile=$2
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+case $profile in
+    dev)  redis_port=6380 pg_port=5433 db=stockhold ;;
+    test) redis_port=6381 pg_port=5434 db=postgres ;;
+    *) usage ;;
+esac
+datadir=$ROOT/.data/$profile
+redis_dir=$datadir/redis
+
+# Postgres refuses to run as root, so as root every Postgres command runs as the
+# `postgres` system user, and the Postgres directories must belong to it.
+is_root() { [[ $(id -u) -eq 0 ]]; }
+as_pg() {
+    # cd / first: initdb/pg_ctl fail if they cannot read the current directory (e.g. /root).
+    if is_root; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# ---------------------------------------------------------------- Postgres setup
+if [[ -z ${PG_BIN:-} ]]; then
+    # Debian/Ubuntu keep the server binaries off PATH; take the newest installed major.
+    PG_BIN=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
+    [[ -n $PG_BIN ]] || PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
+fi
+pg_isready_bin=$PG_BIN/pg_isready
+[[ -x $pg_isready_bin ]] || pg_isready_bin=pg_isready
+export PGCONNECT_TIMEOUT=5   # keep every psql / pg_isready call bounded
+
+# Where the Postgres files live. Normally <datadir>/pg (data) and <datadir>/pg-run
+# (Unix socket + log). As root, the postgres user must be able to traverse every
+# parent of the repo; if it cannot (repo under /root, say), use a directory under
+# /tmp named after the profile and a hash of the repo path instead (note: a reboot
+# may clear /tmp, and with it that profile's database).
+pg_base=$datadir
+if is_root; then
+    id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' system user (apt-get install -y postgresql)"
+    mkdir -p "$datadir"
+    if ! runuser -u postgres -- test -x "$datadir" 2>/dev/null; then
+        pg_base=/tmp/stockhold-pg-$profile-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+        log "user postgres cannot reach $datadir; keeping Postgres files in $pg_base"
+    fi
+fi
+pg_data=$pg_base/pg
+pg_run=$pg_base/pg-run
+pg_log=$pg_run/postgres.log
+# Unix socket paths are limited to ~107 bytes; fall back to /tmp for deep repo paths.
+pg_sock=$pg_run
+(( ${#pg_sock} <= 80 )) || pg_sock=/tmp
+
+pg_ready() { "$pg_isready_bin" -q -h 127.0.0.1 -p "$pg_port" -U stockhold -d postgres; }
+redis_ping() {
+    # Plain bash TCP, so it works before redis-cli is installed.
+    local reply=''
+    { exec 3<>"/dev/tcp/127.0.0.1/$redis_port"; } 2>/dev/null || return 1
+    printf 'PING\r\n' >&3
+    read -r -t 1 reply <&3 2>/dev/null || true
+    exec 3>&-
+    [[ $reply == +PONG* ]]
+}
+
+# wait_for <what> <logfile> <command...>: poll for up to 30 s, then show the log tail.
+wait_for() {
+    local what=$1 logfile=$2 deadline=$((SECONDS + 30))
+    shift 2
+    until "$@"; do
+        if ((SECONDS >= deadline)); then
+            log "$what did not come up within 30 s; last lines of $logfile:"
+            tail -n 20 "$logfile" >&2 2>/dev/null || true
+            exit 1
+        fi
+        sleep 0.5
+    done
+}
+
+ensure_redis_installed() {
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+    command -v apt-get >/dev/null || die "redis-server is not installed and apt-get is unavailable; install Redis >= 6 yourself"
+    local sudo=()
+    if ! is_root; then
+        command -v sudo >/dev/null || die "redis-server is not installed; run as root or install it: apt-get install -y redis-server"
+        sudo=(sudo)
+    fi
+    log "redis-server not found; installing it with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+    command -v redis-server >/dev/null || die "installed redis-server, but it is still not on PATH"
+}
+
+redis_up() {
+    if redis_ping; then
+        log "Redis already answers on 127.0.0.1:$redis_port; reusing it"
+        return 0
+    fi
+    ensure_redis_installed
+    mkdir -p "$redis_dir"
+    log "starting Redis on 127.0.0.1:$redis_port (data in $redis_dir)"
+    # AOF with fsync every second: the reservations live in Redis, so keep them across restarts.
+    redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" \
+        --appendonly yes --appendfsync everysec --save "" \
+        --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+    wait_for Redis "$redis_dir/redis.log" redis_ping
+}
+
+redis_down() {
+    local pid i
+    pid=$(cat "$redis_dir/redis.pid" 2>/dev/null || true)
+    # Only stop a server we started (a docker-compose Redis may own the dev port).
+    if [[ -z $pid ]] || [[ $(ps -p "$pid" -o comm= 2>/dev/null) != redis-server* ]]; then
+        log "no Redis started by this script on port $redis_port"
+        return 0
+    fi
+    log "stopping Redis on port $redis_port (pid $pid)"
+    # Plain SHUTDOWN flushes the AOF; `shutdown nosave` would be wrong here.
+    redis-cli -h 127.0.0.1 -p "$redis_port" shutdown >/dev/null 2>&1 || true
+    for ((i = 0; i < 60; i++)); do
+        ps -p "$pid" >/dev/null 2>&1 || return 0
+        sleep 0.5
+    done
+    die "Redis (pid $pid) did not stop within 30 s"
+}
+
+pg_up() {
+    local rc=0
+    pg_ready || rc=$?
+    # pg_isready: 0 = accepting, 1 = starting up / shutting down, 2 = nothing there.
+    if [[ $rc -eq 0 || $rc -eq 1 ]]; then
+        log "Postgres already listening on 127.0.0.1:$pg_port; reusing it"
+    elif [[ $rc -ne 2 ]]; then
+        die "pg_isready failed (exit $rc); is the PostgreSQL client installed?"
+    else
+        [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] ||
+            die "Postgres server binaries not found in '$PG_BIN' (apt-get install -y postgresql, or set PG_BIN)"
+        mkdir -p "$pg_data" "$pg_run"
+        is_root && chown postgres: "$pg_data" "$pg_run"
+        chmod 700 "$pg_data"
+        if [[ ! -f $pg_data/PG_VERSION ]]; then
+            log "initialising Postgres cluster in $pg_data"
+            # --locale=C: works on machines without generated locales, same sort order everywhere.
+            as_pg "$PG_BIN/initdb" -D "$pg_data" -U stockhold --auth=trust -E UTF8 --locale=C >"$pg_run/initdb.log" 2>&1 ||
+                { tail -n 20 "$pg_run/initdb.log" >&2; die "initdb failed"; }
+        fi
+        local opts="-p $pg_port -k $pg_sock -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
+        if [[ $profile == test ]]; then
+            # Test data is disposable: trade durability for speed.
+            opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        else
+            opts+=" -c fsync=on"
+        fi
+        log "starting Postgres on 127.0.0.1:$pg_port (data in $pg_data, log $pg_log)"
+        as_pg "$PG_BIN/pg_ctl" -D "$pg_data" -l "$pg_log" -o "$opts" -w -t 30 start >/dev/null ||
+            { tail -n 20 "$pg_log" >&2 2>/dev/null; die "Postgres failed to start"; }
+    fi
+    wait_for Postgres "$pg_log" pg_ready
+    if [[ $db != postgres ]]; then
+        local psql=(psql -X -q -h 127.0.0.1 -p "$pg_port" -U stockhold -d postgres -v ON_ERROR_STOP=1)
+        if [[ -z $("${psql[@]}" -tAc "select 1 from pg_database where datname = '$db'") ]]; then
+            log "creating database $db"
+            "${psql[@]}" -c "create database $db"
+        fi
+    fi
+}
+
+pg_down() {
+    # pg_ctl status: 0 = running, 3 = not running, 4 = no cluster there.
+    if [[ ! -f $pg_data/PG_VERSION ]] || ! as_pg "$PG_BIN/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+        log "no Postgres started by this script on port $pg_port"
+        return 0
+    fi
+    log "stopping Postgres on port $pg_port"
+    as_pg "$PG_BIN/pg_ctl" -D "$pg_data" -m fast -w -t 30 stop >/dev/null
+}
+
+case $action in
+    up)
+        redis_up
+        pg_up
+        redis_url=redis://127.0.0.1:$redis_port/
+        database_url=postgres://stockhold@127.0.0.1:$pg_port/$db
+        log "$profile services are up:"
+        log "  REDIS_URL=$redis_url"
+        log "  DATABASE_URL=$database_url"
+        log "stop them with: scripts/services.sh down $profile"
+        printf 'export REDIS_URL=%s\nexport DATABASE_URL=%s\n' "$redis_url" "$database_url"
+        ;;
+    down)
+        redis_down
+        pg_down
+        ;;
+    *) usage ;;
+esac

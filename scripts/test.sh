@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run the whole test suite against the disposable test-profile Redis (6381) and
+# Postgres (5434). Extra arguments go to the test runner, e.g.
+#   scripts/test.sh reservation      (a name filter, with nextest or cargo test)
+# The services keep running afterwards; `scripts/services.sh down test` stops them.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
+    PATH=$HOME/.cargo/bin:$PATH
+fi
+command -v cargo >/dev/null || { echo "[test] ERROR: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+
+scripts/services.sh up test >/dev/null
+
+export STOCKHOLD_TEST_REDIS_URL=redis://127.0.0.1:6381/
+export STOCKHOLD_TEST_DATABASE_URL=postgres://stockhold@127.0.0.1:5434/postgres
+
+# Tests create one database per test (test_*); drop any left over by an earlier,
+# interrupted run. Bounded: connect timeout plus a statement timeout.
+echo "[test] dropping leftover test_* databases" >&2
+PGCONNECT_TIMEOUT=5 PGOPTIONS='-c statement_timeout=60s' \
+    psql -X -q -h 127.0.0.1 -p 5434 -U stockhold -d postgres -v ON_ERROR_STOP=1 <<'SQL'
+select format('drop database if exists %I with (force)', datname)
+from pg_database where datname like 'test\_%'
+\gexec
+SQL
+
+if cargo nextest --version >/dev/null 2>&1; then
+    runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
+else
+    runner=(cargo test --workspace --all-targets)
+fi
+echo "[test] ${runner[*]} $*" >&2
+status=0
+"${runner[@]}" "$@" || status=$?
+
+echo "[test] test services left running; stop them with: scripts/services.sh down test" >&2
+exit "$status"

@@ -1,0 +1,20 @@
+//! The parsed types of stockhold and the rules about them. Nothing here does
+//! I/O: the engine, the ledger and the HTTP layer all speak these types.
+
+mod order;
+mod outbox;
+mod rejection;
+mod requests;
+mod reservation;
+mod role;
+mod sku;
+mod validation;
+
+pub use order::{Order, OrderId, OrderLine};
+pub use outbox::{OutboxEntry, OutboxEvent, SkuSettings, SoldLine, StreamId};
+pub use rejection::{LimitBreach, Rejection};
+pub use requests::{CommitRequest, Limits, PatchRequest, PutSkuRequest, ReserveRequest, Setting};
+pub use reservation::{Hold, HoldLine, HoldStatus, ReservationId, Shortage};
+pub use role::Role;
+pub use sku::{Sku, SkuView, MAX_QTY};
+pub use validation::FieldError;

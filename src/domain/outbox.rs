@@ -1,0 +1,107 @@
+//! Outbox events: every change of `on_hand`, appended by the Lua script that
+//! makes it and persisted to the ledger afterwards.
+
+use super::{Order, Sku};
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+
+/// A Redis stream entry id, `ms-seq`; ordered as the stream orders entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    /// Milliseconds part.
+    pub ms: i64,
+    /// Sequence within the millisecond.
+    pub seq: i64,
+}
+
+impl FromStr for StreamId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("not a stream id: {s:?}");
+        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        Ok(StreamId {
+            ms: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One sold line with the live `on_hand` right after the sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldLine {
+    /// The SKU.
+    pub sku: Sku,
+    /// Units sold.
+    pub qty: i64,
+    /// `on_hand` in Redis right after this sale.
+    pub on_hand_after: i64,
+}
+
+/// A SKU's settings as last set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuSettings {
+    /// Units that may be sold beyond `on_hand`.
+    pub backorder_limit: i64,
+    /// Most units per customer, if limited.
+    pub per_customer_limit: Option<i64>,
+    /// When sales start, if set.
+    pub sale_starts_at: Option<DateTime<Utc>>,
+}
+
+/// What an outbox entry records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxEvent {
+    /// A reservation was committed.
+    Commit {
+        /// The order (with `persisted: false`).
+        order: Order,
+        /// Its lines with `on_hand` after the sale.
+        sold: Vec<SoldLine>,
+    },
+    /// A SKU was created or its stock or settings were set.
+    Sku {
+        /// The SKU.
+        sku: Sku,
+        /// Whether this entry created it.
+        created: bool,
+        /// Change of `on_hand`.
+        delta: i64,
+        /// `on_hand` right after the change.
+        on_hand_after: i64,
+        /// Settings after the change.
+        settings: SkuSettings,
+        /// When (Redis time).
+        at: DateTime<Utc>,
+    },
+}
+
+/// An outbox entry: its stream id and what it records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Position in the stream; also the ledger's idempotency key.
+    pub id: StreamId,
+    /// The change.
+    pub event: OutboxEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_numerically_not_as_text() {
+        let a: StreamId = "9-5".parse().unwrap();
+        let b: StreamId = "10-0".parse().unwrap();
+        assert!(a < b);
+        assert_eq!(b.to_string(), "10-0");
+        assert!("10".parse::<StreamId>().is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Why the stock rules refused an operation. Every rejection leaves nothing
+//! changed; the HTTP layer turns each into its problem+json answer.
+
+use super::{Shortage, Sku};
+use chrono::{DateTime, Utc};
+
+/// A SKU whose per-customer limit a request would break.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimitBreach {
+    /// The SKU.
+    pub sku: Sku,
+    /// Its per-customer limit.
+    pub limit: i64,
+    /// Units the customer holds or bought already.
+    pub already: i64,
+    /// Units asked for now.
+    pub requested: i64,
+}
+
+/// An operation the stock rules refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No such reservation.
+    #[error("reservation not found")]
+    NotFound,
+    /// The reservation ran out of time.
+    #[error("reservation expired")]
+    Expired,
+    /// The reservation was released.
+    #[error("reservation released")]
+    Released,
+    /// The reservation was committed.
+    #[error("reservation committed")]
+    Committed,
+    /// The reservation has no lines left to commit.
+    #[error("reservation has no lines")]
+    Empty,
+    /// The order id belongs to another reservation's order.
+    #[error("order id already used")]
+    OrderTaken,
+    /// SKUs never set up.
+    #[error("unknown SKUs")]
+    UnknownSku(Vec<Sku>),
+    /// SKUs with a per-customer limit named without a customer id.
+    #[error("customer id required")]
+    CustomerRequired(Vec<Sku>),
+    /// SKUs whose sale has not started.
+    #[error("sale not started")]
+    SaleNotStarted(Vec<(Sku, DateTime<Utc>)>),
+    /// Per-customer limits that would be exceeded.
+    #[error("per-customer limit exceeded")]
+    LimitExceeded(Vec<LimitBreach>),
+    /// Lines that cannot be held in full.
+    #[error("insufficient stock")]
+    Insufficient(Vec<Shortage>),
+    /// A SKU change that would leave `available` below zero.
+    #[error("stock below what holds need")]
+    BelowHeld {
+        /// The SKU.
+        sku: Sku,
+        /// `on_hand + backorder_limit` asked for.
+        requested: i64,
+        /// Units held.
+        held: i64,
+    },
+    /// A new SKU needs `on_hand`.
+    #[error("on_hand required")]
+    OnHandRequired,
+}

@@ -1,0 +1,92 @@
+//! SKU identifiers and the live view of one SKU's stock.
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+
+/// Largest quantity a single line may ask for.
+pub const MAX_QTY: i64 = 1_000_000;
+
+/// A stock-keeping unit id: 1–64 characters of `A-Z a-z 0-9 . _ : -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Sku(String);
+
+impl Sku {
+    /// Parses a SKU, saying what is wrong with it if it is not one.
+    pub fn parse(s: &str) -> Result<Sku, String> {
+        if s.is_empty() || s.len() > 64 {
+            return Err("must be 1 to 64 characters".into());
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+        if !s.chars().all(allowed) {
+            return Err("may only contain A-Z a-z 0-9 . _ : -".into());
+        }
+        Ok(Sku(s.to_owned()))
+    }
+
+    /// The SKU as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One SKU's live counts and settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuView {
+    /// The SKU.
+    pub sku: Sku,
+    /// Units in the sellable pool not yet sold.
+    pub on_hand: i64,
+    /// Units in active holds.
+    pub held: i64,
+    /// Units that may be sold beyond `on_hand`.
+    pub backorder_limit: i64,
+    /// Most units one customer may hold plus buy, if limited.
+    pub per_customer_limit: Option<i64>,
+    /// When the SKU may first be held, if in the future.
+    pub sale_starts_at: Option<DateTime<Utc>>,
+}
+
+impl SkuView {
+    /// `on_hand − held + backorder_limit`, never below 0.
+    pub fn available(&self) -> i64 {
+        (self.on_hand - self.held + self.backorder_limit).max(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_every_allowed_character() {
+        assert!(Sku::parse("Az09._:-").is_ok());
+        assert!(Sku::parse(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn rejects_empty_long_and_foreign_characters() {
+        for bad in ["", &"a".repeat(65), "a b", "a/b", "é", "a{p0}", "a\n"] {
+            assert!(Sku::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn available_never_drops_below_zero() {
+        let view = SkuView {
+            sku: Sku::parse("A").unwrap(),
+            on_hand: 1,
+            held: 3,
+            backorder_limit: 1,
+            per_customer_limit: None,
+            sale_starts_at: None,
+        };
+        assert_eq!(view.available(), 0);
+    }
+}

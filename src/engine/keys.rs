@@ -1,0 +1,69 @@
+//! Redis key naming. Every key carries the partition hash tag `{p0}` so that
+//! all keys a script touches live in one Redis Cluster slot; version 1 runs
+//! one partition, and more partitions are an extension of this module.
+
+use crate::domain::{OrderId, ReservationId, Sku};
+
+/// The keys of one deployment (one key prefix) in one partition.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    /// Keys under `<prefix>:{p0}:`.
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            base: format!("{prefix}:{{p0}}:"),
+        }
+    }
+
+    /// The prefix the scripts build derived keys from.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A SKU's counters and settings (hash).
+    pub fn sku(&self, sku: &Sku) -> String {
+        format!("{}sku:{sku}", self.base)
+    }
+
+    /// A hold (hash).
+    pub fn hold(&self, id: &ReservationId) -> String {
+        format!("{}hold:{id}", self.base)
+    }
+
+    /// The reaper's queue: hold ids by expiry (sorted set).
+    pub fn expiry(&self) -> String {
+        format!("{}exp", self.base)
+    }
+
+    /// The hold an order id belongs to (string).
+    pub fn order(&self, order_id: &OrderId) -> String {
+        format!("{}order:{order_id}", self.base)
+    }
+
+    /// The outbox (stream).
+    pub fn outbox(&self) -> String {
+        format!("{}outbox", self.base)
+    }
+
+    /// A stored idempotent response (string).
+    pub fn idempotency(&self, caller: &str, key: &str) -> String {
+        format!("{}idem:{caller}:{key}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_partition_tag() {
+        let keys = Keys::new("shop");
+        let sku = Sku::parse("A").unwrap();
+        assert_eq!(keys.sku(&sku), "shop:{p0}:sku:A");
+        assert_eq!(keys.outbox(), "shop:{p0}:outbox");
+        assert!(keys.idempotency("c", "k").starts_with("shop:{p0}:"));
+    }
+}

@@ -1,0 +1,536 @@
+//! The stock engine: live counts, holds and the outbox in Redis. Every change
+//! of live counts is one Lua script call (`lua/`), so it is all-or-nothing
+//! and atomic with respect to every other change.
+
+mod idempotency;
+mod keys;
+mod replies;
+mod scripts;
+
+pub use idempotency::{Begun, IdempotencyStore, StoredResponse};
+pub use keys::Keys;
+
+use crate::configuration::RedisSettings;
+use crate::domain::{
+    Hold, Order, OrderId, OutboxEntry, PatchRequest, PutSkuRequest, Rejection, ReservationId,
+    ReserveRequest, Setting, Shortage, Sku, SkuView, StreamId,
+};
+use anyhow::{anyhow, Context};
+use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
+use replies::Reply;
+use scripts::Scripts;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one Redis call may take before the request is answered 503.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an engine call did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The stock rules refused; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Redis could not be reached in time; nothing changed, or the call's
+    /// outcome is unknown (a retry with the same idempotency key is safe).
+    #[error("redis is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else: a bug or corrupt data.
+    #[error("stock engine failure")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<redis::RedisError> for EngineError {
+    fn from(e: redis::RedisError) -> Self {
+        let unreachable = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+            );
+        if unreachable {
+            EngineError::Unavailable(e.into())
+        } else {
+            EngineError::Internal(e.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for EngineError {
+    fn from(e: anyhow::Error) -> Self {
+        EngineError::Internal(e)
+    }
+}
+
+/// A new hold, with what it could not hold when partial holds were allowed.
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    /// The hold.
+    pub hold: Hold,
+    /// Lines held short (only with `allow_partial`).
+    pub shortages: Vec<Shortage>,
+    /// The hold existed already: this was a retry of the same request.
+    pub replayed: bool,
+}
+
+/// The outcome of a commit in Redis.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The order made, not yet known to be in Postgres.
+    pub order: Order,
+    /// The outbox entry of this sale when this call made it; `None` when the
+    /// hold had been committed before.
+    pub outbox: Option<StreamId>,
+}
+
+/// A SKU after `put_sku`.
+#[derive(Debug, Clone)]
+pub struct SkuPut {
+    /// The SKU's live view.
+    pub view: SkuView,
+    /// Whether this call created it.
+    pub created: bool,
+    /// The outbox entry of the change, if anything changed.
+    pub outbox: Option<StreamId>,
+}
+
+/// The Redis side of stockhold.
+#[derive(Clone)]
+pub struct Engine {
+    pool: Pool,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+}
+
+impl Engine {
+    /// An engine on the Redis of `settings`; connects lazily.
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
+        let mut config = deadpool_redis::Config::from_url(&settings.url);
+        let wait = Some(Duration::from_secs(2));
+        config.pool = Some(PoolConfig {
+            max_size: settings.pool_size,
+            timeouts: Timeouts {
+                wait,
+                create: wait,
+                recycle: wait,
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .context("building the Redis pool")?;
+        Ok(Engine {
+            pool,
+            keys: Keys::new(&settings.key_prefix),
+            scripts: Arc::new(Scripts::load()),
+        })
+    }
+
+    /// The key layout in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Connections in use and idle, for readiness and metrics.
+    pub fn pool_status(&self) -> deadpool_redis::Status {
+        self.pool.status()
+    }
+
+    async fn conn(&self) -> Result<Connection, EngineError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| EngineError::Unavailable(anyhow!(e).context("getting a Redis connection")))
+    }
+
+    /// Runs one Redis call on a pooled connection, bounded in time.
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(CALL_TIMEOUT, call(conn)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(EngineError::Unavailable(anyhow!("Redis call timed out"))),
+        }
+    }
+
+    async fn script(
+        &self,
+        script: &redis::Script,
+        key: String,
+        args: Vec<String>,
+    ) -> Result<Reply, EngineError> {
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
+    }
+
+    /// Answers when Redis does.
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        self.run(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Holds every line of `req` under `id`, or nothing.
+    #[tracing::instrument(skip_all, fields(reservation = %id, lines = req.lines.len()))]
+    pub async fn reserve(
+        &self,
+        id: &ReservationId,
+        req: &ReserveRequest,
+    ) -> Result<Reserved, EngineError> {
+        let args = vec![
+            self.keys.base().to_owned(),
+            id.to_string(),
+            pairs(&req.lines),
+            (req.ttl_seconds * 1000).to_string(),
+            req.customer_id.clone().unwrap_or_default(),
+            req.channel.clone().unwrap_or_default(),
+            if req.allow_partial { "1" } else { "0" }.to_owned(),
+        ];
+        let reply = self
+            .script(&self.scripts.reserve, self.keys.hold(id), args)
+            .await?;
+        if reply.code == "exists" {
+            let hold = self.hold(id).await?.ok_or(Rejection::NotFound)?;
+            return Ok(Reserved {
+                hold,
+                shortages: Vec::new(),
+                replayed: true,
+            });
+        }
+        let hold = hold_from(id, &reply)?;
+        let words: Vec<String> = reply.fields[9]
+            .split_ascii_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Ok(Reserved {
+            hold,
+            shortages: replies::shortages(&words)?,
+            replayed: false,
+        })
+    }
+
+    /// Sets line quantities and/or restarts the TTL of a held hold.
+    #[tracing::instrument(skip_all, fields(reservation = %id, lines = req.lines.len()))]
+    pub async fn patch(&self, id: &ReservationId, req: &PatchRequest) -> Result<Hold, EngineError> {
+        let args = vec![
+            self.keys.base().to_owned(),
+            id.to_string(),
+            pairs(&req.lines),
+            req.ttl_seconds
+                .map(|s| (s * 1000).to_string())
+                .unwrap_or_default(),
+        ];
+        let reply = self
+            .script(&self.scripts.patch, self.keys.hold(id), args)
+            .await?;
+        hold_from(id, &reply)
+    }
+
+    /// Turns a held hold into a sale and its outbox entry.
+    #[tracing::instrument(skip_all, fields(reservation = %id, order = %order_id))]
+    pub async fn commit(
+        &self,
+        id: &ReservationId,
+        order_id: &OrderId,
+        payment_ref: Option<&str>,
+    ) -> Result<Committed, EngineError> {
+        let args = vec![
+            self.keys.base().to_owned(),
+            id.to_string(),
+            order_id.to_string(),
+            payment_ref.unwrap_or_default().to_owned(),
+        ];
+        let reply = self
+            .script(&self.scripts.commit, self.keys.hold(id), args)
+            .await?;
+        let hold = hold_from(id, &reply)?;
+        let outbox = match reply.fields[9].as_str() {
+            "1" => Some(reply.fields[10].parse().map_err(|m: String| anyhow!(m))?),
+            _ => None,
+        };
+        Ok(Committed {
+            order: replies::order_of(&hold)?,
+            outbox,
+        })
+    }
+
+    /// Gives a hold's units back (an expired hold is left expired).
+    #[tracing::instrument(skip_all, fields(reservation = %id))]
+    pub async fn release(&self, id: &ReservationId) -> Result<Hold, EngineError> {
+        let args = vec![self.keys.base().to_owned(), id.to_string()];
+        let reply = self
+            .script(&self.scripts.release, self.keys.hold(id), args)
+            .await?;
+        hold_from(id, &reply)
+    }
+
+    /// Reads a hold as the API shows it.
+    pub async fn hold(&self, id: &ReservationId) -> Result<Option<Hold>, EngineError> {
+        let reply = self
+            .script(&self.scripts.get_hold, self.keys.hold(id), Vec::new())
+            .await?;
+        match hold_from(id, &reply) {
+            Ok(hold) => Ok(Some(hold)),
+            Err(EngineError::Rejected(Rejection::NotFound)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Expires up to `batch` due holds; returns how many it expired.
+    pub async fn expire_due(&self, batch: usize) -> Result<usize, EngineError> {
+        let args = vec![self.keys.base().to_owned(), batch.to_string()];
+        let reply = self
+            .script(&self.scripts.expire, self.keys.expiry(), args)
+            .await?;
+        Ok(reply.code.parse().context("expire reply")?)
+    }
+
+    /// Creates or updates a SKU; returns it and the outbox entry written, if any.
+    #[tracing::instrument(skip_all, fields(sku = %sku))]
+    pub async fn put_sku(&self, sku: &Sku, req: &PutSkuRequest) -> Result<SkuPut, EngineError> {
+        let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let setting = |s: Setting<String>| match s {
+            Setting::Keep => String::new(),
+            Setting::Clear => "-".to_owned(),
+            Setting::Set(v) => v,
+        };
+        let pcl = match req.per_customer_limit {
+            Setting::Set(n) => Setting::Set(n.to_string()),
+            Setting::Clear => Setting::Clear,
+            Setting::Keep => Setting::Keep,
+        };
+        let ssa = match req.sale_starts_at {
+            Setting::Set(t) => Setting::Set(t.timestamp_millis().to_string()),
+            Setting::Clear => Setting::Clear,
+            Setting::Keep => Setting::Keep,
+        };
+        let args = vec![
+            self.keys.base().to_owned(),
+            sku.to_string(),
+            opt(req.on_hand),
+            opt(req.backorder_limit),
+            setting(pcl),
+            setting(ssa),
+        ];
+        let reply = self
+            .script(&self.scripts.put_sku, self.keys.sku(sku), args)
+            .await?;
+        let f = &reply.fields;
+        match reply.code.as_str() {
+            "created" | "updated" => Ok(SkuPut {
+                view: sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
+                created: reply.code == "created",
+                outbox: f[5].parse().ok(),
+            }),
+            "insufficient" => Err(Rejection::BelowHeld {
+                sku: sku.clone(),
+                requested: f[0].parse().context("put_sku reply")?,
+                held: f[1].parse().context("put_sku reply")?,
+            }
+            .into()),
+            _ => Err(rejection_or_bug(&reply)),
+        }
+    }
+
+    /// One SKU's live view, `None` if it was never set up.
+    pub async fn sku(&self, sku: &Sku) -> Result<Option<SkuView>, EngineError> {
+        let key = self.keys.sku(sku);
+        let v: Vec<Option<String>> = self
+            .run(|mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&["on_hand", "held", "bo", "pcl", "ssa"])
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let [Some(on_hand), held, bo, pcl, ssa] =
+            <[Option<String>; 5]>::try_from(v).unwrap_or_default()
+        else {
+            return Ok(None);
+        };
+        let s = |o: Option<String>| o.unwrap_or_default();
+        Ok(Some(sku_view(
+            sku,
+            &on_hand,
+            &s(held),
+            &s(bo),
+            &s(pcl),
+            &s(ssa),
+        )?))
+    }
+
+    /// `available` of each SKU in one round trip; `None` for unknown SKUs.
+    pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
+        let mut pipe = redis::pipe();
+        for sku in skus {
+            pipe.cmd("HMGET")
+                .arg(self.keys.sku(sku))
+                .arg(&["on_hand", "held", "bo"]);
+        }
+        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>)> = self
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(on_hand, held, bo)| {
+                on_hand.map(|on_hand| (on_hand - held.unwrap_or(0) + bo.unwrap_or(0)).max(0))
+            })
+            .collect())
+    }
+
+    /// A committed order still known to Redis (through its hold).
+    pub async fn order(&self, order_id: &OrderId) -> Result<Option<Order>, EngineError> {
+        let key = self.keys.order(order_id);
+        let hold_id: Option<String> = self
+            .run(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await })
+            .await?;
+        let Some(id) = hold_id.as_deref().and_then(ReservationId::parse) else {
+            return Ok(None);
+        };
+        match self.hold(&id).await? {
+            Some(hold) if hold.order_id.as_ref() == Some(order_id) => {
+                Ok(Some(replies::order_of(&hold)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Outbox entries after `after`, oldest first, at most `count`.
+    pub async fn outbox_after(
+        &self,
+        after: StreamId,
+        count: usize,
+    ) -> Result<Vec<OutboxEntry>, EngineError> {
+        let key = self.keys.outbox();
+        let raw: Vec<(String, HashMap<String, String>)> = self
+            .run(|mut conn| async move {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(format!("({after}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        raw.iter()
+            .map(|(id, fields)| replies::outbox_entry(id, fields).map_err(EngineError::Internal))
+            .collect()
+    }
+
+    /// One outbox entry by id.
+    pub async fn outbox_entry(&self, id: StreamId) -> Result<Option<OutboxEntry>, EngineError> {
+        let key = self.keys.outbox();
+        let raw: Vec<(String, HashMap<String, String>)> = self
+            .run(|mut conn| async move {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(id.to_string())
+                    .arg(id.to_string())
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        raw.first()
+            .map(|(id, fields)| replies::outbox_entry(id, fields).map_err(EngineError::Internal))
+            .transpose()
+    }
+
+    /// Drops outbox entries older than `min` (they are in Postgres).
+    pub async fn trim_outbox(&self, min: StreamId) -> Result<(), EngineError> {
+        let key = self.keys.outbox();
+        self.run(|mut conn| async move {
+            redis::cmd("XTRIM")
+                .arg(key)
+                .arg("MINID")
+                .arg(min.to_string())
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The idempotency store on the same Redis.
+    pub fn idempotency(&self) -> IdempotencyStore {
+        IdempotencyStore::new(self.pool.clone(), self.keys.clone())
+    }
+}
+
+/// "sku qty sku qty …" as the scripts take lines.
+fn pairs(lines: &[(Sku, i64)]) -> String {
+    let mut out = String::with_capacity(lines.len() * 16);
+    for (sku, qty) in lines {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(sku.as_str());
+        out.push(' ');
+        out.push_str(&qty.to_string());
+    }
+    out
+}
+
+fn rejection_or_bug(reply: &Reply) -> EngineError {
+    match replies::rejection(reply) {
+        Ok(Some(r)) => r.into(),
+        Ok(None) => EngineError::Internal(anyhow!("unexpected script reply {reply:?}")),
+        Err(e) => EngineError::Internal(e),
+    }
+}
+
+fn hold_from(id: &ReservationId, reply: &Reply) -> Result<Hold, EngineError> {
+    if reply.code != "ok" {
+        return Err(rejection_or_bug(reply));
+    }
+    Ok(replies::hold(id, &reply.fields)?)
+}
+
+fn sku_view(
+    sku: &Sku,
+    on_hand: &str,
+    held: &str,
+    bo: &str,
+    pcl: &str,
+    ssa: &str,
+) -> Result<SkuView, EngineError> {
+    let num = |s: &str| -> anyhow::Result<i64> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse()
+                .with_context(|| format!("bad counter {s:?} for SKU {sku}"))
+        }
+    };
+    Ok(SkuView {
+        sku: sku.clone(),
+        on_hand: num(on_hand)?,
+        held: num(held)?,
+        backorder_limit: num(bo)?,
+        per_customer_limit: if pcl.is_empty() {
+            None
+        } else {
+            Some(num(pcl)?)
+        },
+        sale_starts_at: if ssa.is_empty() {
+            None
+        } else {
+            Some(replies::time(ssa)?)
+        },
+    })
+}

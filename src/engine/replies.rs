@@ -1,0 +1,266 @@
+//! Script replies turned into domain values and rejections: the one place
+//! that knows the Lua return shapes documented in each script's header.
+
+use crate::domain::{
+    Hold, HoldLine, HoldStatus, LimitBreach, Order, OrderId, OrderLine, OutboxEntry, OutboxEvent,
+    Rejection, ReservationId, Shortage, Sku, SkuSettings, SoldLine, StreamId,
+};
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use redis::{FromRedisValue, RedisResult, Value};
+use std::collections::HashMap;
+
+/// A script's reply: a status word and its fields, all as text.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub code: String,
+    pub fields: Vec<String>,
+}
+
+impl FromRedisValue for Reply {
+    fn from_redis_value(v: &Value) -> RedisResult<Self> {
+        let mut items: Vec<String> = match v {
+            Value::Array(items) => items.iter().map(text).collect(),
+            other => vec![text(other)],
+        };
+        if items.is_empty() {
+            items.push(String::new());
+        }
+        let code = items.remove(0);
+        Ok(Reply {
+            code,
+            fields: items,
+        })
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        Value::Okay => "OK".into(),
+        _ => String::new(),
+    }
+}
+
+/// Milliseconds since the epoch as a time.
+pub(crate) fn time(ms: &str) -> anyhow::Result<DateTime<Utc>> {
+    let n: i64 = ms
+        .parse()
+        .with_context(|| format!("not a time in ms: {ms:?}"))?;
+    DateTime::from_timestamp_millis(n).ok_or_else(|| anyhow!("time out of range: {n}"))
+}
+
+fn optional(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn sku(s: &str) -> anyhow::Result<Sku> {
+    Sku::parse(s).map_err(|m| anyhow!("bad SKU {s:?} in Redis: {m}"))
+}
+
+fn number(s: &str) -> anyhow::Result<i64> {
+    s.parse().with_context(|| format!("not a number: {s:?}"))
+}
+
+/// The rejection a script's status word stands for, if it is one.
+pub(crate) fn rejection(reply: &Reply) -> anyhow::Result<Option<Rejection>> {
+    let f = &reply.fields;
+    let rejection = match reply.code.as_str() {
+        "not_found" => Rejection::NotFound,
+        "expired" => Rejection::Expired,
+        "released" => Rejection::Released,
+        "committed" => Rejection::Committed,
+        "empty" => Rejection::Empty,
+        "order_taken" => Rejection::OrderTaken,
+        "on_hand_required" => Rejection::OnHandRequired,
+        "unknown_sku" => Rejection::UnknownSku(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?),
+        "customer_required" => {
+            Rejection::CustomerRequired(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?)
+        }
+        "sale_not_started" => Rejection::SaleNotStarted(
+            f.chunks_exact(2)
+                .map(|c| Ok((sku(&c[0])?, time(&c[1])?)))
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        "limit_exceeded" => Rejection::LimitExceeded(
+            f.chunks_exact(4)
+                .map(|c| {
+                    Ok(LimitBreach {
+                        sku: sku(&c[0])?,
+                        limit: number(&c[1])?,
+                        already: number(&c[2])?,
+                        requested: number(&c[3])?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        "insufficient" => Rejection::Insufficient(shortages(f)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(rejection))
+}
+
+/// `sku requested available …` triples.
+pub(crate) fn shortages(f: &[String]) -> anyhow::Result<Vec<Shortage>> {
+    f.chunks_exact(3)
+        .map(|c| {
+            Ok(Shortage {
+                sku: sku(&c[0])?,
+                requested: number(&c[1])?,
+                available: number(&c[2])?,
+            })
+        })
+        .collect()
+}
+
+/// A hold from `st cust chan ca ea ln oid cat pref` (the scripts' `hold_reply`).
+pub(crate) fn hold(id: &ReservationId, f: &[String]) -> anyhow::Result<Hold> {
+    if f.len() < 9 {
+        bail!("hold reply too short: {f:?}");
+    }
+    let words: Vec<&str> = f[5].split_ascii_whitespace().collect();
+    let lines = words
+        .chunks_exact(3)
+        .map(|c| {
+            Ok(HoldLine {
+                sku: sku(c[0])?,
+                qty: number(c[1])?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Hold {
+        id: id.clone(),
+        status: HoldStatus::parse(&f[0]).ok_or_else(|| anyhow!("bad hold state {:?}", f[0]))?,
+        customer_id: optional(&f[1]),
+        channel: optional(&f[2]),
+        lines,
+        created_at: time(&f[3])?,
+        expires_at: time(&f[4])?,
+        order_id: optional(&f[6])
+            .map(|s| OrderId::parse(&s))
+            .transpose()
+            .map_err(|m| anyhow!(m))?,
+        committed_at: optional(&f[7]).map(|s| time(&s)).transpose()?,
+        payment_ref: optional(&f[8]),
+    })
+}
+
+/// The order a committed hold became (not yet known to be persisted).
+pub(crate) fn order_of(hold: &Hold) -> anyhow::Result<Order> {
+    Ok(Order {
+        order_id: hold
+            .order_id
+            .clone()
+            .context("committed hold without order id")?,
+        reservation_id: hold.id.clone(),
+        customer_id: hold.customer_id.clone(),
+        channel: hold.channel.clone(),
+        payment_ref: hold.payment_ref.clone(),
+        lines: hold
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                sku: l.sku.clone(),
+                qty: l.qty,
+                returned_qty: 0,
+            })
+            .collect(),
+        committed_at: hold.committed_at.context("committed hold without time")?,
+        persisted: false,
+    })
+}
+
+/// An outbox stream entry (fields as the scripts write them).
+pub(crate) fn outbox_entry(id: &str, f: &HashMap<String, String>) -> anyhow::Result<OutboxEntry> {
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    let id: StreamId = id.parse().map_err(|m: String| anyhow!(m))?;
+    let event = match get("kind") {
+        "commit" => {
+            let words: Vec<&str> = get("lines").split_ascii_whitespace().collect();
+            let sold: Vec<SoldLine> = words
+                .chunks_exact(3)
+                .map(|c| {
+                    Ok(SoldLine {
+                        sku: sku(c[0])?,
+                        qty: number(c[1])?,
+                        on_hand_after: number(c[2])?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let order = Order {
+                order_id: OrderId::parse(get("order")).map_err(|m| anyhow!(m))?,
+                reservation_id: ReservationId::parse(get("res"))
+                    .ok_or_else(|| anyhow!("bad reservation id in outbox"))?,
+                customer_id: optional(get("cust")),
+                channel: optional(get("chan")),
+                payment_ref: optional(get("pref")),
+                lines: sold
+                    .iter()
+                    .map(|s| OrderLine {
+                        sku: s.sku.clone(),
+                        qty: s.qty,
+                        returned_qty: 0,
+                    })
+                    .collect(),
+                committed_at: time(get("at"))?,
+                persisted: false,
+            };
+            OutboxEvent::Commit { order, sold }
+        }
+        "sku" => OutboxEvent::Sku {
+            sku: sku(get("sku"))?,
+            created: get("created") == "1",
+            delta: number(get("delta"))?,
+            on_hand_after: number(get("on_hand_after"))?,
+            settings: SkuSettings {
+                backorder_limit: number(get("bo"))?,
+                per_customer_limit: optional(get("pcl")).map(|s| number(&s)).transpose()?,
+                sale_starts_at: optional(get("ssa")).map(|s| time(&s)).transpose()?,
+            },
+            at: time(get("at"))?,
+        },
+        other => bail!("unknown outbox entry kind {other:?} at {id}"),
+    };
+    Ok(OutboxEntry { id, event })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(words: &[&str]) -> Reply {
+        Reply {
+            code: words[0].into(),
+            fields: words[1..].iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn script_codes_become_rejections_with_their_details() {
+        let r = rejection(&reply(&["insufficient", "A", "5", "2", "B", "1", "0"])).unwrap();
+        match r {
+            Some(Rejection::Insufficient(s)) => {
+                assert_eq!(s.len(), 2);
+                assert_eq!((s[0].requested, s[0].available), (5, 2));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(rejection(&reply(&["ok"])).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_hold_reply_parses_lines_and_empty_fields() {
+        let id = ReservationId::random();
+        let f: Vec<String> = ["held", "", "web", "1000", "2000", "A 2 0 B 1 1", "", "", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let h = hold(&id, &f).unwrap();
+        assert_eq!(h.customer_id, None);
+        assert_eq!(h.lines.len(), 2);
+        assert_eq!(h.lines[1].qty, 1);
+        assert_eq!(h.expires_at.timestamp_millis(), 2000);
+    }
+}

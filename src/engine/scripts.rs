@@ -1,0 +1,36 @@
+//! The Lua scripts of `lua/`, each loaded with the shared helpers of
+//! `lua/common.lua` in front. Called with EVALSHA (the redis crate loads a
+//! script again when Redis answers NOSCRIPT).
+
+use redis::Script;
+
+const COMMON: &str = include_str!("../../lua/common.lua");
+
+fn with_common(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+/// Every script, loaded once per engine.
+pub(crate) struct Scripts {
+    pub reserve: Script,
+    pub patch: Script,
+    pub commit: Script,
+    pub release: Script,
+    pub expire: Script,
+    pub get_hold: Script,
+    pub put_sku: Script,
+}
+
+impl Scripts {
+    pub fn load() -> Self {
+        Scripts {
+            reserve: with_common(include_str!("../../lua/reserve.lua")),
+            patch: with_common(include_str!("../../lua/patch.lua")),
+            commit: with_common(include_str!("../../lua/commit.lua")),
+            release: with_common(include_str!("../../lua/release.lua")),
+            expire: with_common(include_str!("../../lua/expire.lua")),
+            get_hold: with_common(include_str!("../../lua/get_hold.lua")),
+            put_sku: with_common(include_str!("../../lua/put_sku.lua")),
+        }
+    }
+}

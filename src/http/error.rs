@@ -1,0 +1,287 @@
+//! The API's one error type, rendered as RFC 9457 problem+json with the
+//! stable `code` of API.md. Rejections of the stock rules are mapped here,
+//! never in handlers.
+
+use crate::domain::{FieldError, LimitBreach, Rejection, Role, Shortage, Sku};
+use crate::engine::EngineError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+/// Everything an API call can answer instead of success.
+#[derive(thiserror::Error)]
+pub enum ApiError {
+    /// 422 `validation_failed`: every problem found.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 400 `malformed_json`.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// 401 `unauthorized`.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// 403 `forbidden`.
+    #[error("forbidden")]
+    Forbidden(Role),
+    /// 404 `not_found`.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 422 `unknown_sku`.
+    #[error("unknown SKUs")]
+    UnknownSku(Vec<Sku>),
+    /// 409 `insufficient_stock`.
+    #[error("insufficient stock")]
+    InsufficientStock(Vec<Shortage>),
+    /// 409 `per_customer_limit_exceeded`.
+    #[error("per-customer limit exceeded")]
+    LimitExceeded(Vec<LimitBreach>),
+    /// 409 `sale_not_started`.
+    #[error("sale not started")]
+    SaleNotStarted(Vec<(Sku, DateTime<Utc>)>),
+    /// 410 `reservation_expired`.
+    #[error("reservation expired")]
+    Expired,
+    /// 409 `reservation_released`.
+    #[error("reservation released")]
+    Released,
+    /// 409 `reservation_committed`.
+    #[error("reservation committed")]
+    Committed,
+    /// 409 `idempotency_conflict`.
+    #[error("idempotency conflict: {0}")]
+    IdempotencyConflict(&'static str),
+    /// 413 `payload_too_large`.
+    #[error("payload too large")]
+    PayloadTooLarge(usize),
+    /// 503 `unavailable`: Redis or Postgres unreachable.
+    #[error("service unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// 500: a bug; details go to the log, not the client.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl fmt::Debug for ApiError {
+    /// Writes the error with its whole cause chain, for the logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        let field = |f: &str, m: String| ApiError::Validation(vec![FieldError::new(f, m)]);
+        match r {
+            Rejection::NotFound => ApiError::NotFound("reservation"),
+            Rejection::Expired => ApiError::Expired,
+            Rejection::Released => ApiError::Released,
+            Rejection::Committed => ApiError::Committed,
+            Rejection::Empty => field(
+                "lines",
+                "the reservation has no lines left to commit".into(),
+            ),
+            Rejection::OrderTaken => field("order_id", "is already the id of another order".into()),
+            Rejection::OnHandRequired => field("on_hand", "is required to create a SKU".into()),
+            Rejection::UnknownSku(skus) => ApiError::UnknownSku(skus),
+            Rejection::CustomerRequired(skus) => ApiError::Validation(
+                skus.iter()
+                    .map(|s| {
+                        FieldError::new(
+                            "customer_id",
+                            format!("is required: {s} has a per-customer limit"),
+                        )
+                    })
+                    .collect(),
+            ),
+            Rejection::SaleNotStarted(skus) => ApiError::SaleNotStarted(skus),
+            Rejection::LimitExceeded(breaches) => ApiError::LimitExceeded(breaches),
+            Rejection::Insufficient(shortages) => ApiError::InsufficientStock(shortages),
+            Rejection::BelowHeld {
+                sku,
+                requested,
+                held,
+            } => ApiError::InsufficientStock(vec![Shortage {
+                sku,
+                requested: held,
+                available: requested,
+            }]),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Rejected(r) => r.into(),
+            EngineError::Unavailable(e) => ApiError::Unavailable(e),
+            EngineError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl ApiError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownSku(_) => "unknown_sku",
+            ApiError::InsufficientStock(_) => "insufficient_stock",
+            ApiError::LimitExceeded(_) => "per_customer_limit_exceeded",
+            ApiError::SaleNotStarted(_) => "sale_not_started",
+            ApiError::Expired => "reservation_expired",
+            ApiError::Released => "reservation_released",
+            ApiError::Committed => "reservation_committed",
+            ApiError::IdempotencyConflict(_) => "idempotency_conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::MalformedJson(_) => "Malformed JSON",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::UnknownSku(_) => "Unknown SKU",
+            ApiError::InsufficientStock(_) => "Insufficient stock",
+            ApiError::LimitExceeded(_) => "Per-customer limit exceeded",
+            ApiError::SaleNotStarted(_) => "Sale not started",
+            ApiError::Expired => "Reservation expired",
+            ApiError::Released => "Reservation released",
+            ApiError::Committed => "Reservation committed",
+            ApiError::IdempotencyConflict(_) => "Idempotency conflict",
+            ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        let n = |len: usize, one: &str, many: &str| {
+            format!("{len} {}", if len == 1 { one } else { many })
+        };
+        match self {
+            ApiError::Validation(e) => {
+                format!("{} in the request", n(e.len(), "problem", "problems"))
+            }
+            ApiError::MalformedJson(m) => format!("the body is not valid JSON: {m}"),
+            ApiError::Unauthorized => "send a valid API key as Authorization: Bearer <key>".into(),
+            ApiError::Forbidden(role) => format!("this call needs a key with the {role} role"),
+            ApiError::NotFound(what) => format!("no such {what}"),
+            ApiError::UnknownSku(s) => {
+                format!("{} never set up", n(s.len(), "SKU was", "SKUs were"))
+            }
+            ApiError::InsufficientStock(s) => format!("{} short", n(s.len(), "SKU is", "SKUs are")),
+            ApiError::LimitExceeded(s) => {
+                format!("{} over the per-customer limit", n(s.len(), "SKU", "SKUs"))
+            }
+            ApiError::SaleNotStarted(s) => {
+                format!("{} not on sale yet", n(s.len(), "SKU is", "SKUs are"))
+            }
+            ApiError::Expired => {
+                "the reservation ran out of time and its units were released".into()
+            }
+            ApiError::Released => "the reservation was released".into(),
+            ApiError::Committed => "the reservation was committed".into(),
+            ApiError::IdempotencyConflict(why) => (*why).into(),
+            ApiError::PayloadTooLarge(limit) => format!("the body is larger than {limit} bytes"),
+            ApiError::Unavailable(_) => {
+                "a backing store is unreachable; nothing was changed, retry later".into()
+            }
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
+        }
+    }
+
+    fn extra(&self) -> Option<(&'static str, Value)> {
+        Some(match self {
+            ApiError::Validation(errors) => ("errors", json!(errors)),
+            ApiError::UnknownSku(skus) => ("skus", json!(skus)),
+            ApiError::InsufficientStock(shortages) => ("shortages", json!(shortages)),
+            ApiError::LimitExceeded(limits) => ("limits", json!(limits)),
+            ApiError::SaleNotStarted(skus) => (
+                "skus",
+                skus.iter()
+                    .map(|(sku, at)| json!({ "sku": sku, "starts_at": super::views::time(*at) }))
+                    .collect(),
+            ),
+            _ => return None,
+        })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::UnknownSku(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::InsufficientStock(_)
+            | ApiError::LimitExceeded(_)
+            | ApiError::SaleNotStarted(_)
+            | ApiError::Released
+            | ApiError::Committed
+            | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
+            ApiError::Expired => StatusCode::GONE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(_) => tracing::error!(error = ?self, "request failed"),
+            ApiError::Unavailable(_) => tracing::warn!(error = ?self, "request failed"),
+            _ => {}
+        }
+        problem(
+            self.status_code(),
+            self.code(),
+            self.title(),
+            &self.detail(),
+            self.extra(),
+        )
+    }
+}
+
+/// A problem+json response.
+pub fn problem(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: &str,
+    extra: Option<(&'static str, Value)>,
+) -> HttpResponse {
+    let mut body = Map::new();
+    body.insert(
+        "type".into(),
+        json!(format!("/problems/{}", code.replace('_', "-"))),
+    );
+    body.insert("title".into(), json!(title));
+    body.insert("status".into(), json!(status.as_u16()));
+    body.insert("code".into(), json!(code));
+    body.insert("detail".into(), json!(detail));
+    if let Some((name, value)) = extra {
+        body.insert(name.into(), value);
+    }
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .json(Value::Object(body))
+}

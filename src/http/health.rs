@@ -1,0 +1,57 @@
+//! `/healthz` and `/readyz`.
+
+use crate::service::Stock;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether start-up work is done; `/readyz` answers 503 until it is.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Marks start-up as done.
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether start-up is done.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Registers the health routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(stock: web::Data<Stock>, readiness: web::Data<Readiness>) -> HttpResponse {
+    let (redis, postgres) = tokio::join!(stock.engine.ping(), stock.ledger.ping());
+    let mut reasons = Vec::new();
+    if let Err(e) = redis {
+        reasons.push(format!("redis: {e}"));
+    }
+    if let Err(e) = postgres {
+        reasons.push(format!("postgres: {e}"));
+    }
+    if !readiness.is_ready() {
+        reasons.push("start-up is not finished".to_owned());
+    }
+    if reasons.is_empty() {
+        HttpResponse::Ok().json(json!({ "status": "ready" }))
+    } else {
+        super::error::problem(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Not ready",
+            &reasons.join("; "),
+            Some(("reasons", json!(reasons))),
+        )
+    }
+}

@@ -1,0 +1,33 @@
+//! The HTTP API of API.md: request parsing, authentication, handlers and
+//! problem+json errors. Handlers call the engine and the ledger through
+//! [`crate::service::Stock`]; there is no Redis or SQL here.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod health;
+pub mod idempotency;
+pub mod orders;
+pub mod reservations;
+pub mod skus;
+pub mod views;
+
+use actix_web::{web, HttpResponse};
+use error::ApiError;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    cfg.service(
+        web::scope("/v1")
+            .wrap(actix_web::middleware::from_fn(idempotency::idempotency))
+            .configure(skus::configure)
+            .configure(reservations::configure)
+            .configure(orders::configure),
+    );
+}
+
+/// The answer for paths and methods the API does not have.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("resource"))
+}

@@ -1,0 +1,76 @@
+//! Reading orders back from the ledger.
+
+use super::{Ledger, LedgerError};
+use crate::domain::{Order, OrderId, OrderLine, ReservationId, Sku};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    order_id: String,
+    reservation_id: String,
+    customer_id: Option<String>,
+    channel: Option<String>,
+    payment_ref: Option<String>,
+    committed_at: DateTime<Utc>,
+}
+
+const SELECT_ORDER: &str =
+    "SELECT order_id, reservation_id, customer_id, channel, payment_ref, committed_at FROM orders";
+
+impl Ledger {
+    /// A persisted order by id.
+    pub async fn order(&self, order_id: &OrderId) -> Result<Option<Order>, LedgerError> {
+        let row: Option<OrderRow> = sqlx::query_as(&format!("{SELECT_ORDER} WHERE order_id = $1"))
+            .bind(order_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        self.with_lines(row).await
+    }
+
+    /// The persisted order a reservation became.
+    pub async fn order_for_reservation(
+        &self,
+        id: &ReservationId,
+    ) -> Result<Option<Order>, LedgerError> {
+        let row: Option<OrderRow> =
+            sqlx::query_as(&format!("{SELECT_ORDER} WHERE reservation_id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        self.with_lines(row).await
+    }
+
+    async fn with_lines(&self, row: Option<OrderRow>) -> Result<Option<Order>, LedgerError> {
+        let Some(row) = row else { return Ok(None) };
+        let lines: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT sku, qty, returned_qty FROM order_lines WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(&row.order_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let corrupt =
+            |what: String| LedgerError::Internal(anyhow!("corrupt order {}: {what}", row.order_id));
+        let lines = lines
+            .into_iter()
+            .map(|(sku, qty, returned_qty)| {
+                Ok(OrderLine {
+                    sku: Sku::parse(&sku).map_err(corrupt)?,
+                    qty,
+                    returned_qty,
+                })
+            })
+            .collect::<Result<_, LedgerError>>()?;
+        Ok(Some(Order {
+            order_id: OrderId::parse(&row.order_id).map_err(corrupt)?,
+            reservation_id: ReservationId::parse(&row.reservation_id)
+                .ok_or_else(|| corrupt("reservation id".into()))?,
+            customer_id: row.customer_id,
+            channel: row.channel,
+            payment_ref: row.payment_ref,
+            lines,
+            committed_at: row.committed_at,
+            persisted: true,
+        }))
+    }
+}

@@ -1,0 +1,64 @@
+//! Background duties, run by every instance: the reaper (expires due holds)
+//! and the outbox drain (persists outbox entries). Each exposes one step,
+//! `try_execute_task`, so tests can drive it deterministically; `spawn` runs
+//! the steps in a loop until shutdown. Both are safe with several instances
+//! running them at once: the reaper's step is one atomic script, and the
+//! drain's writes are idempotent per outbox entry.
+
+mod drain;
+mod reaper;
+
+pub use drain::Drain;
+pub use reaper::Reaper;
+
+use std::future::Future;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Found nothing to do.
+    Idle,
+    /// Did `n` items; there may be more right away.
+    Worked(usize),
+}
+
+/// Runs `step` every `interval` (at once again while it reports a full
+/// batch) until `shutdown` is cancelled. Errors are logged and retried.
+pub fn spawn<F, Fut>(
+    name: &'static str,
+    interval: Duration,
+    shutdown: CancellationToken,
+    mut step: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<(Outcome, bool)>> + Send,
+{
+    tokio::spawn(async move {
+        tracing::info!(task = name, "background task started");
+        loop {
+            let more = match step().await {
+                Ok((_, more)) => more,
+                Err(e) => {
+                    tracing::warn!(task = name, error = ?e, "background step failed; retrying");
+                    false
+                }
+            };
+            if more {
+                tokio::task::yield_now().await;
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        tracing::info!(task = name, "background task stopped");
+    })
+}

@@ -1,0 +1,107 @@
+//! Operations that span the engine and the ledger: a change made atomically
+//! in Redis, then its outbox entry written to Postgres before the answer.
+
+use crate::domain::{
+    CommitRequest, Hold, Order, OrderId, PutSkuRequest, ReservationId, Sku, StreamId,
+};
+use crate::engine::{Engine, EngineError, SkuPut};
+use crate::ledger::{Ledger, LedgerError};
+
+/// A commit's outcome.
+#[derive(Debug, Clone)]
+pub struct CommitOutcome {
+    /// The order, with `persisted` saying whether it is in Postgres.
+    pub order: Order,
+    /// Whether this call made the sale (false: committed before).
+    pub fresh: bool,
+}
+
+/// The stock engine and the ledger, used together.
+#[derive(Clone)]
+pub struct Stock {
+    /// Live counts and holds.
+    pub engine: Engine,
+    /// The permanent record.
+    pub ledger: Ledger,
+}
+
+impl Stock {
+    /// Commits a hold and persists the sale. When Postgres cannot take it,
+    /// the sale stands (made atomically in Redis, in the outbox) and the
+    /// order says `persisted: false`; the outbox drain persists it later.
+    pub async fn commit(
+        &self,
+        id: &ReservationId,
+        req: &CommitRequest,
+    ) -> Result<CommitOutcome, EngineError> {
+        let order_id = req.order_id.clone().unwrap_or_else(OrderId::generate);
+        let committed = self
+            .engine
+            .commit(id, &order_id, req.payment_ref.as_deref())
+            .await?;
+        let mut order = committed.order;
+        match committed.outbox {
+            Some(entry) => order.persisted = self.persist(entry).await,
+            // Committed before: the ledger's copy also knows about returns.
+            None => {
+                if let Ok(Some(persisted)) = self.ledger.order(&order.order_id).await {
+                    order = persisted;
+                }
+            }
+        }
+        Ok(CommitOutcome {
+            order,
+            fresh: committed.outbox.is_some(),
+        })
+    }
+
+    /// Creates or updates a SKU and persists the change.
+    pub async fn put_sku(&self, sku: &Sku, req: &PutSkuRequest) -> Result<SkuPut, EngineError> {
+        let put = self.engine.put_sku(sku, req).await?;
+        if let Some(entry) = put.outbox {
+            // Not persisted now means persisted by the drain: the change is
+            // in the outbox either way, so the answer does not depend on it.
+            self.persist(entry).await;
+        }
+        Ok(put)
+    }
+
+    /// Writes one outbox entry to the ledger; false if that failed (the
+    /// outbox drain will retry it).
+    async fn persist(&self, entry: StreamId) -> bool {
+        let result = match self.engine.outbox_entry(entry).await {
+            Ok(Some(e)) => self.ledger.apply(&[e], None).await.map(drop),
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = ?e, %entry, "could not read outbox entry to persist it");
+                return false;
+            }
+        };
+        match result {
+            Ok(()) => true,
+            Err(LedgerError::Unavailable(e)) => {
+                tracing::warn!(error = %e, %entry, "postgres unavailable; the outbox drain will persist the entry");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, %entry, "persisting outbox entry failed; the drain will retry");
+                false
+            }
+        }
+    }
+
+    /// An order: from Postgres, else the pending record in Redis.
+    pub async fn order(&self, order_id: &OrderId) -> Result<Option<Order>, EngineError> {
+        match self.ledger.order(order_id).await {
+            Ok(Some(order)) => return Ok(Some(order)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = ?e, "ledger unavailable; looking for a pending order"),
+        }
+        self.engine.order(order_id).await
+    }
+
+    /// A reservation as stored in Redis.
+    pub async fn reservation(&self, id: &ReservationId) -> Result<Option<Hold>, EngineError> {
+        self.engine.hold(id).await
+    }
+}

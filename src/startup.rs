@@ -1,0 +1,164 @@
+//! Builds the application: pools, migrations, the listener (bound first, so
+//! port 0 works in tests), the HTTP server and the background tasks.
+
+use crate::configuration::Settings;
+use crate::engine::Engine;
+use crate::http::{self, auth::ApiKeys, health::Readiness};
+use crate::ledger::Ledger;
+use crate::reconciler::{self, Drain, Reaper};
+use crate::service::Stock;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long start-up waits for Postgres to accept the migrations.
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A built, not yet running, stockhold.
+pub struct Application {
+    port: u16,
+    server: Server,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    stock: Stock,
+}
+
+impl Application {
+    /// Connects, migrates, binds and starts everything; stops when `shutdown`
+    /// is cancelled.
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let stock = connect(&settings).await?;
+        let listener = TcpListener::bind((
+            settings.application.host.as_str(),
+            settings.application.port,
+        ))
+        .with_context(|| {
+            format!(
+                "binding {}:{}",
+                settings.application.host, settings.application.port
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+
+        let readiness = web::Data::new(Readiness::default());
+        let stock_data = web::Data::new(stock.clone());
+        let keys = web::Data::new(ApiKeys::new(&settings.auth));
+        let limits = web::Data::new(settings.limits.limits());
+        let idempotency = web::Data::new(stock.engine.idempotency());
+        let app_readiness = readiness.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(stock_data.clone())
+                .app_data(keys.clone())
+                .app_data(limits.clone())
+                .app_data(idempotency.clone())
+                .app_data(app_readiness.clone())
+                .configure(http::configure)
+                .default_service(web::to(http::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.application.shutdown_timeout_seconds);
+        if settings.application.workers > 0 {
+            server = server.workers(settings.application.workers);
+        }
+        let server = server.run();
+
+        let tasks = spawn_background(&settings, &stock, &shutdown);
+        readiness.set_ready();
+        tracing::info!(port, profile = ?settings.profile, "stockhold is listening");
+        Ok(Application {
+            port,
+            server,
+            tasks,
+            shutdown,
+            stock,
+        })
+    }
+
+    /// The port the API listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The engine and ledger this application runs on.
+    pub fn stock(&self) -> &Stock {
+        &self.stock
+    }
+
+    /// Serves until the shutdown signal, then stops accepting, lets in-flight
+    /// requests finish and stops the background tasks.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle: ServerHandle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        let served = self.server.await;
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        tracing::info!("stockhold stopped");
+        served.context("running the HTTP server")
+    }
+}
+
+/// Builds the engine and the ledger and applies the migrations, waiting a
+/// while for Postgres if it is still starting.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Stock> {
+    let engine = Engine::new(&settings.redis)?;
+    let ledger = Ledger::new(&settings.database)?;
+    let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
+    loop {
+        match ledger.migrate().await {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = ?e, "migrations failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Stock { engine, ledger })
+}
+
+fn spawn_background(
+    settings: &Settings,
+    stock: &Stock,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let r = &settings.reconciler;
+    let reaper = Reaper::new(stock.engine.clone(), r.reaper_batch);
+    let drain = Drain::new(
+        stock.engine.clone(),
+        stock.ledger.clone(),
+        r.drain_batch,
+        Duration::from_secs(r.outbox_retention_seconds),
+    );
+    vec![
+        reconciler::spawn(
+            "reaper",
+            Duration::from_millis(r.reaper_interval_ms),
+            shutdown.clone(),
+            move || {
+                let reaper = reaper.clone();
+                async move { reaper.try_execute_task().await }
+            },
+        ),
+        reconciler::spawn(
+            "outbox-drain",
+            Duration::from_millis(r.drain_interval_ms),
+            shutdown.clone(),
+            move || {
+                let drain = drain.clone();
+                async move { drain.try_execute_task().await }
+            },
+        ),
+    ]
+}
