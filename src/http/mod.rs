@@ -27,7 +27,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The answer for paths and methods the API does not have.
+/// The answer for paths the API does not have.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("resource"))
+}
+
+/// The answer for a method a path does not have.
+pub async fn method_not_allowed() -> HttpResponse {
+    error::problem(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        "this path does not take this method",
+        None,
+    )
+}
+
+/// A resource whose unknown methods get a problem+json 405.
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
 }

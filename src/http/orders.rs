@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 
 /// Registers the order routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders/{order_id}", web::get().to(get_order));
+    cfg.service(super::resource("/orders/{order_id}").route(web::get().to(get_order)));
 }
 
 async fn get_order(

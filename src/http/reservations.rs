@@ -11,13 +11,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Registers the reservation routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/reservations", web::post().to(reserve))
-        .route("/reservations/{id}", web::get().to(get_reservation))
-        .route("/reservations/{id}", web::patch().to(patch_reservation))
-        .route("/reservations/{id}", web::delete().to(release_reservation))
-        .route(
-            "/reservations/{id}/commit",
-            web::post().to(commit_reservation),
+    cfg.service(super::resource("/reservations").route(web::post().to(reserve)))
+        .service(
+            super::resource("/reservations/{id}")
+                .route(web::get().to(get_reservation))
+                .route(web::patch().to(patch_reservation))
+                .route(web::delete().to(release_reservation)),
+        )
+        .service(
+            super::resource("/reservations/{id}/commit").route(web::post().to(commit_reservation)),
         );
 }
 

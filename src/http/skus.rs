@@ -13,9 +13,12 @@ const MAX_AVAILABILITY_SKUS: usize = 500;
 
 /// Registers the SKU routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/skus/{sku}", web::put().to(put_sku))
-        .route("/skus/{sku}", web::get().to(get_sku))
-        .route("/availability", web::get().to(availability));
+    cfg.service(
+        super::resource("/skus/{sku}")
+            .route(web::put().to(put_sku))
+            .route(web::get().to(get_sku)),
+    )
+    .service(super::resource("/availability").route(web::get().to(availability)));
 }
 
 #[tracing::instrument(skip_all, fields(sku = %path))]

@@ -1,0 +1,306 @@
+//! `spawn_app()`: a stockhold on port 0 with its own Postgres database and
+//! its own Redis key prefix, and a `TestApp` with one method per endpoint.
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use std::time::Duration;
+use stockhold::configuration::{get_configuration, Settings};
+use stockhold::service::Stock;
+use stockhold::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN: &str = "dev-admin-key";
+pub const STOREFRONT: &str = "dev-storefront-key";
+pub const CALLCENTRE: &str = "dev-callcentre-key";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub stock: Stock,
+    pub settings: Settings,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("STOCKHOLD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6381/".into())
+}
+
+fn test_admin_database_url() -> String {
+    std::env::var("STOCKHOLD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://stockhold@127.0.0.1:5434/postgres".into())
+}
+
+/// Settings for one isolated test: own database, own key prefix, port 0.
+pub async fn test_settings() -> Settings {
+    let mut settings = get_configuration().expect("configuration loads");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    settings.application.host = "127.0.0.1".into();
+    settings.application.port = 0;
+    settings.application.workers = 2;
+    settings.application.shutdown_timeout_seconds = 5;
+    settings.redis.url = test_redis_url();
+    settings.redis.key_prefix = format!("t{id}");
+    settings.redis.pool_size = 64;
+    settings.database.url = create_database(&format!("test_{id}")).await;
+    settings.database.max_connections = 10;
+    settings.telemetry.filter = "warn".into();
+    settings
+}
+
+async fn create_database(name: &str) -> String {
+    let admin = test_admin_database_url();
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("test Postgres is reachable (scripts/test.sh starts it)");
+    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').expect("database url has a path").0;
+    format!("{base}/{name}")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings().await;
+    change(&mut settings);
+    let shutdown = CancellationToken::new();
+    let app = Application::build(settings.clone(), shutdown.clone())
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let stock = app.stock().clone();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        client,
+        stock,
+        settings,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn db(&self) -> &PgPool {
+        self.stock.ledger.pool()
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.settings.redis.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Any request: method, path, key (None: no Authorization), JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn put_sku(&self, sku: &str, body: Value) -> Response {
+        self.request(
+            Method::PUT,
+            &format!("/v1/skus/{sku}"),
+            Some(ADMIN),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Sets up a SKU with `on_hand` units, asserting it was created.
+    pub async fn create_sku(&self, sku: &str, on_hand: i64) {
+        let res = self.put_sku(sku, json!({ "on_hand": on_hand })).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+    }
+
+    pub async fn get_sku(&self, sku: &str) -> Response {
+        self.request(
+            Method::GET,
+            &format!("/v1/skus/{sku}"),
+            Some(STOREFRONT),
+            None,
+        )
+        .await
+    }
+
+    /// The SKU view, asserting it exists.
+    pub async fn sku(&self, sku: &str) -> Value {
+        let res = self.get_sku(sku).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    pub async fn availability(&self, skus: &[&str]) -> Response {
+        let query: Vec<String> = skus.iter().map(|s| format!("sku={s}")).collect();
+        self.request(
+            Method::GET,
+            &format!("/v1/availability?{}", query.join("&")),
+            Some(STOREFRONT),
+            None,
+        )
+        .await
+    }
+
+    pub async fn reserve(&self, body: Value) -> Response {
+        self.request(
+            Method::POST,
+            "/v1/reservations",
+            Some(STOREFRONT),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Holds `lines` (sku, qty) and returns the reservation id, asserting 201.
+    pub async fn hold(&self, lines: &[(&str, i64)]) -> String {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(s, q)| json!({ "sku": s, "qty": q }))
+            .collect();
+        let res = self.reserve(json!({ "lines": lines })).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn get_reservation(&self, id: &str) -> Response {
+        self.request(
+            Method::GET,
+            &format!("/v1/reservations/{id}"),
+            Some(STOREFRONT),
+            None,
+        )
+        .await
+    }
+
+    pub async fn patch_reservation(&self, id: &str, body: Value) -> Response {
+        self.request(
+            Method::PATCH,
+            &format!("/v1/reservations/{id}"),
+            Some(STOREFRONT),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn release(&self, id: &str) -> Response {
+        self.request(
+            Method::DELETE,
+            &format!("/v1/reservations/{id}"),
+            Some(STOREFRONT),
+            None,
+        )
+        .await
+    }
+
+    pub async fn commit(&self, id: &str, body: Value) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/v1/reservations/{id}/commit"),
+            Some(STOREFRONT),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn get_order(&self, order_id: &str) -> Response {
+        self.request(
+            Method::GET,
+            &format!("/v1/orders/{order_id}"),
+            Some(STOREFRONT),
+            None,
+        )
+        .await
+    }
+
+    /// (on_hand, held, available) of a SKU.
+    pub async fn counts(&self, sku: &str) -> (i64, i64, i64) {
+        let v = self.sku(sku).await;
+        (
+            v["on_hand"].as_i64().unwrap(),
+            v["held"].as_i64().unwrap(),
+            v["available"].as_i64().unwrap(),
+        )
+    }
+
+    /// Polls `check` until it holds or `deadline` passes.
+    pub async fn eventually<F, Fut>(&self, deadline: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            if check().await {
+                return true;
+            }
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns its body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    let got = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}

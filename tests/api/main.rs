@@ -1,0 +1,6 @@
+//! End-to-end tests over HTTP against real Redis and real Postgres
+//! (started by scripts/test.sh). Each test spawns its own app with its own
+//! database and Redis key prefix.
+
+mod health;
+mod helpers;
