@@ -2,5 +2,7 @@
 //! (started by scripts/test.sh). Each test spawns its own app with its own
 //! database and Redis key prefix.
 
+mod concurrency;
+mod expiry;
 mod health;
 mod helpers;
