@@ -28,6 +28,10 @@ from pg_database where datname like 'test\_%'
 \gexec
 SQL
 
+# The test Redis is disposable too: every test uses its own key prefix, and
+# keys of earlier runs only cost memory.
+redis-cli -p 6381 flushall >/dev/null
+
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
 else
