@@ -7,6 +7,7 @@
 -- ARGV[4]  payment reference ('' = none)
 --
 -- Returns one of
+--   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
 --   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref, fresh, outbox_id}
 --        fresh = '1' when this call made the sale, '0' when it was made before
 --        (outbox_id is '' then)
@@ -15,6 +16,7 @@
 -- (held becomes bought). The outbox entry carries every field the ledger needs:
 --   kind=commit order res cust chan pref at lines="sku qty on_hand_after ..."
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+if not ready(base) then return { 'not_ready' } end
 local h = read_hold(key)
 if not h then return { 'not_found' } end
 if h.st == 'committed' then

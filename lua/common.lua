@@ -14,6 +14,10 @@
 --                               (only lines of SKUs with a per-customer limit)
 --   base.."order:"..oid   string  hold id of the order (order ids are unique)
 --   base.."outbox"        stream  every change of on_hand, for the ledger
+--   base.."ready"         string  set once Redis has been rebuilt from the
+--                               ledger; a Redis that lost its data lacks it,
+--                               and every write script then refuses to run
+--   base.."marks:"..id    string  adjustment / return ids already applied
 --
 -- Hold lines `ln` are "sku qty counted sku qty counted ..." where counted is 1
 -- when the line is counted in the customer's per-SKU total. SKUs never contain
@@ -23,6 +27,12 @@
 local ENDED_TTL_MS = 25 * 3600 * 1000
 -- Order id index entries outlive the hold so a reused order id is refused.
 local ORDER_TTL_MS = 8 * 24 * 3600 * 1000
+
+-- Whether this Redis holds the rebuilt state; write scripts start with
+--   if not ready(base) then return { 'not_ready' } end
+local function ready(base)
+  return redis.call('EXISTS', base .. 'ready') == 1
+end
 
 local function int(x)
   return string.format('%d', x)

@@ -4,10 +4,11 @@
 -- ARGV[1]  base prefix
 -- ARGV[2]  batch size
 --
--- Returns the number of holds expired. Holds are taken oldest first; a queue
+-- Returns the number of holds expired (0 while Redis is not rebuilt). Holds are taken oldest first; a queue
 -- entry whose hold is gone or already ended is just removed. Safe to run from
 -- several instances at once: each call is atomic and re-reads the queue.
 local base, queue = ARGV[1], KEYS[1]
+if not ready(base) then return 0 end
 local due = redis.call('ZRANGEBYSCORE', queue, '-inf', int(now_ms()), 'LIMIT', 0, tonumber(ARGV[2]))
 local expired = 0
 for _, id in ipairs(due) do

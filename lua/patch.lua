@@ -8,6 +8,7 @@
 -- ARGV[4]  new ttl in ms, or '' to keep expires_at
 --
 -- Returns one of
+--   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
 --   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref}
 --   {'not_found'} | {'expired'} | {'released'} | {'committed'}
 --   {'unknown_sku', sku, ...} | {'customer_required', sku, ...}
@@ -17,6 +18,7 @@
 -- A hold found past its expiry is expired on the spot (units returned) and
 -- 'expired' is returned; otherwise nothing is written unless all checks pass.
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+if not ready(base) then return { 'not_ready' } end
 local h = read_hold(key)
 if not h then return { 'not_found' } end
 local now = now_ms()

@@ -10,6 +10,7 @@
 -- ARGV[6]  sale_starts_at in ms, '' to keep it, '-' to remove it
 --
 -- Returns one of
+--   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
 --   {'created'|'updated', on_hand, held, bo, pcl, ssa, outbox_id}
 --        pcl/ssa '' when none; outbox_id '' when nothing changed
 --   {'on_hand_required'}
@@ -18,6 +19,7 @@
 -- Outbox entry (only when something changed):
 --   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa at
 local base, sku, key = ARGV[1], ARGV[2], KEYS[1]
+if not ready(base) then return { 'not_ready' } end
 local v = redis.call('HMGET', key, 'on_hand', 'held', 'bo', 'pcl', 'ssa')
 local created = not v[1]
 if created and ARGV[3] == '' then return { 'on_hand_required' } end

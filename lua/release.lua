@@ -5,10 +5,12 @@
 -- ARGV[2]  hold id
 --
 -- Returns one of
+--   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
 --   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref}  st is 'released', or
 --        'expired' when the hold had already run out (both are answered 200)
 --   {'not_found'} | {'committed'}
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+if not ready(base) then return { 'not_ready' } end
 local h = read_hold(key)
 if not h then return { 'not_found' } end
 if h.st == 'committed' then return { 'committed' } end

@@ -10,6 +10,7 @@
 -- ARGV[7]  allow_partial: '1' or '0'
 --
 -- Returns one of
+--   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
 --   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref, shortages}
 --        shortages = "sku requested available ..." of lines held short
 --   {'exists'}                             the hold id is taken (idempotent retry)
@@ -20,6 +21,7 @@
 --   {'insufficient', sku, requested, available, ...}
 -- Checks come first; nothing is written unless every check passed.
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+if not ready(base) then return { 'not_ready' } end
 if redis.call('EXISTS', key) == 1 then
   return { 'exists' }
 end

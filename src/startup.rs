@@ -5,7 +5,7 @@ use crate::configuration::Settings;
 use crate::engine::Engine;
 use crate::http::{self, auth::ApiKeys, health::Readiness};
 use crate::ledger::Ledger;
-use crate::reconciler::{self, Drain, Reaper};
+use crate::reconciler::{self, Drain, Outcome, Reaper, Reconciler};
 use crate::service::Stock;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -68,8 +68,20 @@ impl Application {
         }
         let server = server.run();
 
-        let tasks = spawn_background(&settings, &stock, &shutdown);
-        readiness.set_ready();
+        let reconciler = Reconciler::new(stock.engine.clone(), stock.ledger.clone());
+        let instance = uuid::Uuid::new_v4().to_string();
+        reconciler
+            .start_up(&instance)
+            .await
+            .context("rebuilding Redis from the ledger")?;
+        readiness.set(true);
+        let mut tasks = spawn_background(&settings, &stock, &shutdown);
+        tasks.push(spawn_rebuild_guard(
+            reconciler,
+            instance,
+            readiness.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(port, profile = ?settings.profile, "stockhold is listening");
         Ok(Application {
             port,
@@ -126,6 +138,39 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Stock> {
         }
     }
     Ok(Stock { engine, ledger })
+}
+
+/// Watches for a Redis that lost its data (its ready marker is gone) and
+/// rebuilds it; the service reports not ready meanwhile.
+fn spawn_rebuild_guard(
+    reconciler: Reconciler,
+    instance: String,
+    readiness: web::Data<Readiness>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let engine = reconciler.engine().clone();
+    reconciler::spawn(
+        "rebuild-guard",
+        Duration::from_secs(1),
+        shutdown,
+        move || {
+            let (engine, reconciler, instance, readiness) = (
+                engine.clone(),
+                reconciler.clone(),
+                instance.clone(),
+                readiness.clone(),
+            );
+            async move {
+                if engine.is_ready().await? {
+                    return Ok((Outcome::Idle, false));
+                }
+                readiness.set(false);
+                reconciler.start_up(&instance).await?;
+                readiness.set(true);
+                Ok((Outcome::Worked(1), false))
+            }
+        },
+    )
 }
 
 fn spawn_background(

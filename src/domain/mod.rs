@@ -1,6 +1,7 @@
 //! The parsed types of stockhold and the rules about them. Nothing here does
 //! I/O: the engine, the ledger and the HTTP layer all speak these types.
 
+mod drift;
 mod order;
 mod outbox;
 mod rejection;
@@ -10,6 +11,7 @@ mod role;
 mod sku;
 mod validation;
 
+pub use drift::{Drift, ReconcileMode};
 pub use order::{Order, OrderId, OrderLine};
 pub use outbox::{OutboxEntry, OutboxEvent, SkuSettings, SoldLine, StreamId};
 pub use rejection::{LimitBreach, Rejection};

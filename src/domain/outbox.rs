@@ -92,6 +92,16 @@ pub struct OutboxEntry {
     pub event: OutboxEvent,
 }
 
+impl OutboxEvent {
+    /// The change of `on_hand` this event made, per SKU.
+    pub fn on_hand_deltas(&self) -> Vec<(&Sku, i64)> {
+        match self {
+            OutboxEvent::Commit { sold, .. } => sold.iter().map(|s| (&s.sku, -s.qty)).collect(),
+            OutboxEvent::Sku { sku, delta, .. } => vec![(sku, *delta)],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

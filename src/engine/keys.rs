@@ -48,6 +48,16 @@ impl Keys {
         format!("{}outbox", self.base)
     }
 
+    /// Present once Redis holds the state rebuilt from the ledger (string).
+    pub fn ready(&self) -> String {
+        format!("{}ready", self.base)
+    }
+
+    /// The lease of the instance rebuilding a Redis that lost its data.
+    pub fn rebuild_lock(&self) -> String {
+        format!("{}rebuild-lock", self.base)
+    }
+
     /// A stored idempotent response (string).
     pub fn idempotency(&self, caller: &str, key: &str) -> String {
         format!("{}idem:{caller}:{key}", self.base)

@@ -12,8 +12,8 @@ pub use keys::Keys;
 
 use crate::configuration::RedisSettings;
 use crate::domain::{
-    Hold, Order, OrderId, OutboxEntry, PatchRequest, PutSkuRequest, Rejection, ReservationId,
-    ReserveRequest, Setting, Shortage, Sku, SkuView, StreamId,
+    Drift, Hold, Order, OrderId, OutboxEntry, PatchRequest, PutSkuRequest, ReconcileMode,
+    Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView, StreamId,
 };
 use anyhow::{anyhow, Context};
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
@@ -170,8 +170,15 @@ impl Engine {
         for arg in args {
             invocation.arg(arg);
         }
-        self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await
+        let reply: Reply = self
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        if reply.code == "not_ready" {
+            return Err(EngineError::Unavailable(anyhow!(
+                "Redis lost its data and is being rebuilt from the ledger"
+            )));
+        }
+        Ok(reply)
     }
 
     /// Answers when Redis does.
@@ -464,6 +471,123 @@ impl Engine {
         })
         .await
         .map(drop)
+    }
+
+    /// Whether Redis holds the state rebuilt from the ledger.
+    pub async fn is_ready(&self) -> Result<bool, EngineError> {
+        let key = self.keys.ready();
+        self.run(
+            |mut conn| async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    /// Marks Redis as rebuilt: write scripts run from now on.
+    pub async fn mark_ready(&self) -> Result<(), EngineError> {
+        let key = self.keys.ready();
+        self.run(|mut conn| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Takes (true) or fails to take the rebuild lease for `ttl`.
+    pub async fn try_rebuild_lease(&self, owner: &str, ttl: Duration) -> Result<bool, EngineError> {
+        let key = self.keys.rebuild_lock();
+        let owner = owner.to_owned();
+        let taken: Option<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Compares, and with `mode` other than check sets, the live counts of
+    /// `rows` (sku, expected on_hand counting outbox entries up to `after`,
+    /// and the ledger's settings) in one atomic step.
+    pub async fn reconcile_batch(
+        &self,
+        mode: ReconcileMode,
+        after: StreamId,
+        rows: &[(&crate::ledger::SkuRecord, i64)],
+    ) -> Result<Vec<Drift>, EngineError> {
+        let mut args = Vec::with_capacity(4 + rows.len() * 5);
+        args.extend([
+            self.keys.base().to_owned(),
+            mode.as_str().to_owned(),
+            after.to_string(),
+            rows.len().to_string(),
+        ]);
+        for (record, expected) in rows {
+            args.push(record.sku.clone());
+            args.push(expected.to_string());
+            args.push(record.backorder_limit.to_string());
+            args.push(
+                record
+                    .per_customer_limit
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            );
+            args.push(
+                record
+                    .sale_starts_at
+                    .map(|t| t.timestamp_millis().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        let reply = self
+            .script(&self.scripts.reconcile, self.keys.expiry(), args)
+            .await?;
+        reply
+            .fields
+            .chunks_exact(5)
+            .map(|c| {
+                let num = |s: &str| {
+                    s.parse::<i64>()
+                        .with_context(|| format!("reconcile reply {c:?}"))
+                };
+                Ok(Drift {
+                    sku: Sku::parse(&c[0]).map_err(|m| anyhow!(m))?,
+                    expected_on_hand: num(&c[1])?,
+                    expected_held: num(&c[2])?,
+                    actual_on_hand: if c[3].is_empty() {
+                        None
+                    } else {
+                        Some(num(&c[3])?)
+                    },
+                    actual_held: num(&c[4])?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()
+            .map_err(EngineError::Internal)
+    }
+
+    /// Restores per-customer totals while Redis is being rebuilt.
+    pub async fn set_customer_counts(
+        &self,
+        bought: &[crate::ledger::Bought],
+    ) -> Result<(), EngineError> {
+        for chunk in bought.chunks(5000) {
+            let mut args = vec![self.keys.base().to_owned()];
+            for b in chunk {
+                args.extend([b.customer_id.clone(), b.sku.clone(), b.qty.to_string()]);
+            }
+            self.script(&self.scripts.set_customer_counts, self.keys.ready(), args)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The idempotency store on the same Redis.

@@ -19,6 +19,8 @@ pub(crate) struct Scripts {
     pub expire: Script,
     pub get_hold: Script,
     pub put_sku: Script,
+    pub reconcile: Script,
+    pub set_customer_counts: Script,
 }
 
 impl Scripts {
@@ -31,6 +33,8 @@ impl Scripts {
             expire: with_common(include_str!("../../lua/expire.lua")),
             get_hold: with_common(include_str!("../../lua/get_hold.lua")),
             put_sku: with_common(include_str!("../../lua/put_sku.lua")),
+            reconcile: with_common(include_str!("../../lua/reconcile.lua")),
+            set_customer_counts: with_common(include_str!("../../lua/set_customer_counts.lua")),
         }
     }
 }

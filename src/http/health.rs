@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Readiness(AtomicBool);
 
 impl Readiness {
-    /// Marks start-up as done.
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    /// Marks start-up work as done (true) or under way again (false).
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
     }
 
     /// Whether start-up is done.

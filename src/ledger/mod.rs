@@ -5,6 +5,9 @@
 
 mod apply;
 mod orders;
+mod snapshot;
+
+pub use snapshot::{Bought, SkuRecord, Snapshot};
 
 use crate::configuration::DatabaseSettings;
 use crate::domain::StreamId;

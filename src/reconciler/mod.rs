@@ -1,5 +1,7 @@
-//! Background duties, run by every instance: the reaper (expires due holds)
-//! and the outbox drain (persists outbox entries). Each exposes one step,
+//! Background duties, run by every instance: the reaper (expires due holds),
+//! the outbox drain (persists outbox entries) and the rebuild guard (rebuilds
+//! a Redis that lost its data); and reconciliation, run at start-up and on
+//! demand. Each exposes one step,
 //! `try_execute_task`, so tests can drive it deterministically; `spawn` runs
 //! the steps in a loop until shutdown. Both are safe with several instances
 //! running them at once: the reaper's step is one atomic script, and the
@@ -7,9 +9,11 @@
 
 mod drain;
 mod reaper;
+mod rebuild;
 
 pub use drain::Drain;
 pub use reaper::Reaper;
+pub use rebuild::{Reconciler, Report};
 
 use std::future::Future;
 use std::time::Duration;

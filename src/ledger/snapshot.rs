@@ -1,0 +1,137 @@
+//! What the ledger says the live counts must be built from: every SKU's
+//! persisted `on_hand` and settings, read in one snapshot together with the
+//! outbox watermark and the entries applied after it.
+
+use super::{Ledger, LedgerError, PARTITION};
+use crate::domain::StreamId;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+/// One SKU as persisted.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SkuRecord {
+    /// The SKU.
+    pub sku: String,
+    /// `on_hand` after every applied outbox entry.
+    pub on_hand: i64,
+    /// Settings as last persisted.
+    pub backorder_limit: i64,
+    /// Per-customer limit, if any.
+    pub per_customer_limit: Option<i64>,
+    /// Sale start, if any.
+    pub sale_starts_at: Option<DateTime<Utc>>,
+}
+
+/// A consistent read of the ledger.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Every outbox entry up to here is applied.
+    pub watermark: StreamId,
+    /// Entries after the watermark applied already (out of order).
+    pub applied_after: HashSet<StreamId>,
+    /// The SKUs asked for (all when none were named), in SKU order.
+    pub skus: Vec<SkuRecord>,
+}
+
+/// Units a customer bought of a SKU with a per-customer limit.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Bought {
+    /// The customer.
+    pub customer_id: String,
+    /// The SKU.
+    pub sku: String,
+    /// Units committed.
+    pub qty: i64,
+}
+
+impl Ledger {
+    /// Reads the SKUs (`only` those, when given), the watermark and the
+    /// entries applied after it, all in one repeatable-read snapshot.
+    pub async fn snapshot(&self, only: Option<&[String]>) -> Result<Snapshot, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let watermark: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = $1",
+        )
+        .bind(PARTITION)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let watermark = watermark
+            .map(|(ms, seq)| StreamId { ms, seq })
+            .unwrap_or_default();
+        let applied: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT stream_ms, stream_seq FROM outbox_applied
+             WHERE partition = $1 AND (stream_ms, stream_seq) > ($2, $3)",
+        )
+        .bind(PARTITION)
+        .bind(watermark.ms)
+        .bind(watermark.seq)
+        .fetch_all(&mut *tx)
+        .await?;
+        let columns = "sku, on_hand, backorder_limit, per_customer_limit, sale_starts_at";
+        let skus: Vec<SkuRecord> = match only {
+            Some(only) => {
+                sqlx::query_as(&format!(
+                    "SELECT {columns} FROM skus WHERE sku = ANY($1) ORDER BY sku"
+                ))
+                .bind(only)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!("SELECT {columns} FROM skus ORDER BY sku"))
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(Snapshot {
+            watermark,
+            applied_after: applied
+                .into_iter()
+                .map(|(ms, seq)| StreamId { ms, seq })
+                .collect(),
+            skus,
+        })
+    }
+
+    /// Units bought per customer of every SKU that has a per-customer limit.
+    pub async fn bought_of_limited_skus(&self) -> Result<Vec<Bought>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT o.customer_id, l.sku, sum(l.qty)::bigint AS qty
+             FROM orders o JOIN order_lines l USING (order_id) JOIN skus s USING (sku)
+             WHERE o.customer_id IS NOT NULL AND s.per_customer_limit IS NOT NULL
+             GROUP BY o.customer_id, l.sku",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records repairs: a `repair` ledger row per SKU, with delta 0 (the
+    /// ledger was right; the live counts were set to match it) and a
+    /// reference saying what the live counts were.
+    pub async fn record_repairs(
+        &self,
+        repairs: &[(String, i64, String)],
+    ) -> Result<(), LedgerError> {
+        if repairs.is_empty() {
+            return Ok(());
+        }
+        let skus: Vec<&str> = repairs.iter().map(|r| r.0.as_str()).collect();
+        let after: Vec<i64> = repairs.iter().map(|r| r.1).collect();
+        let refs: Vec<&str> = repairs.iter().map(|r| r.2.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref)
+             SELECT r.sku, now(), 'repair', 0, r.after, r.ref
+             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS r(sku, after, ref)",
+        )
+        .bind(&skus)
+        .bind(&after)
+        .bind(&refs)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
