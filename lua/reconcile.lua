@@ -32,10 +32,11 @@ for _, entry in ipairs(tail) do
   local f = {}
   local kv = entry[2]
   for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
-  if f.kind == 'commit' then
+  if f.kind == 'commit' or f.kind == 'return' then
+    local sign = f.kind == 'commit' and -1 or 1
     for sku, q in string.gmatch(f.lines, '(%S+) (%d+) %-?%d+') do
       if expected_on_hand[sku] then
-        expected_on_hand[sku] = expected_on_hand[sku] - tonumber(q)
+        expected_on_hand[sku] = expected_on_hand[sku] + sign * tonumber(q)
       end
     end
   elseif f.sku and expected_on_hand[f.sku] then

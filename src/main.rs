@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use stockhold::configuration::{get_configuration, hash_key};
-use stockhold::domain::Role;
+use stockhold::domain::{ReconcileMode, Role, Sku};
+use stockhold::reconciler::{Reconciler, Report};
 use stockhold::startup::{connect, Application};
 use stockhold::{demo, shutdown, telemetry};
 
@@ -22,6 +23,15 @@ enum Command {
     Serve,
     /// Load the demo catalogue (SKUs that exist are left alone).
     DemoData,
+    /// Compare the live counts in Redis with the ledger and the live holds.
+    Reconcile {
+        /// Set drifted counts to the expected values (with a ledger row each).
+        #[arg(long)]
+        repair: bool,
+        /// Only these SKUs (repeatable); all SKUs when absent.
+        #[arg(long = "sku", value_name = "SKU")]
+        skus: Vec<String>,
+    },
     /// API key tools.
     Keys {
         #[command(subcommand)]
@@ -74,6 +84,58 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(created, "demo catalogue loaded");
             Ok(())
         }
+        Command::Reconcile { repair, skus } => {
+            let skus = skus
+                .iter()
+                .map(|s| Sku::parse(s).map_err(|m| anyhow::anyhow!("--sku {s:?}: {m}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let stock = connect(&settings).await?;
+            let mode = if repair {
+                ReconcileMode::Repair
+            } else {
+                ReconcileMode::Check
+            };
+            let only = (!skus.is_empty()).then_some(skus.as_slice());
+            let report = Reconciler::new(stock.engine, stock.ledger)
+                .reconcile(mode, only)
+                .await?;
+            print_report(&report);
+            Ok(())
+        }
         Command::Keys { .. } => unreachable!("handled above"),
+    }
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "checked {} SKUs in {} ms: {} drifted{}",
+        report.checked,
+        report.duration.as_millis(),
+        report.drifted.len(),
+        if report.repaired && !report.drifted.is_empty() {
+            ", repaired"
+        } else {
+            ""
+        }
+    );
+    if report.drifted.is_empty() {
+        return;
+    }
+    println!(
+        "{:<32} {:>14} {:>14} {:>12} {:>12}",
+        "SKU", "on_hand exp", "on_hand act", "held exp", "held act"
+    );
+    for d in &report.drifted {
+        let actual = d
+            .actual_on_hand
+            .map_or("missing".to_owned(), |n| n.to_string());
+        println!(
+            "{:<32} {:>14} {:>14} {:>12} {:>12}",
+            d.sku.as_str(),
+            d.expected_on_hand,
+            actual,
+            d.expected_held,
+            d.actual_held
+        );
     }
 }

@@ -2,10 +2,11 @@
 //! in Redis, then its outbox entry written to Postgres before the answer.
 
 use crate::domain::{
-    CommitRequest, Hold, Order, OrderId, PutSkuRequest, ReservationId, Sku, StreamId,
+    AdjustmentRequest, CommitRequest, Hold, Order, OrderId, PutSkuRequest, Rejection,
+    ReservationId, ReturnRequest, Sku, SkuView, StreamId,
 };
-use crate::engine::{Engine, EngineError, SkuPut};
-use crate::ledger::{Ledger, LedgerError};
+use crate::engine::{Adjusted, Engine, EngineError, SkuPut};
+use crate::ledger::{Ledger, LedgerError, ReturnRecorded};
 
 /// A commit's outcome.
 #[derive(Debug, Clone)]
@@ -66,6 +67,87 @@ impl Stock {
         Ok(put)
     }
 
+    /// Adjusts a SKU's on_hand once per adjustment id. The SKU view, and
+    /// whether this call applied it (false: a repeat of the same adjustment).
+    pub async fn adjust(
+        &self,
+        sku: &Sku,
+        req: &AdjustmentRequest,
+    ) -> Result<(SkuView, bool), EngineError> {
+        // Redis remembers adjustment ids for days, the ledger for good.
+        let before = match self.ledger.adjustment(&req.adjustment_id).await {
+            Ok(found) => found,
+            Err(e) => return Err(EngineError::Unavailable(e.into())),
+        };
+        let applied = match before {
+            Some((s, d)) => Adjusted::Before(Sku::parse(&s).map_err(anyhow::Error::msg)?, d),
+            None => self.engine.adjust(sku, req).await?,
+        };
+        match applied {
+            Adjusted::Applied(view, entry) => {
+                self.persist(entry).await;
+                Ok((view, true))
+            }
+            Adjusted::Before(s, d) if &s == sku && d == req.delta => {
+                let view = self.engine.sku(sku).await?.ok_or(Rejection::SkuNotFound)?;
+                Ok((view, false))
+            }
+            Adjusted::Before(..) => Err(Rejection::IdReused.into()),
+        }
+    }
+
+    /// Records a return and, with restock, puts its units back. The order
+    /// with its returned quantities, and whether this call recorded it.
+    pub async fn return_order(
+        &self,
+        order_id: &OrderId,
+        req: &ReturnRequest,
+    ) -> Result<(Order, bool), EngineError> {
+        let recorded = self
+            .ledger
+            .record_return(order_id, req)
+            .await
+            .map_err(unavailable)?;
+        let (lines, restock, fresh) = match recorded {
+            ReturnRecorded::Recorded => (req.lines.clone(), req.restock, true),
+            ReturnRecorded::Before {
+                lines,
+                restock_pending,
+            } => (lines, restock_pending, false),
+            ReturnRecorded::Exceeds(lines) => {
+                return Err(Rejection::ReturnExceedsOrder(lines).into())
+            }
+            ReturnRecorded::IdReused => return Err(Rejection::IdReused.into()),
+            ReturnRecorded::OrderNotFound => {
+                return Err(match self.engine.order(order_id).await? {
+                    // Committed but not in the ledger yet: retry shortly.
+                    Some(_) => {
+                        EngineError::Unavailable(anyhow::anyhow!("the order is not persisted yet"))
+                    }
+                    None => Rejection::OrderNotFound.into(),
+                });
+            }
+        };
+        if restock {
+            self.restock(&req.return_id, order_id, &lines).await?;
+        }
+        let order = self.ledger.order(order_id).await.map_err(unavailable)?;
+        Ok((order.ok_or(Rejection::OrderNotFound)?, fresh))
+    }
+
+    /// Puts returned units back in Redis (once per return id) and persists it.
+    pub async fn restock(
+        &self,
+        return_id: &str,
+        order_id: &OrderId,
+        lines: &[(Sku, i64)],
+    ) -> Result<(), EngineError> {
+        if let Some(entry) = self.engine.restock(return_id, order_id, lines).await? {
+            self.persist(entry).await;
+        }
+        Ok(())
+    }
+
     /// Writes one outbox entry to the ledger; false if that failed (the
     /// outbox drain will retry it).
     async fn persist(&self, entry: StreamId) -> bool {
@@ -103,5 +185,12 @@ impl Stock {
     /// A reservation as stored in Redis.
     pub async fn reservation(&self, id: &ReservationId) -> Result<Option<Hold>, EngineError> {
         self.engine.hold(id).await
+    }
+}
+
+fn unavailable(e: LedgerError) -> EngineError {
+    match e {
+        LedgerError::Unavailable(e) => EngineError::Unavailable(e.into()),
+        LedgerError::Internal(e) => EngineError::Internal(e),
     }
 }

@@ -44,7 +44,9 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
 
+        let reconciler = Reconciler::new(stock.engine.clone(), stock.ledger.clone());
         let readiness = web::Data::new(Readiness::default());
+        let reconciler_data = web::Data::new(reconciler.clone());
         let stock_data = web::Data::new(stock.clone());
         let keys = web::Data::new(ApiKeys::new(&settings.auth));
         let limits = web::Data::new(settings.limits.limits());
@@ -57,6 +59,7 @@ impl Application {
                 .app_data(limits.clone())
                 .app_data(idempotency.clone())
                 .app_data(app_readiness.clone())
+                .app_data(reconciler_data.clone())
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })
@@ -68,7 +71,6 @@ impl Application {
         }
         let server = server.run();
 
-        let reconciler = Reconciler::new(stock.engine.clone(), stock.ledger.clone());
         let instance = uuid::Uuid::new_v4().to_string();
         reconciler
             .start_up(&instance)
@@ -181,8 +183,7 @@ fn spawn_background(
     let r = &settings.reconciler;
     let reaper = Reaper::new(stock.engine.clone(), r.reaper_batch);
     let drain = Drain::new(
-        stock.engine.clone(),
-        stock.ledger.clone(),
+        stock.clone(),
         r.drain_batch,
         Duration::from_secs(r.outbox_retention_seconds),
     );

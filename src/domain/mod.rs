@@ -14,8 +14,11 @@ mod validation;
 pub use drift::{Drift, ReconcileMode};
 pub use order::{Order, OrderId, OrderLine};
 pub use outbox::{OutboxEntry, OutboxEvent, SkuSettings, SoldLine, StreamId};
-pub use rejection::{LimitBreach, Rejection};
-pub use requests::{CommitRequest, Limits, PatchRequest, PutSkuRequest, ReserveRequest, Setting};
+pub use rejection::{LimitBreach, Rejection, ReturnExcess};
+pub use requests::{
+    AdjustmentRequest, CommitRequest, Limits, PatchRequest, PutSkuRequest, ReserveRequest,
+    ReturnRequest, Setting,
+};
 pub use reservation::{Hold, HoldLine, HoldStatus, ReservationId, Shortage};
 pub use role::Role;
 pub use sku::{Sku, SkuView, MAX_QTY};

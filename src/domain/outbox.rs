@@ -34,7 +34,7 @@ impl fmt::Display for StreamId {
     }
 }
 
-/// One sold line with the live `on_hand` right after the sale.
+/// One sold (or returned) line with the live `on_hand` right after.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoldLine {
     /// The SKU.
@@ -81,6 +81,32 @@ pub enum OutboxEvent {
         /// When (Redis time).
         at: DateTime<Utc>,
     },
+    /// A relative change of `on_hand`.
+    Adjustment {
+        /// The SKU.
+        sku: Sku,
+        /// The client's id of the adjustment.
+        adjustment_id: String,
+        /// Change of `on_hand`.
+        delta: i64,
+        /// `on_hand` right after.
+        on_hand_after: i64,
+        /// Why, if said.
+        reason: Option<String>,
+        /// When (Redis time).
+        at: DateTime<Utc>,
+    },
+    /// Returned units put back into `on_hand`.
+    Return {
+        /// The client's id of the return.
+        return_id: String,
+        /// The order returned against.
+        order_id: String,
+        /// Units back per SKU, with `on_hand` right after.
+        lines: Vec<SoldLine>,
+        /// When (Redis time).
+        at: DateTime<Utc>,
+    },
 }
 
 /// An outbox entry: its stream id and what it records.
@@ -97,7 +123,10 @@ impl OutboxEvent {
     pub fn on_hand_deltas(&self) -> Vec<(&Sku, i64)> {
         match self {
             OutboxEvent::Commit { sold, .. } => sold.iter().map(|s| (&s.sku, -s.qty)).collect(),
-            OutboxEvent::Sku { sku, delta, .. } => vec![(sku, *delta)],
+            OutboxEvent::Sku { sku, delta, .. } | OutboxEvent::Adjustment { sku, delta, .. } => {
+                vec![(sku, *delta)]
+            }
+            OutboxEvent::Return { lines, .. } => lines.iter().map(|l| (&l.sku, l.qty)).collect(),
         }
     }
 }

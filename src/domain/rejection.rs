@@ -17,6 +17,17 @@ pub struct LimitBreach {
     pub requested: i64,
 }
 
+/// A return line asking for more than may be returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReturnExcess {
+    /// The SKU.
+    pub sku: Sku,
+    /// Committed minus returned so far.
+    pub returnable: i64,
+    /// Units asked to return.
+    pub requested: i64,
+}
+
 /// An operation the stock rules refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -63,6 +74,18 @@ pub enum Rejection {
         /// Units held.
         held: i64,
     },
+    /// No such SKU.
+    #[error("SKU not found")]
+    SkuNotFound,
+    /// No such order.
+    #[error("order not found")]
+    OrderNotFound,
+    /// An adjustment or return id already used for a different change.
+    #[error("id already used for a different change")]
+    IdReused,
+    /// Return lines beyond what was committed minus what was returned.
+    #[error("return exceeds the order")]
+    ReturnExceedsOrder(Vec<ReturnExcess>),
     /// A new SKU needs `on_hand`.
     #[error("on_hand required")]
     OnHandRequired,

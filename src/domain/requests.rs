@@ -219,6 +219,77 @@ impl PutSkuRequest {
     }
 }
 
+/// `POST /v1/skus/{sku}/adjustments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustmentRequest {
+    /// The client's id; the adjustment is applied once per id.
+    pub adjustment_id: String,
+    /// Change of `on_hand` (non-zero).
+    pub delta: i64,
+    /// Why (receipt, damage, count…).
+    pub reason: Option<String>,
+}
+
+impl AdjustmentRequest {
+    /// Parses and checks an adjustment.
+    pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
+        let mut b = Body::object(body, &["adjustment_id", "delta", "reason"])?;
+        let adjustment_id = b.text("adjustment_id", MAX_TEXT);
+        if b.get("adjustment_id").is_none() {
+            b.fail("adjustment_id", "is required");
+        }
+        let delta = b.int("delta", -MAX_STOCK, MAX_STOCK);
+        match b.get("delta") {
+            None => b.fail("delta", "is required"),
+            Some(_) if delta == Some(0) => b.fail("delta", "must not be 0"),
+            Some(_) => {}
+        }
+        let reason = b.text("reason", MAX_TEXT);
+        b.finish()?;
+        Ok(AdjustmentRequest {
+            adjustment_id: adjustment_id.unwrap_or_default(),
+            delta: delta.unwrap_or_default(),
+            reason,
+        })
+    }
+}
+
+/// `POST /v1/orders/{order_id}/returns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnRequest {
+    /// The client's id; the return is recorded once per id.
+    pub return_id: String,
+    /// Distinct SKUs with summed quantities.
+    pub lines: Vec<(Sku, i64)>,
+    /// Put the units back into `on_hand`.
+    pub restock: bool,
+}
+
+impl ReturnRequest {
+    /// Parses and checks a return.
+    pub fn parse(body: &Value, limits: &Limits) -> Result<Self, Vec<FieldError>> {
+        let mut b = Body::object(body, &["return_id", "lines", "restock"])?;
+        let return_id = b.text("return_id", MAX_TEXT);
+        if b.get("return_id").is_none() {
+            b.fail("return_id", "is required");
+        }
+        let lines = match b.get("lines") {
+            Some(v) => parse_lines(&mut b, v, 1, limits.max_lines),
+            None => {
+                b.fail("lines", "is required");
+                Vec::new()
+            }
+        };
+        let restock = b.bool("restock").unwrap_or(false);
+        b.finish()?;
+        Ok(ReturnRequest {
+            return_id: return_id.unwrap_or_default(),
+            lines,
+            restock,
+        })
+    }
+}
+
 fn ttl(b: &mut Body<'_>, role: Role, limits: &Limits) -> Option<i64> {
     let ceiling = limits.ttl_ceiling(role);
     let value = b.get("ttl_seconds")?;
@@ -370,6 +441,22 @@ mod tests {
         let errors =
             PutSkuRequest::parse(&json!({ "on_hand": -1, "sale_starts_at": "soon" })).unwrap_err();
         assert_eq!(fields(errors), ["on_hand", "sale_starts_at"]);
+    }
+
+    #[test]
+    fn an_adjustment_needs_an_id_and_a_non_zero_delta() {
+        let errors = AdjustmentRequest::parse(&json!({ "delta": 0 })).unwrap_err();
+        assert_eq!(fields(errors), ["adjustment_id", "delta"]);
+        let ok =
+            AdjustmentRequest::parse(&json!({ "adjustment_id": "rcv-1", "delta": -3 })).unwrap();
+        assert_eq!(ok.delta, -3);
+    }
+
+    #[test]
+    fn a_return_needs_an_id_and_lines() {
+        let errors =
+            ReturnRequest::parse(&json!({ "restock": 1 }), &Limits::default()).unwrap_err();
+        assert_eq!(fields(errors), ["return_id", "lines", "restock"]);
     }
 
     #[test]

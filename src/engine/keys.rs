@@ -58,6 +58,11 @@ impl Keys {
         format!("{}rebuild-lock", self.base)
     }
 
+    /// The once-only mark of a restocking return (string).
+    pub fn return_mark(&self, return_id: &str) -> String {
+        format!("{}marks:ret:{return_id}", self.base)
+    }
+
     /// A stored idempotent response (string).
     pub fn idempotency(&self, caller: &str, key: &str) -> String {
         format!("{}idem:{caller}:{key}", self.base)

@@ -12,8 +12,9 @@ pub use keys::Keys;
 
 use crate::configuration::RedisSettings;
 use crate::domain::{
-    Drift, Hold, Order, OrderId, OutboxEntry, PatchRequest, PutSkuRequest, ReconcileMode,
-    Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView, StreamId,
+    AdjustmentRequest, Drift, Hold, Order, OrderId, OutboxEntry, PatchRequest, PutSkuRequest,
+    ReconcileMode, Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView,
+    StreamId,
 };
 use anyhow::{anyhow, Context};
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
@@ -96,6 +97,15 @@ pub struct SkuPut {
     pub created: bool,
     /// The outbox entry of the change, if anything changed.
     pub outbox: Option<StreamId>,
+}
+
+/// The outcome of an adjustment in Redis.
+#[derive(Debug, Clone)]
+pub enum Adjusted {
+    /// Applied now; the SKU after it and the outbox entry.
+    Applied(SkuView, StreamId),
+    /// Applied before, to this SKU by this delta.
+    Before(Sku, i64),
 }
 
 /// The Redis side of stockhold.
@@ -348,6 +358,78 @@ impl Engine {
                 held: f[1].parse().context("put_sku reply")?,
             }
             .into()),
+            _ => Err(rejection_or_bug(&reply)),
+        }
+    }
+
+    /// Changes a SKU's on_hand by `delta`, once per adjustment id.
+    #[tracing::instrument(skip_all, fields(sku = %sku))]
+    pub async fn adjust(
+        &self,
+        sku: &Sku,
+        req: &AdjustmentRequest,
+    ) -> Result<Adjusted, EngineError> {
+        let args = vec![
+            self.keys.base().to_owned(),
+            sku.to_string(),
+            req.adjustment_id.clone(),
+            req.delta.to_string(),
+            req.reason.clone().unwrap_or_default(),
+        ];
+        let reply = self
+            .script(&self.scripts.adjust, self.keys.sku(sku), args)
+            .await?;
+        let f = &reply.fields;
+        match reply.code.as_str() {
+            "ok" => Ok(Adjusted::Applied(
+                sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
+                f[5].parse().map_err(|m: String| anyhow!(m))?,
+            )),
+            "repeat" => Ok(Adjusted::Before(
+                Sku::parse(&f[0]).map_err(|m| anyhow!(m))?,
+                f[1].parse().context("adjust reply")?,
+            )),
+            "not_found" => Err(Rejection::SkuNotFound.into()),
+            "insufficient" => {
+                let on_hand: i64 = f[0].parse().context("adjust reply")?;
+                let held: i64 = f[1].parse().context("adjust reply")?;
+                Err(Rejection::Insufficient(vec![Shortage {
+                    sku: sku.clone(),
+                    requested: -req.delta,
+                    available: on_hand - held,
+                }])
+                .into())
+            }
+            _ => Err(rejection_or_bug(&reply)),
+        }
+    }
+
+    /// Puts returned units back into on_hand, once per return id; the
+    /// outbox entry when this call did it.
+    pub async fn restock(
+        &self,
+        return_id: &str,
+        order_id: &OrderId,
+        lines: &[(Sku, i64)],
+    ) -> Result<Option<StreamId>, EngineError> {
+        let args = vec![
+            self.keys.base().to_owned(),
+            return_id.to_owned(),
+            order_id.to_string(),
+            pairs(lines),
+        ];
+        let reply = self
+            .script(
+                &self.scripts.restock,
+                self.keys.return_mark(return_id),
+                args,
+            )
+            .await?;
+        match reply.code.as_str() {
+            "ok" => Ok(Some(
+                reply.fields[0].parse().map_err(|m: String| anyhow!(m))?,
+            )),
+            "repeat" => Ok(None),
             _ => Err(rejection_or_bug(&reply)),
         }
     }

@@ -172,23 +172,28 @@ pub(crate) fn order_of(hold: &Hold) -> anyhow::Result<Order> {
     })
 }
 
+/// "sku qty on_hand_after …" triples.
+fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
+    let words: Vec<&str> = s.split_ascii_whitespace().collect();
+    words
+        .chunks_exact(3)
+        .map(|c| {
+            Ok(SoldLine {
+                sku: sku(c[0])?,
+                qty: number(c[1])?,
+                on_hand_after: number(c[2])?,
+            })
+        })
+        .collect()
+}
+
 /// An outbox stream entry (fields as the scripts write them).
 pub(crate) fn outbox_entry(id: &str, f: &HashMap<String, String>) -> anyhow::Result<OutboxEntry> {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     let id: StreamId = id.parse().map_err(|m: String| anyhow!(m))?;
     let event = match get("kind") {
         "commit" => {
-            let words: Vec<&str> = get("lines").split_ascii_whitespace().collect();
-            let sold: Vec<SoldLine> = words
-                .chunks_exact(3)
-                .map(|c| {
-                    Ok(SoldLine {
-                        sku: sku(c[0])?,
-                        qty: number(c[1])?,
-                        on_hand_after: number(c[2])?,
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?;
+            let sold = sold_lines(get("lines"))?;
             let order = Order {
                 order_id: OrderId::parse(get("order")).map_err(|m| anyhow!(m))?,
                 reservation_id: ReservationId::parse(get("res"))
@@ -219,6 +224,20 @@ pub(crate) fn outbox_entry(id: &str, f: &HashMap<String, String>) -> anyhow::Res
                 per_customer_limit: optional(get("pcl")).map(|s| number(&s)).transpose()?,
                 sale_starts_at: optional(get("ssa")).map(|s| time(&s)).transpose()?,
             },
+            at: time(get("at"))?,
+        },
+        "adjustment" => OutboxEvent::Adjustment {
+            sku: sku(get("sku"))?,
+            adjustment_id: get("adj").to_owned(),
+            delta: number(get("delta"))?,
+            on_hand_after: number(get("on_hand_after"))?,
+            reason: optional(get("reason")),
+            at: time(get("at"))?,
+        },
+        "return" => OutboxEvent::Return {
+            return_id: get("ret").to_owned(),
+            order_id: get("order").to_owned(),
+            lines: sold_lines(get("lines"))?,
             at: time(get("at"))?,
         },
         other => bail!("unknown outbox entry kind {other:?} at {id}"),

@@ -20,6 +20,8 @@ pub(crate) struct Scripts {
     pub get_hold: Script,
     pub put_sku: Script,
     pub reconcile: Script,
+    pub adjust: Script,
+    pub restock: Script,
     pub set_customer_counts: Script,
 }
 
@@ -34,6 +36,8 @@ impl Scripts {
             get_hold: with_common(include_str!("../../lua/get_hold.lua")),
             put_sku: with_common(include_str!("../../lua/put_sku.lua")),
             reconcile: with_common(include_str!("../../lua/reconcile.lua")),
+            adjust: with_common(include_str!("../../lua/adjust.lua")),
+            restock: with_common(include_str!("../../lua/restock.lua")),
             set_customer_counts: with_common(include_str!("../../lua/set_customer_counts.lua")),
         }
     }

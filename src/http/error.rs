@@ -2,8 +2,9 @@
 //! stable `code` of API.md. Rejections of the stock rules are mapped here,
 //! never in handlers.
 
-use crate::domain::{FieldError, LimitBreach, Rejection, Role, Shortage, Sku};
+use crate::domain::{FieldError, LimitBreach, Rejection, ReturnExcess, Role, Shortage, Sku};
 use crate::engine::EngineError;
+use crate::ledger::LedgerError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
@@ -49,6 +50,9 @@ pub enum ApiError {
     /// 409 `reservation_committed`.
     #[error("reservation committed")]
     Committed,
+    /// 409 `return_exceeds_order`.
+    #[error("return exceeds order")]
+    ReturnExceedsOrder(Vec<ReturnExcess>),
     /// 409 `idempotency_conflict`.
     #[error("idempotency conflict: {0}")]
     IdempotencyConflict(&'static str),
@@ -81,6 +85,12 @@ impl From<Rejection> for ApiError {
         let field = |f: &str, m: String| ApiError::Validation(vec![FieldError::new(f, m)]);
         match r {
             Rejection::NotFound => ApiError::NotFound("reservation"),
+            Rejection::SkuNotFound => ApiError::NotFound("SKU"),
+            Rejection::OrderNotFound => ApiError::NotFound("order"),
+            Rejection::IdReused => {
+                ApiError::IdempotencyConflict("this id was already used for a different change")
+            }
+            Rejection::ReturnExceedsOrder(lines) => ApiError::ReturnExceedsOrder(lines),
             Rejection::Expired => ApiError::Expired,
             Rejection::Released => ApiError::Released,
             Rejection::Committed => ApiError::Committed,
@@ -127,6 +137,15 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Unavailable(e) => ApiError::Unavailable(e.into()),
+            LedgerError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
@@ -143,6 +162,7 @@ impl ApiError {
             ApiError::Expired => "reservation_expired",
             ApiError::Released => "reservation_released",
             ApiError::Committed => "reservation_committed",
+            ApiError::ReturnExceedsOrder(_) => "return_exceeds_order",
             ApiError::IdempotencyConflict(_) => "idempotency_conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -164,6 +184,7 @@ impl ApiError {
             ApiError::Expired => "Reservation expired",
             ApiError::Released => "Reservation released",
             ApiError::Committed => "Reservation committed",
+            ApiError::ReturnExceedsOrder(_) => "Return exceeds order",
             ApiError::IdempotencyConflict(_) => "Idempotency conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Unavailable(_) => "Service unavailable",
@@ -198,6 +219,12 @@ impl ApiError {
             }
             ApiError::Released => "the reservation was released".into(),
             ApiError::Committed => "the reservation was committed".into(),
+            ApiError::ReturnExceedsOrder(l) => {
+                format!(
+                    "{} more than was committed and not yet returned",
+                    n(l.len(), "line asks", "lines ask")
+                )
+            }
             ApiError::IdempotencyConflict(why) => (*why).into(),
             ApiError::PayloadTooLarge(limit) => format!("the body is larger than {limit} bytes"),
             ApiError::Unavailable(_) => {
@@ -213,6 +240,7 @@ impl ApiError {
             ApiError::UnknownSku(skus) => ("skus", json!(skus)),
             ApiError::InsufficientStock(shortages) => ("shortages", json!(shortages)),
             ApiError::LimitExceeded(limits) => ("limits", json!(limits)),
+            ApiError::ReturnExceedsOrder(lines) => ("lines", json!(lines)),
             ApiError::SaleNotStarted(skus) => (
                 "skus",
                 skus.iter()
@@ -237,6 +265,7 @@ impl ResponseError for ApiError {
             | ApiError::SaleNotStarted(_)
             | ApiError::Released
             | ApiError::Committed
+            | ApiError::ReturnExceedsOrder(_)
             | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
             ApiError::Expired => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

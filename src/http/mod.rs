@@ -2,6 +2,7 @@
 //! problem+json errors. Handlers call the engine and the ledger through
 //! [`crate::service::Stock`]; there is no Redis or SQL here.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -23,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(actix_web::middleware::from_fn(idempotency::idempotency))
             .configure(skus::configure)
             .configure(reservations::configure)
-            .configure(orders::configure),
+            .configure(orders::configure)
+            .configure(admin::configure),
     );
 }
 

@@ -1,15 +1,17 @@
-//! Orders.
+//! Orders and returns.
 
 use super::auth::Caller;
+use super::body::JsonBody;
 use super::error::ApiError;
 use super::views::OrderView;
-use crate::domain::OrderId;
+use crate::domain::{Limits, OrderId, ReturnRequest, Role};
 use crate::service::Stock;
 use actix_web::{web, HttpResponse};
 
 /// Registers the order routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/orders/{order_id}").route(web::get().to(get_order)));
+    cfg.service(super::resource("/orders/{order_id}").route(web::get().to(get_order)))
+        .service(super::resource("/orders/{order_id}/returns").route(web::post().to(return_order)));
 }
 
 async fn get_order(
@@ -23,4 +25,24 @@ async fn get_order(
         .await?
         .ok_or(ApiError::NotFound("order"))?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
+}
+
+#[tracing::instrument(skip_all, fields(order = %path))]
+async fn return_order(
+    caller: Caller,
+    stock: web::Data<Stock>,
+    limits: web::Data<Limits>,
+    path: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let order_id = OrderId::parse(&path).map_err(|_| ApiError::NotFound("order"))?;
+    let req = ReturnRequest::parse(&body.required()?, &limits).map_err(ApiError::Validation)?;
+    let (order, fresh) = stock.return_order(&order_id, &req).await?;
+    let view = OrderView::from(&order);
+    Ok(if fresh {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
 }

@@ -3,8 +3,8 @@
 use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::views::{AvailabilityItem, AvailabilityView, SkuJson};
-use crate::domain::{FieldError, PutSkuRequest, Role, Sku};
+use super::views::{self, AvailabilityItem, AvailabilityView, SkuJson};
+use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Role, Sku};
 use crate::service::Stock;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -18,6 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(put_sku))
             .route(web::get().to(get_sku)),
     )
+    .service(super::resource("/skus/{sku}/ledger").route(web::get().to(ledger)))
+    .service(super::resource("/skus/{sku}/adjustments").route(web::post().to(adjust)))
     .service(super::resource("/availability").route(web::get().to(availability)));
 }
 
@@ -118,4 +120,80 @@ async fn availability(
         })
         .collect();
     Ok(HttpResponse::Ok().json(AvailabilityView { items }))
+}
+
+/// Most ledger rows per page.
+const MAX_LEDGER_PAGE: i64 = 1000;
+
+async fn ledger(
+    caller: Caller,
+    stock: web::Data<Stock>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
+    let mut limit = 100;
+    let mut before = None;
+    let mut errors = Vec::new();
+    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match name.as_ref() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=MAX_LEDGER_PAGE).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_LEDGER_PAGE}"),
+                )),
+            },
+            "before" => match value.parse::<i64>() {
+                Ok(n) if n > 0 => before = Some(n),
+                _ => errors.push(FieldError::new(
+                    "before",
+                    "must be a cursor from an earlier page's next",
+                )),
+            },
+            other => errors.push(FieldError::new(other, "is not a known parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let rows = stock
+        .ledger
+        .movements(sku.as_str(), before, limit + 1)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or(ApiError::NotFound("SKU"))?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .take(limit as usize)
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id.to_string(), "at": views::time(m.at), "kind": m.kind,
+                "delta": m.delta, "on_hand_after": m.on_hand_after, "ref": m.reference,
+            })
+        })
+        .collect();
+    let next = more.then(|| rows[limit as usize - 1].id.to_string());
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))
+}
+
+#[tracing::instrument(skip_all, fields(sku = %path))]
+async fn adjust(
+    caller: Caller,
+    stock: web::Data<Stock>,
+    path: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
+    let req = AdjustmentRequest::parse(&body.required()?).map_err(ApiError::Validation)?;
+    let (view, fresh) = stock.adjust(&sku, &req).await?;
+    let view = SkuJson::from(&view);
+    Ok(if fresh {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
 }

@@ -23,31 +23,7 @@ impl Ledger {
             if !claim(&mut tx, entry.id).await? {
                 continue;
             }
-            match &entry.event {
-                OutboxEvent::Commit { order, sold } => {
-                    apply_commit(&mut tx, entry.id, order, sold).await?
-                }
-                OutboxEvent::Sku {
-                    sku,
-                    created,
-                    delta,
-                    on_hand_after,
-                    settings,
-                    at,
-                } => {
-                    apply_sku(
-                        &mut tx,
-                        entry.id,
-                        sku.as_str(),
-                        *created,
-                        *delta,
-                        *on_hand_after,
-                        settings,
-                        *at,
-                    )
-                    .await?
-                }
-            }
+            apply_entry(&mut tx, entry).await?;
             applied += 1;
         }
         if let Some(w) = watermark {
@@ -75,11 +51,11 @@ impl Ledger {
 async fn lock_skus(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<(), LedgerError> {
     let mut skus: Vec<&str> = entries
         .iter()
-        .flat_map(|e| match &e.event {
-            OutboxEvent::Commit { sold, .. } => {
-                sold.iter().map(|s| s.sku.as_str()).collect::<Vec<_>>()
-            }
-            OutboxEvent::Sku { sku, .. } => vec![sku.as_str()],
+        .flat_map(|e| {
+            e.event
+                .on_hand_deltas()
+                .into_iter()
+                .map(|(sku, _)| sku.as_str())
         })
         .collect();
     skus.sort_unstable();
@@ -103,6 +79,85 @@ async fn claim(tx: &mut Tx<'_>, id: StreamId) -> Result<bool, LedgerError> {
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+async fn apply_entry(tx: &mut Tx<'_>, entry: &OutboxEntry) -> Result<(), LedgerError> {
+    let id = entry.id;
+    match &entry.event {
+        OutboxEvent::Commit { order, sold } => apply_commit(tx, id, order, sold).await,
+        OutboxEvent::Sku {
+            sku,
+            created,
+            delta,
+            on_hand_after,
+            settings,
+            at,
+        } => {
+            apply_sku(
+                tx,
+                id,
+                sku.as_str(),
+                *created,
+                *delta,
+                *on_hand_after,
+                settings,
+                *at,
+            )
+            .await
+        }
+        OutboxEvent::Adjustment {
+            sku,
+            adjustment_id,
+            delta,
+            on_hand_after,
+            reason,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO adjustments (adjustment_id, sku, delta, reason, at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(adjustment_id)
+            .bind(sku.as_str())
+            .bind(delta)
+            .bind(reason)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+            change_on_hand(tx, &[sku.as_str()], &[*delta], *at).await?;
+            let moves = Moves {
+                kind: "adjustment",
+                reference: adjustment_id,
+                at: *at,
+                id,
+            };
+            record_movements(tx, &moves, &[sku.as_str()], &[*delta], &[*on_hand_after]).await
+        }
+        OutboxEvent::Return {
+            return_id,
+            lines,
+            at,
+            ..
+        } => {
+            let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+            let qtys: Vec<i64> = lines.iter().map(|l| l.qty).collect();
+            let after: Vec<i64> = lines.iter().map(|l| l.on_hand_after).collect();
+            change_on_hand(tx, &skus, &qtys, *at).await?;
+            let moves = Moves {
+                kind: "return",
+                reference: return_id,
+                at: *at,
+                id,
+            };
+            record_movements(tx, &moves, &skus, &qtys, &after).await?;
+            sqlx::query("UPDATE returns SET restocked_at = $2 WHERE return_id = $1")
+                .bind(return_id)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    }
 }
 
 async fn apply_commit(
@@ -148,26 +203,33 @@ async fn apply_commit(
     }
     let after: Vec<i64> = sold.iter().map(|s| s.on_hand_after).collect();
     let deltas: Vec<i64> = qtys.iter().map(|q| -q).collect();
+    change_on_hand(tx, &skus, &deltas, order.committed_at).await?;
+    let moves = Moves {
+        kind: "commit",
+        reference: order.order_id.as_str(),
+        at: order.committed_at,
+        id,
+    };
+    record_movements(tx, &moves, &skus, &deltas, &after).await
+}
+
+/// Adds `deltas` to the persisted `on_hand` of `skus`.
+async fn change_on_hand(
+    tx: &mut Tx<'_>,
+    skus: &[&str],
+    deltas: &[i64],
+    at: DateTime<Utc>,
+) -> Result<(), LedgerError> {
     sqlx::query(
         "UPDATE skus SET on_hand = skus.on_hand + d.delta, updated_at = $3
          FROM unnest($1::text[], $2::bigint[]) AS d(sku, delta) WHERE skus.sku = d.sku",
     )
-    .bind(&skus)
-    .bind(&deltas)
-    .bind(order.committed_at)
+    .bind(skus)
+    .bind(deltas)
+    .bind(at)
     .execute(&mut **tx)
     .await?;
-    record_movements(
-        tx,
-        &skus,
-        &deltas,
-        &after,
-        "commit",
-        order.order_id.as_str(),
-        order.committed_at,
-        id,
-    )
-    .await
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -212,31 +274,32 @@ async fn apply_sku(
     let kind = if created { "created" } else { "adjustment" };
     if created || delta != 0 {
         let reference = format!("sku-put:{id}");
-        record_movements(
-            tx,
-            &[sku],
-            &[delta],
-            &[on_hand_after],
+        let moves = Moves {
             kind,
-            &reference,
+            reference: &reference,
             at,
             id,
-        )
-        .await?;
+        };
+        record_movements(tx, &moves, &[sku], &[delta], &[on_hand_after]).await?;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a set of movement rows has in common.
+struct Moves<'a> {
+    kind: &'a str,
+    reference: &'a str,
+    at: DateTime<Utc>,
+    id: StreamId,
+}
+
+/// Appends one movement row per SKU.
 async fn record_movements(
     tx: &mut Tx<'_>,
+    moves: &Moves<'_>,
     skus: &[&str],
     deltas: &[i64],
     after: &[i64],
-    kind: &str,
-    reference: &str,
-    at: DateTime<Utc>,
-    id: StreamId,
 ) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref, outbox_ms, outbox_seq)
@@ -246,11 +309,11 @@ async fn record_movements(
     .bind(skus)
     .bind(deltas)
     .bind(after)
-    .bind(at)
-    .bind(kind)
-    .bind(reference)
-    .bind(id.ms)
-    .bind(id.seq)
+    .bind(moves.at)
+    .bind(moves.kind)
+    .bind(moves.reference)
+    .bind(moves.id.ms)
+    .bind(moves.id.seq)
     .execute(&mut **tx)
     .await?;
     Ok(())

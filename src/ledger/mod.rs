@@ -4,9 +4,13 @@
 //! the same entries again — a retry, a second instance — changes nothing.
 
 mod apply;
+mod movements;
 mod orders;
+mod returns;
 mod snapshot;
 
+pub use movements::Movement;
+pub use returns::{PendingRestock, ReturnRecorded};
 pub use snapshot::{Bought, SkuRecord, Snapshot};
 
 use crate::configuration::DatabaseSettings;

@@ -3,15 +3,17 @@
 
 use super::Outcome;
 use crate::domain::StreamId;
-use crate::engine::Engine;
-use crate::ledger::Ledger;
+use crate::service::Stock;
 use std::time::Duration;
+
+/// A restocking return whose units are not back this long after it was
+/// recorded was cut off by a crash; the drain finishes it.
+const RESTOCK_GRACE: Duration = Duration::from_secs(30);
 
 /// Persists the outbox in batches.
 #[derive(Clone)]
 pub struct Drain {
-    engine: Engine,
-    ledger: Ledger,
+    stock: Stock,
     batch: usize,
     retention: Duration,
 }
@@ -20,10 +22,9 @@ impl Drain {
     /// A drain applying up to `batch` entries per transaction and keeping
     /// persisted entries in the stream for `retention` (so a rebuild that
     /// read the watermark a moment ago still finds the entries after it).
-    pub fn new(engine: Engine, ledger: Ledger, batch: usize, retention: Duration) -> Self {
+    pub fn new(stock: Stock, batch: usize, retention: Duration) -> Self {
         Drain {
-            engine,
-            ledger,
+            stock,
             batch,
             retention,
         }
@@ -32,12 +33,14 @@ impl Drain {
     /// Applies the next batch after the watermark. The flag says whether
     /// the batch was full.
     pub async fn try_execute_task(&self) -> anyhow::Result<(Outcome, bool)> {
-        let watermark = self.ledger.watermark().await?;
-        let entries = self.engine.outbox_after(watermark, self.batch).await?;
+        let (engine, ledger) = (&self.stock.engine, &self.stock.ledger);
+        let watermark = ledger.watermark().await?;
+        let entries = engine.outbox_after(watermark, self.batch).await?;
         let Some(last) = entries.last().map(|e| e.id) else {
+            self.finish_cut_off_restocks().await?;
             return Ok((Outcome::Idle, false));
         };
-        let applied = self.ledger.apply(&entries, Some(last)).await?;
+        let applied = ledger.apply(&entries, Some(last)).await?;
         if applied > 0 {
             tracing::info!(applied, watermark = %last, "outbox entries persisted by the drain");
         }
@@ -46,8 +49,20 @@ impl Drain {
             seq: 0,
         };
         if keep_from.ms > 0 {
-            self.engine.trim_outbox(keep_from).await?;
+            engine.trim_outbox(keep_from).await?;
         }
         Ok((Outcome::Worked(entries.len()), entries.len() >= self.batch))
+    }
+}
+
+impl Drain {
+    async fn finish_cut_off_restocks(&self) -> anyhow::Result<()> {
+        for pending in self.stock.ledger.pending_restocks(RESTOCK_GRACE).await? {
+            tracing::warn!(return_id = %pending.return_id, "finishing a restock cut off by a crash");
+            self.stock
+                .restock(&pending.return_id, &pending.order_id, &pending.lines)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,108 @@
+//! Administration: reconciliation on demand.
+
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::domain::{FieldError, ReconcileMode, Role, Sku};
+use crate::reconciler::{Reconciler, Report};
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+/// Most SKUs one reconcile call may name.
+const MAX_RECONCILE_SKUS: usize = 10_000;
+
+/// Registers the admin routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/admin/reconcile").route(web::post().to(reconcile)));
+}
+
+/// `{ "repair": false, "skus": ["A"] }`, both optional.
+fn parse(body: &Value) -> Result<(bool, Option<Vec<Sku>>), Vec<FieldError>> {
+    let Some(map) = body.as_object() else {
+        return Err(vec![FieldError::new("", "the body must be a JSON object")]);
+    };
+    let mut errors: Vec<FieldError> = map
+        .keys()
+        .filter(|k| *k != "repair" && *k != "skus")
+        .map(|k| FieldError::new(k.as_str(), "is not a known field"))
+        .collect();
+    let repair = match map.get("repair") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new("repair", "must be true or false"));
+            false
+        }
+    };
+    let skus = match map.get("skus") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.len() <= MAX_RECONCILE_SKUS => {
+            let mut skus = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().map(Sku::parse) {
+                    Some(Ok(sku)) => skus.push(sku),
+                    Some(Err(m)) => errors.push(FieldError::new(format!("skus[{i}]"), m)),
+                    None => errors.push(FieldError::new(format!("skus[{i}]"), "must be a string")),
+                }
+            }
+            Some(skus)
+        }
+        Some(Value::Array(_)) => {
+            errors.push(FieldError::new(
+                "skus",
+                format!("at most {MAX_RECONCILE_SKUS} SKUs"),
+            ));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("skus", "must be an array of SKUs"));
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok((repair, skus))
+    } else {
+        Err(errors)
+    }
+}
+
+/// The report as API.md shows it.
+pub fn report_json(report: &Report) -> Value {
+    let drifted: Vec<Value> = report
+        .drifted
+        .iter()
+        .map(|d| {
+            json!({
+                "sku": d.sku,
+                "expected": { "on_hand": d.expected_on_hand, "held": d.expected_held },
+                "actual": { "on_hand": d.actual_on_hand, "held": d.actual_held },
+            })
+        })
+        .collect();
+    json!({
+        "checked": report.checked,
+        "drifted": drifted,
+        "repaired": report.repaired,
+        "duration_ms": report.duration.as_millis() as u64,
+    })
+}
+
+#[tracing::instrument(skip_all)]
+async fn reconcile(
+    caller: Caller,
+    reconciler: web::Data<Reconciler>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let (repair, skus) = parse(&body.or_empty_object()).map_err(ApiError::Validation)?;
+    let mode = if repair {
+        ReconcileMode::Repair
+    } else {
+        ReconcileMode::Check
+    };
+    let report = reconciler
+        .reconcile(mode, skus.as_deref())
+        .await
+        .map_err(ApiError::Unavailable)?;
+    Ok(HttpResponse::Ok().json(report_json(&report)))
+}

@@ -1,0 +1,187 @@
+//! Returns and adjustments as the ledger knows them.
+
+use super::{Ledger, LedgerError};
+use crate::domain::{OrderId, ReturnExcess, ReturnRequest, Sku};
+use anyhow::anyhow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What recording a return did.
+#[derive(Debug, Clone)]
+pub enum ReturnRecorded {
+    /// Recorded now.
+    Recorded,
+    /// Recorded before under this id; its lines, and whether its restock
+    /// has not reached the ledger yet.
+    Before {
+        /// The lines first recorded.
+        lines: Vec<(Sku, i64)>,
+        /// Restock asked for and not yet persisted.
+        restock_pending: bool,
+    },
+    /// Lines beyond what may be returned; nothing recorded.
+    Exceeds(Vec<ReturnExcess>),
+    /// The ledger has no such order.
+    OrderNotFound,
+    /// The return id belongs to another order's return.
+    IdReused,
+}
+
+/// A restocking return whose units have not reached the ledger.
+#[derive(Debug, Clone)]
+pub struct PendingRestock {
+    /// The return.
+    pub return_id: String,
+    /// Its order.
+    pub order_id: OrderId,
+    /// Units to put back.
+    pub lines: Vec<(Sku, i64)>,
+}
+
+impl Ledger {
+    /// Records a return against an order, capped per line at committed minus
+    /// returned, under a lock on the order's lines; idempotent on return_id.
+    pub async fn record_return(
+        &self,
+        order_id: &OrderId,
+        req: &ReturnRequest,
+    ) -> Result<ReturnRecorded, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let lines: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT sku, qty, returned_qty FROM order_lines WHERE order_id = $1 ORDER BY sku FOR UPDATE",
+        )
+        .bind(order_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        if lines.is_empty() {
+            return Ok(ReturnRecorded::OrderNotFound);
+        }
+        let before: Option<(String, bool, bool)> = sqlx::query_as(
+            "SELECT order_id, restock, restock AND restocked_at IS NULL FROM returns WHERE return_id = $1",
+        )
+        .bind(&req.return_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((other_order, _, restock_pending)) = before {
+            if other_order != order_id.as_str() {
+                return Ok(ReturnRecorded::IdReused);
+            }
+            let lines = self.return_lines(&req.return_id).await?;
+            return Ok(ReturnRecorded::Before {
+                lines,
+                restock_pending,
+            });
+        }
+
+        let returnable: HashMap<&str, i64> =
+            lines.iter().map(|(s, q, r)| (s.as_str(), q - r)).collect();
+        let excess: Vec<ReturnExcess> = req
+            .lines
+            .iter()
+            .filter_map(|(sku, qty)| {
+                let returnable = returnable.get(sku.as_str()).copied().unwrap_or(0);
+                (*qty > returnable).then(|| ReturnExcess {
+                    sku: sku.clone(),
+                    returnable,
+                    requested: *qty,
+                })
+            })
+            .collect();
+        if !excess.is_empty() {
+            return Ok(ReturnRecorded::Exceeds(excess));
+        }
+
+        let inserted = sqlx::query(
+            "INSERT INTO returns (return_id, order_id, restock, at) VALUES ($1, $2, $3, now())
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&req.return_id)
+        .bind(order_id.as_str())
+        .bind(req.restock)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(ReturnRecorded::IdReused);
+        }
+        let skus: Vec<&str> = req.lines.iter().map(|(s, _)| s.as_str()).collect();
+        let qtys: Vec<i64> = req.lines.iter().map(|(_, q)| *q).collect();
+        sqlx::query(
+            "INSERT INTO return_lines (return_id, sku, qty) SELECT $1, l.sku, l.qty
+             FROM unnest($2::text[], $3::bigint[]) AS l(sku, qty)",
+        )
+        .bind(&req.return_id)
+        .bind(&skus)
+        .bind(&qtys)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE order_lines SET returned_qty = returned_qty + l.qty
+             FROM unnest($2::text[], $3::bigint[]) AS l(sku, qty)
+             WHERE order_lines.order_id = $1 AND order_lines.sku = l.sku",
+        )
+        .bind(order_id.as_str())
+        .bind(&skus)
+        .bind(&qtys)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ReturnRecorded::Recorded)
+    }
+
+    async fn return_lines(&self, return_id: &str) -> Result<Vec<(Sku, i64)>, LedgerError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT sku, qty FROM return_lines WHERE return_id = $1 ORDER BY sku")
+                .bind(return_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(s, q)| {
+                Ok((
+                    Sku::parse(&s).map_err(|m| LedgerError::Internal(anyhow!(m)))?,
+                    q,
+                ))
+            })
+            .collect()
+    }
+
+    /// Restocking returns recorded more than `age` ago whose units have not
+    /// reached the ledger (a crash between recording and restocking).
+    pub async fn pending_restocks(
+        &self,
+        age: Duration,
+    ) -> Result<Vec<PendingRestock>, LedgerError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT return_id, order_id FROM returns
+             WHERE restock AND restocked_at IS NULL AND at < now() - make_interval(secs => $1)
+             ORDER BY at LIMIT 100",
+        )
+        .bind(age.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for (return_id, order_id) in rows {
+            let lines = self.return_lines(&return_id).await?;
+            let order_id =
+                OrderId::parse(&order_id).map_err(|m| LedgerError::Internal(anyhow!(m)))?;
+            pending.push(PendingRestock {
+                return_id,
+                order_id,
+                lines,
+            });
+        }
+        Ok(pending)
+    }
+
+    /// The SKU and delta an adjustment id was applied with, if it was.
+    pub async fn adjustment(
+        &self,
+        adjustment_id: &str,
+    ) -> Result<Option<(String, i64)>, LedgerError> {
+        Ok(
+            sqlx::query_as("SELECT sku, delta FROM adjustments WHERE adjustment_id = $1")
+                .bind(adjustment_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
