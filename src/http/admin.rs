@@ -1,9 +1,9 @@
 //! Administration: reconciliation on demand.
 
-use super::auth::Caller;
+use super::auth::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::domain::{FieldError, ReconcileMode, Role, Sku};
+use crate::domain::{FieldError, ReconcileMode, Sku};
 use crate::reconciler::{Reconciler, Report};
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ const MAX_RECONCILE_SKUS: usize = 10_000;
 
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/admin/reconcile").route(web::post().to(reconcile)));
+    cfg.service(super::resource("/admin/reconcile", "POST").route(web::post().to(reconcile)));
 }
 
 /// `{ "repair": false, "skus": ["A"] }`, both optional.
@@ -89,11 +89,10 @@ pub fn report_json(report: &Report) -> Value {
 
 #[tracing::instrument(skip_all)]
 async fn reconcile(
-    caller: Caller,
+    _admin: Admin,
     reconciler: web::Data<Reconciler>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let (repair, skus) = parse(&body.or_empty_object()).map_err(ApiError::Validation)?;
     let mode = if repair {
         ReconcileMode::Repair

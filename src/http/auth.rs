@@ -79,3 +79,25 @@ impl FromRequest for Caller {
         )
     }
 }
+
+/// A caller whose key has the admin role; 401 or 403 otherwise. Put it
+/// first among a handler's arguments so the role is checked before the
+/// body is read.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        ready(
+            Caller::from_request(req, payload)
+                .into_inner()
+                .and_then(|caller| {
+                    caller.require(Role::Admin)?;
+                    Ok(Admin(caller))
+                }),
+        )
+    }
+}

@@ -5,7 +5,7 @@
 use crate::domain::{FieldError, LimitBreach, Rejection, ReturnExcess, Role, Shortage, Sku};
 use crate::engine::EngineError;
 use crate::ledger::LedgerError;
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -280,13 +280,20 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => tracing::warn!(error = ?self, "request failed"),
             _ => {}
         }
-        problem(
+        let mut res = problem(
             self.status_code(),
             self.code(),
             self.title(),
             &self.detail(),
             self.extra(),
-        )
+        );
+        if matches!(self, ApiError::Unauthorized) {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"stockhold\""),
+            );
+        }
+        res
     }
 }
 

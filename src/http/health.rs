@@ -23,8 +23,8 @@ impl Readiness {
 
 /// Registers the health routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/healthz").route(web::get().to(healthz)))
-        .service(super::resource("/readyz").route(web::get().to(readyz)));
+    cfg.service(super::resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(super::resource("/readyz", "GET").route(web::get().to(readyz)));
 }
 
 async fn healthz() -> HttpResponse {

@@ -34,18 +34,24 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("resource"))
 }
 
-/// The answer for a method a path does not have.
-pub async fn method_not_allowed() -> HttpResponse {
-    error::problem(
+/// The answer for a method a path does not have, naming those it has.
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut res = error::problem(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "Method not allowed",
-        "this path does not take this method",
+        &format!("this path takes {allow}"),
         None,
-    )
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    res
 }
 
-/// A resource whose unknown methods get a problem+json 405.
-pub(crate) fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource taking the methods in `allow` (e.g. "GET, PUT"); any other
+/// method gets a problem+json 405 with an `Allow` header.
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move { method_not_allowed(allow) }))
 }

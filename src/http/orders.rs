@@ -1,17 +1,20 @@
 //! Orders and returns.
 
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::views::OrderView;
-use crate::domain::{Limits, OrderId, ReturnRequest, Role};
+use crate::domain::{Limits, OrderId, ReturnRequest};
 use crate::service::Stock;
 use actix_web::{web, HttpResponse};
 
 /// Registers the order routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/orders/{order_id}").route(web::get().to(get_order)))
-        .service(super::resource("/orders/{order_id}/returns").route(web::post().to(return_order)));
+    cfg.service(super::resource("/orders/{order_id}", "GET").route(web::get().to(get_order)))
+        .service(
+            super::resource("/orders/{order_id}/returns", "POST")
+                .route(web::post().to(return_order)),
+        );
 }
 
 async fn get_order(
@@ -29,13 +32,12 @@ async fn get_order(
 
 #[tracing::instrument(skip_all, fields(order = %path))]
 async fn return_order(
-    caller: Caller,
+    _admin: Admin,
     stock: web::Data<Stock>,
     limits: web::Data<Limits>,
     path: web::Path<String>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let order_id = OrderId::parse(&path).map_err(|_| ApiError::NotFound("order"))?;
     let req = ReturnRequest::parse(&body.required()?, &limits).map_err(ApiError::Validation)?;
     let (order, fresh) = stock.return_order(&order_id, &req).await?;

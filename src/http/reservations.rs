@@ -11,15 +11,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Registers the reservation routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/reservations").route(web::post().to(reserve)))
+    cfg.service(super::resource("/reservations", "POST").route(web::post().to(reserve)))
         .service(
-            super::resource("/reservations/{id}")
+            super::resource("/reservations/{id}", "GET, PATCH, DELETE")
                 .route(web::get().to(get_reservation))
                 .route(web::patch().to(patch_reservation))
                 .route(web::delete().to(release_reservation)),
         )
         .service(
-            super::resource("/reservations/{id}/commit").route(web::post().to(commit_reservation)),
+            super::resource("/reservations/{id}/commit", "POST")
+                .route(web::post().to(commit_reservation)),
         );
 }
 

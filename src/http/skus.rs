@@ -1,10 +1,10 @@
 //! SKU set-up, SKU views and availability.
 
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::views::{self, AvailabilityItem, AvailabilityView, SkuJson};
-use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Role, Sku};
+use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Sku};
 use crate::service::Stock;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -14,23 +14,22 @@ const MAX_AVAILABILITY_SKUS: usize = 500;
 /// Registers the SKU routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        super::resource("/skus/{sku}")
+        super::resource("/skus/{sku}", "GET, PUT")
             .route(web::put().to(put_sku))
             .route(web::get().to(get_sku)),
     )
-    .service(super::resource("/skus/{sku}/ledger").route(web::get().to(ledger)))
-    .service(super::resource("/skus/{sku}/adjustments").route(web::post().to(adjust)))
-    .service(super::resource("/availability").route(web::get().to(availability)));
+    .service(super::resource("/skus/{sku}/ledger", "GET").route(web::get().to(ledger)))
+    .service(super::resource("/skus/{sku}/adjustments", "POST").route(web::post().to(adjust)))
+    .service(super::resource("/availability", "GET").route(web::get().to(availability)));
 }
 
 #[tracing::instrument(skip_all, fields(sku = %path))]
 async fn put_sku(
-    caller: Caller,
+    _admin: Admin,
     stock: web::Data<Stock>,
     path: web::Path<String>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let sku = Sku::parse(&path);
     let req = PutSkuRequest::parse(&body.required()?);
     let (sku, req) = match (sku, req) {
@@ -74,6 +73,7 @@ async fn availability(
 ) -> Result<HttpResponse, ApiError> {
     let mut skus = Vec::new();
     let mut errors = Vec::new();
+    let mut asked = 0;
     for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
         if name != "sku" {
             errors.push(FieldError::new(name.as_ref(), "is not a known parameter"));
@@ -81,17 +81,10 @@ async fn availability(
         }
         match Sku::parse(&value) {
             Ok(sku) => skus.push(sku),
-            Err(m) => errors.push(FieldError::new(
-                format!("sku[{}]", skus.len() + errors.len()),
-                m,
-            )),
+            Err(m) => errors.push(FieldError::new(format!("sku[{asked}]"), m)),
         }
+        asked += 1;
     }
-    let asked = skus.len()
-        + errors
-            .iter()
-            .filter(|e| e.field.starts_with("sku["))
-            .count();
     if asked == 0 {
         errors.push(FieldError::new(
             "sku",
@@ -126,12 +119,11 @@ async fn availability(
 const MAX_LEDGER_PAGE: i64 = 1000;
 
 async fn ledger(
-    caller: Caller,
+    _admin: Admin,
     stock: web::Data<Stock>,
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
     let mut limit = 100;
     let mut before = None;
@@ -181,12 +173,11 @@ async fn ledger(
 
 #[tracing::instrument(skip_all, fields(sku = %path))]
 async fn adjust(
-    caller: Caller,
+    _admin: Admin,
     stock: web::Data<Stock>,
     path: web::Path<String>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
     let req = AdjustmentRequest::parse(&body.required()?).map_err(ApiError::Validation)?;
     let (view, fresh) = stock.adjust(&sku, &req).await?;

@@ -2,7 +2,12 @@
 //! (started by scripts/test.sh). Each test spawns its own app with its own
 //! database and Redis key prefix.
 
+mod auth;
 mod concurrency;
 mod expiry;
 mod health;
 mod helpers;
+mod orders;
+mod reservations;
+mod skus;
+mod validation;
