@@ -5,9 +5,11 @@
 mod auth;
 mod concurrency;
 mod expiry;
+mod faults;
 mod health;
 mod helpers;
 mod orders;
+mod recovery;
 mod reservations;
 mod skus;
 mod validation;
