@@ -23,7 +23,8 @@ pub enum ReturnRecorded {
     Exceeds(Vec<ReturnExcess>),
     /// The ledger has no such order.
     OrderNotFound,
-    /// The return id belongs to another order's return.
+    /// The return id belongs to another return (another order, other
+    /// lines or another restock choice).
     IdReused,
 }
 
@@ -62,11 +63,14 @@ impl Ledger {
         .bind(&req.return_id)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((other_order, _, restock_pending)) = before {
-            if other_order != order_id.as_str() {
+        if let Some((other_order, restock, restock_pending)) = before {
+            let mut lines = self.return_lines(&req.return_id).await?;
+            let mut asked = req.lines.clone();
+            lines.sort();
+            asked.sort();
+            if other_order != order_id.as_str() || restock != req.restock || lines != asked {
                 return Ok(ReturnRecorded::IdReused);
             }
-            let lines = self.return_lines(&req.return_id).await?;
             return Ok(ReturnRecorded::Before {
                 lines,
                 restock_pending,

@@ -85,16 +85,21 @@ impl Reconciler {
         if mode != ReconcileMode::Check {
             let repairs: Vec<(String, i64, String)> = drifted
                 .iter()
-                .filter_map(|d| {
-                    let was = d.actual_on_hand?;
-                    Some((
+                // Restoring a Redis that lost everything is a rebuild, not
+                // a repair of each SKU: only SKUs found wrong get a row.
+                .filter(|d| mode == ReconcileMode::Repair || d.actual_on_hand.is_some())
+                .map(|d| {
+                    let was = d
+                        .actual_on_hand
+                        .map_or("missing".to_owned(), |n| n.to_string());
+                    (
                         d.sku.to_string(),
                         d.expected_on_hand,
                         format!(
                             "reconcile: live on_hand {was} -> {}, held {} -> {}",
                             d.expected_on_hand, d.actual_held, d.expected_held
                         ),
-                    ))
+                    )
                 })
                 .collect();
             self.ledger

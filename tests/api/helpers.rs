@@ -304,3 +304,81 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+// Helpers for the ledger, adjustment, return and reconcile tests.
+impl TestApp {
+    /// `POST /v1/skus/{sku}/adjustments` as admin.
+    pub async fn adjust(&self, sku: &str, body: Value) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/v1/skus/{sku}/adjustments"),
+            Some(ADMIN),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/orders/{order_id}/returns` as admin.
+    pub async fn return_order(&self, order_id: &str, body: Value) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/v1/orders/{order_id}/returns"),
+            Some(ADMIN),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/reconcile` as admin.
+    pub async fn reconcile(&self, body: Value) -> Response {
+        self.request(Method::POST, "/v1/admin/reconcile", Some(ADMIN), Some(body))
+            .await
+    }
+
+    /// `GET /v1/skus/{sku}/ledger?{query}` as admin (`query` without the `?`).
+    pub async fn ledger(&self, sku: &str, query: &str) -> Response {
+        let path = if query.is_empty() {
+            format!("/v1/skus/{sku}/ledger")
+        } else {
+            format!("/v1/skus/{sku}/ledger?{query}")
+        };
+        self.request(Method::GET, &path, Some(ADMIN), None).await
+    }
+
+    /// Holds `lines` (sku, qty) and commits them as `order_id`, asserting
+    /// 201; returns the order.
+    pub async fn commit_order(&self, order_id: &str, lines: &[(&str, i64)]) -> Value {
+        let id = self.hold(lines).await;
+        let res = self.commit(&id, json!({ "order_id": order_id })).await;
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "commit {order_id}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `on_hand` of `sku` in the Postgres `skus` table.
+    pub async fn persisted_on_hand(&self, sku: &str) -> Option<i64> {
+        sqlx::query_scalar("SELECT on_hand FROM skus WHERE sku = $1")
+            .bind(sku)
+            .fetch_optional(self.db())
+            .await
+            .unwrap()
+    }
+
+    /// The Redis key of a SKU's counters (see lua/common.lua).
+    pub fn sku_key(&self, sku: &str) -> String {
+        format!("{}:{{p0}}:sku:{sku}", self.settings.redis.key_prefix)
+    }
+
+    /// Sets a field of a SKU's counters behind the service's back.
+    pub async fn tamper(&self, sku: &str, field: &str, value: i64) {
+        let mut conn = self.redis().await;
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.sku_key(sku))
+            .arg(field)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}

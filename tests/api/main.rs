@@ -2,14 +2,18 @@
 //! (started by scripts/test.sh). Each test spawns its own app with its own
 //! database and Redis key prefix.
 
+mod adjustments;
 mod auth;
 mod concurrency;
 mod expiry;
 mod faults;
 mod health;
 mod helpers;
+mod ledger;
 mod orders;
+mod reconcile;
 mod recovery;
 mod reservations;
+mod returns;
 mod skus;
 mod validation;
