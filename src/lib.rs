@@ -14,6 +14,7 @@
 //!   outbox watermark, written idempotently.
 //! - [`service`]: operations spanning both: a change in Redis, then its
 //!   outbox entry written to Postgres before the answer.
+//! - [`metrics`]: the Prometheus recorder and metric names.
 //! - [`reconciler`]: background duties: the hold reaper and the outbox drain.
 //! - [`http`]: the actix-web API of `API.md`: extractors, handlers, problem+json.
 //! - [`startup`]: builds pools, binds the listener and runs the application.
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod reconciler;
 pub mod service;
 pub mod shutdown;

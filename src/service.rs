@@ -42,7 +42,12 @@ impl Stock {
             .await?;
         let mut order = committed.order;
         match committed.outbox {
-            Some(entry) => order.persisted = self.persist(entry).await,
+            Some(entry) => {
+                order.persisted = self.persist(entry).await;
+                if !order.persisted {
+                    metrics::counter!(crate::metrics::COMMITS_NOT_PERSISTED).increment(1);
+                }
+            }
             // Committed before: the ledger's copy also knows about returns.
             None => {
                 if let Ok(Some(persisted)) = self.ledger.order(&order.order_id).await {

@@ -31,6 +31,7 @@ impl Application {
     /// Connects, migrates, binds and starts everything; stops when `shutdown`
     /// is cancelled.
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        crate::metrics::handle();
         let stock = connect(&settings).await?;
         let listener = TcpListener::bind((
             settings.application.host.as_str(),
@@ -60,6 +61,7 @@ impl Application {
                 .app_data(idempotency.clone())
                 .app_data(app_readiness.clone())
                 .app_data(reconciler_data.clone())
+                .wrap(actix_web::middleware::from_fn(http::observe::observe))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

@@ -16,6 +16,7 @@ use crate::domain::{
     ReconcileMode, Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView,
     StreamId,
 };
+use crate::metrics as m;
 use anyhow::{anyhow, Context};
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
 use replies::Reply;
@@ -228,6 +229,7 @@ impl Engine {
             });
         }
         let hold = hold_from(id, &reply)?;
+        metrics::counter!(m::RESERVATIONS_CREATED).increment(1);
         let words: Vec<String> = reply.fields[9]
             .split_ascii_whitespace()
             .map(str::to_owned)
@@ -278,6 +280,9 @@ impl Engine {
             "1" => Some(reply.fields[10].parse().map_err(|m: String| anyhow!(m))?),
             _ => None,
         };
+        if outbox.is_some() {
+            metrics::counter!(m::RESERVATIONS_COMMITTED).increment(1);
+        }
         Ok(Committed {
             order: replies::order_of(&hold)?,
             outbox,
@@ -291,7 +296,11 @@ impl Engine {
         let reply = self
             .script(&self.scripts.release, self.keys.hold(id), args)
             .await?;
-        hold_from(id, &reply)
+        let hold = hold_from(id, &reply)?;
+        if hold.status == crate::domain::HoldStatus::Released {
+            metrics::counter!(m::RESERVATIONS_RELEASED).increment(1);
+        }
+        Ok(hold)
     }
 
     /// Reads a hold as the API shows it.
@@ -312,7 +321,9 @@ impl Engine {
         let reply = self
             .script(&self.scripts.expire, self.keys.expiry(), args)
             .await?;
-        Ok(reply.code.parse().context("expire reply")?)
+        let expired: usize = reply.code.parse().context("expire reply")?;
+        metrics::counter!(m::RESERVATIONS_EXPIRED).increment(expired as u64);
+        Ok(expired)
     }
 
     /// Creates or updates a SKU; returns it and the outbox entry written, if any.
@@ -694,7 +705,12 @@ fn pairs(lines: &[(Sku, i64)]) -> String {
 
 fn rejection_or_bug(reply: &Reply) -> EngineError {
     match replies::rejection(reply) {
-        Ok(Some(r)) => r.into(),
+        Ok(Some(r)) => {
+            if matches!(r, Rejection::Insufficient(_)) {
+                metrics::counter!(m::INSUFFICIENT_STOCK).increment(1);
+            }
+            r.into()
+        }
         Ok(None) => EngineError::Internal(anyhow!("unexpected script reply {reply:?}")),
         Err(e) => EngineError::Internal(e),
     }

@@ -24,7 +24,33 @@ impl Readiness {
 /// Registers the health routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/healthz", "GET").route(web::get().to(healthz)))
-        .service(super::resource("/readyz", "GET").route(web::get().to(readyz)));
+        .service(super::resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(super::resource("/metrics", "GET").route(web::get().to(metrics)));
+}
+
+/// Prometheus text; pool usage is sampled at scrape time.
+async fn metrics(stock: web::Data<Stock>) -> HttpResponse {
+    use crate::metrics::POOL_CONNECTIONS;
+    let redis = stock.engine.pool_status();
+    let redis_idle = redis.available;
+    let pg = stock.ledger.pool();
+    let pg_idle = pg.num_idle();
+    let gauges = [
+        ("redis", "in_use", redis.size.saturating_sub(redis_idle)),
+        ("redis", "idle", redis_idle),
+        (
+            "postgres",
+            "in_use",
+            (pg.size() as usize).saturating_sub(pg_idle),
+        ),
+        ("postgres", "idle", pg_idle),
+    ];
+    for (pool, state, n) in gauges {
+        metrics::gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => state).set(n as f64);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::handle().render())
 }
 
 async fn healthz() -> HttpResponse {

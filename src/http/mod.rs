@@ -8,6 +8,7 @@ pub mod body;
 pub mod error;
 pub mod health;
 pub mod idempotency;
+pub mod observe;
 pub mod orders;
 pub mod reservations;
 pub mod skus;

@@ -36,11 +36,13 @@ impl Drain {
         let (engine, ledger) = (&self.stock.engine, &self.stock.ledger);
         let watermark = ledger.watermark().await?;
         let entries = engine.outbox_after(watermark, self.batch).await?;
+        metrics::gauge!(crate::metrics::OUTBOX_LAG).set(entries.len() as f64);
         let Some(last) = entries.last().map(|e| e.id) else {
             self.finish_cut_off_restocks().await?;
             return Ok((Outcome::Idle, false));
         };
         let applied = ledger.apply(&entries, Some(last)).await?;
+        metrics::counter!(crate::metrics::OUTBOX_DRAINED).increment(applied as u64);
         if applied > 0 {
             tracing::info!(applied, watermark = %last, "outbox entries persisted by the drain");
         }

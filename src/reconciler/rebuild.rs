@@ -107,6 +107,7 @@ impl Reconciler {
                 .await
                 .context("recording repairs")?;
         }
+        metrics::counter!(crate::metrics::DRIFT_FOUND).increment(drifted.len() as u64);
         let report = Report {
             checked: snapshot.skus.len(),
             drifted,

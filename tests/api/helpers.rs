@@ -20,6 +20,7 @@ pub struct TestApp {
     pub stock: Stock,
     pub settings: Settings,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -79,7 +80,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stock = app.stock().clone();
-    tokio::spawn(app.run_until_stopped());
+    let server = Some(tokio::spawn(app.run_until_stopped()));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -90,10 +91,24 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
         stock,
         settings,
         shutdown,
+        server,
     }
 }
 
 impl TestApp {
+    /// Sends the shutdown signal (as SIGTERM would) without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for the server and background tasks to stop.
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
     pub fn db(&self) -> &PgPool {
         self.stock.ledger.pool()
     }

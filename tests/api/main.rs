@@ -10,6 +10,7 @@ mod faults;
 mod health;
 mod helpers;
 mod ledger;
+mod operations;
 mod orders;
 mod reconcile;
 mod recovery;
