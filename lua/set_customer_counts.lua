@@ -1,17 +1,34 @@
 -- set_customer_counts.lua: restores per-customer totals (units held plus
--- bought of SKUs with a per-customer limit) after Redis lost its data.
+-- bought of SKUs with a per-customer limit) while Redis is being rebuilt,
+-- after the old totals were deleted.
 --
--- KEYS[1]  base.."ready" (routing only; read, never written)
+-- KEYS[1]  base.."exp" (the live holds; read, never written)
 -- ARGV[1]  base prefix
--- ARGV[2…] triples: customer id, sku, units bought
+-- ARGV[2]  'bought': add the triples that follow (customer id, sku, units
+--          bought, from the ledger); 'held': add the counted lines of every
+--          live hold
 --
--- Returns the number of totals set. Only runs while Redis is not ready (a
--- rebuild is under way), so it never overwrites counts of live holds.
+-- Returns the number of totals added to. Only runs while Redis is not
+-- ready, so no hold changes meanwhile.
 local base = ARGV[1]
 if ready(base) then return 0 end
-local set = 0
-for i = 2, #ARGV, 3 do
-  redis.call('HSET', base .. 'cust:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
-  set = set + 1
+local added = 0
+if ARGV[2] == 'bought' then
+  for i = 3, #ARGV, 3 do
+    redis.call('HINCRBY', base .. 'cust:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    added = added + 1
+  end
+  return added
 end
-return set
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local h = read_hold(base .. 'hold:' .. id)
+  if h and h.st == 'held' and h.cust ~= '' then
+    for _, l in ipairs(parse_hold_lines(h.ln)) do
+      if l[3] == 1 then
+        redis.call('HINCRBY', base .. 'cust:' .. h.cust, l[1], l[2])
+        added = added + 1
+      end
+    end
+  end
+end
+return added

@@ -3,14 +3,15 @@
 
 use crate::configuration::Settings;
 use crate::engine::Engine;
-use crate::http::{self, auth::ApiKeys, health::Readiness};
+use crate::http::{self, auth::ApiKeys};
 use crate::ledger::Ledger;
-use crate::reconciler::{self, Drain, Outcome, Reaper, Reconciler};
+use crate::reconciler::{self, Drain, Readiness, Reaper, RebuildGuard, Reconciler};
 use crate::service::Stock;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -46,13 +47,13 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let reconciler = Reconciler::new(stock.engine.clone(), stock.ledger.clone());
-        let readiness = web::Data::new(Readiness::default());
+        let readiness = Arc::new(Readiness::default());
         let reconciler_data = web::Data::new(reconciler.clone());
         let stock_data = web::Data::new(stock.clone());
         let keys = web::Data::new(ApiKeys::new(&settings.auth));
         let limits = web::Data::new(settings.limits.limits());
         let idempotency = web::Data::new(stock.engine.idempotency());
-        let app_readiness = readiness.clone();
+        let app_readiness = web::Data::from(readiness.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(stock_data.clone())
@@ -78,13 +79,17 @@ impl Application {
             .start_up(&instance)
             .await
             .context("rebuilding Redis from the ledger")?;
-        readiness.set(true);
+        let guard = RebuildGuard::new(reconciler, instance, readiness);
+        guard.try_execute_task().await?;
         let mut tasks = spawn_background(&settings, &stock, &shutdown);
-        tasks.push(spawn_rebuild_guard(
-            reconciler,
-            instance,
-            readiness.clone(),
+        tasks.push(reconciler::spawn(
+            "rebuild-guard",
+            Duration::from_secs(1),
             shutdown.clone(),
+            move || {
+                let guard = guard.clone();
+                async move { guard.try_execute_task().await }
+            },
         ));
         tracing::info!(port, profile = ?settings.profile, "stockhold is listening");
         Ok(Application {
@@ -142,39 +147,6 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Stock> {
         }
     }
     Ok(Stock { engine, ledger })
-}
-
-/// Watches for a Redis that lost its data (its ready marker is gone) and
-/// rebuilds it; the service reports not ready meanwhile.
-fn spawn_rebuild_guard(
-    reconciler: Reconciler,
-    instance: String,
-    readiness: web::Data<Readiness>,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    let engine = reconciler.engine().clone();
-    reconciler::spawn(
-        "rebuild-guard",
-        Duration::from_secs(1),
-        shutdown,
-        move || {
-            let (engine, reconciler, instance, readiness) = (
-                engine.clone(),
-                reconciler.clone(),
-                instance.clone(),
-                readiness.clone(),
-            );
-            async move {
-                if engine.is_ready().await? {
-                    return Ok((Outcome::Idle, false));
-                }
-                readiness.set(false);
-                reconciler.start_up(&instance).await?;
-                readiness.set(true);
-                Ok((Outcome::Worked(1), false))
-            }
-        },
-    )
 }
 
 fn spawn_background(

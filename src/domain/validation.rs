@@ -106,7 +106,12 @@ impl<'a> Body<'a> {
 /// An integer within `min..=max`.
 pub(crate) fn int_in(value: &Value, min: i64, max: i64) -> Result<i64, String> {
     let out_of_range = || format!("must be an integer from {min} to {max}");
-    match value.as_i64() {
+    // 2.0 is an integer in JSON Schema's eyes; accept it as one.
+    let integral = value
+        .as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+        .map(|f| f as i64);
+    match value.as_i64().or(integral) {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         Some(_) => Err(out_of_range()),
         // Large or fractional numbers are numbers all the same: say the range.
@@ -162,6 +167,7 @@ mod tests {
     fn integers_outside_the_range_or_fractional_are_refused() {
         assert!(int_in(&json!(0), 1, 5).is_err());
         assert!(int_in(&json!(1.5), 1, 5).is_err());
+        assert_eq!(int_in(&json!(2.0), 1, 5), Ok(2));
         assert!(int_in(&json!(1e30), 1, 5).is_err());
         assert_eq!(int_in(&json!(5), 1, 5), Ok(5));
     }

@@ -667,20 +667,125 @@ impl Engine {
             .map_err(EngineError::Internal)
     }
 
-    /// Restores per-customer totals while Redis is being rebuilt.
+    /// Restores per-customer totals while Redis is being rebuilt: the old
+    /// totals are deleted, then bought (from the ledger) and held (from the
+    /// live holds) are added up again.
     pub async fn set_customer_counts(
         &self,
         bought: &[crate::ledger::Bought],
     ) -> Result<(), EngineError> {
+        // Write scripts refuse to run until Redis is ready again, so these
+        // keys change under no one's feet.
+        self.delete_matching(&format!("{}cust:*", self.keys.base()))
+            .await?;
         for chunk in bought.chunks(5000) {
-            let mut args = vec![self.keys.base().to_owned()];
+            let mut args = vec![self.keys.base().to_owned(), "bought".to_owned()];
             for b in chunk {
                 args.extend([b.customer_id.clone(), b.sku.clone(), b.qty.to_string()]);
             }
-            self.script(&self.scripts.set_customer_counts, self.keys.ready(), args)
+            self.script(&self.scripts.set_customer_counts, self.keys.expiry(), args)
                 .await?;
         }
+        let args = vec![self.keys.base().to_owned(), "held".to_owned()];
+        self.script(&self.scripts.set_customer_counts, self.keys.expiry(), args)
+            .await?;
         Ok(())
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<(), EngineError> {
+        let mut cursor: u64 = 0;
+        loop {
+            let pattern = pattern.to_owned();
+            let (next, keys): (u64, Vec<String>) = self
+                .run(|mut conn| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(5000)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            if !keys.is_empty() {
+                self.run(|mut conn| async move {
+                    redis::cmd("UNLINK")
+                        .arg(keys)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                })
+                .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Ids of the holds in state held (the reaper's queue).
+    pub async fn live_holds(&self) -> Result<Vec<ReservationId>, EngineError> {
+        let key = self.keys.expiry();
+        let ids: Vec<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| ReservationId::parse(id))
+            .collect())
+    }
+
+    /// Marks a held hold committed as `order` (whose sale the ledger has),
+    /// while Redis is being rebuilt.
+    pub async fn settle(&self, order: &Order) -> Result<bool, EngineError> {
+        let id = &order.reservation_id;
+        let args = vec![
+            self.keys.base().to_owned(),
+            id.to_string(),
+            order.order_id.to_string(),
+            order.committed_at.timestamp_millis().to_string(),
+        ];
+        let reply = self
+            .script(&self.scripts.settle, self.keys.hold(id), args)
+            .await?;
+        Ok(reply.code == "1")
+    }
+
+    /// The id of the Redis server process: it changes when Redis restarts.
+    pub async fn server_run_id(&self) -> Result<String, EngineError> {
+        let info: String = self
+            .run(|mut conn| async move {
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| EngineError::Internal(anyhow!("INFO server without run_id")))
+    }
+
+    /// Makes write scripts refuse until the next rebuild marks Redis ready.
+    pub async fn mark_not_ready(&self) -> Result<(), EngineError> {
+        let key = self.keys.ready();
+        self.run(|mut conn| async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .map(drop)
     }
 
     /// The idempotency store on the same Redis.

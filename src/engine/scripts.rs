@@ -22,6 +22,7 @@ pub(crate) struct Scripts {
     pub reconcile: Script,
     pub adjust: Script,
     pub restock: Script,
+    pub settle: Script,
     pub set_customer_counts: Script,
 }
 
@@ -38,6 +39,7 @@ impl Scripts {
             reconcile: with_common(include_str!("../../lua/reconcile.lua")),
             adjust: with_common(include_str!("../../lua/adjust.lua")),
             restock: with_common(include_str!("../../lua/restock.lua")),
+            settle: with_common(include_str!("../../lua/settle.lua")),
             set_customer_counts: with_common(include_str!("../../lua/set_customer_counts.lua")),
         }
     }

@@ -3,6 +3,7 @@
 use super::auth::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::schemas::{Problem, ReconcileBody, ReconcileReport};
 use crate::domain::{FieldError, ReconcileMode, Sku};
 use crate::reconciler::{Reconciler, Report};
 use actix_web::{web, HttpResponse};
@@ -87,8 +88,26 @@ pub fn report_json(report: &Report) -> Value {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reconcile",
+    tag = "admin",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1–255 visible ASCII characters; a repeat with the same body gets the first response")),
+    request_body = Option<ReconcileBody>,
+    responses(
+        (status = 200, description = "What was found (and repaired)", body = ReconcileReport),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
-async fn reconcile(
+pub(crate) async fn reconcile(
     _admin: Admin,
     reconciler: web::Data<Reconciler>,
     body: JsonBody,

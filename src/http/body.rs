@@ -45,9 +45,12 @@ impl JsonBody {
             .ok_or_else(|| ApiError::MalformedJson("the body is empty; send a JSON object".into()))
     }
 
-    /// The body, an empty object when there was none.
+    /// The body, an empty object when there was none (or it was `null`).
     pub fn or_empty_object(self) -> Value {
-        self.0.unwrap_or_else(|| Value::Object(Default::default()))
+        match self.0 {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v) => v,
+        }
     }
 }
 

@@ -1,25 +1,10 @@
 //! `/healthz` and `/readyz`.
 
+use super::schemas::{Problem, Status};
+use crate::reconciler::Readiness;
 use crate::service::Stock;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Whether start-up work is done; `/readyz` answers 503 until it is.
-#[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
-
-impl Readiness {
-    /// Marks start-up work as done (true) or under way again (false).
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
-    }
-
-    /// Whether start-up is done.
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// Registers the health routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -29,7 +14,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Prometheus text; pool usage is sampled at scrape time.
-async fn metrics(stock: web::Data<Stock>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(stock: web::Data<Stock>) -> HttpResponse {
     use crate::metrics::POOL_CONNECTIONS;
     let redis = stock.engine.pool_status();
     let redis_idle = redis.available;
@@ -53,11 +39,16 @@ async fn metrics(stock: web::Data<Stock>) -> HttpResponse {
         .body(crate::metrics::handle().render())
 }
 
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process runs", body = Status)))]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn readyz(stock: web::Data<Stock>, readiness: web::Data<Readiness>) -> HttpResponse {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Status), (status = 503, description = "unavailable: not ready, with reasons", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn readyz(
+    stock: web::Data<Stock>,
+    readiness: web::Data<Readiness>,
+) -> HttpResponse {
     let (redis, postgres) = tokio::join!(stock.engine.ping(), stock.ledger.ping());
     let mut reasons = Vec::new();
     if let Err(e) = redis {

@@ -17,17 +17,29 @@ use sha2::{Digest, Sha256};
 /// The request header.
 pub const HEADER: &str = "Idempotency-Key";
 
-/// The middleware (use with `actix_web::middleware::from_fn`).
+/// The middleware of a resource taking the methods in `allow`; other
+/// methods pass through to its 405.
 pub async fn idempotency(
+    allow: &'static str,
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let mutation = matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE);
+    let method = req.method().clone();
+    let mutation = matches!(method, Method::POST | Method::PATCH | Method::DELETE)
+        && allow.split(", ").any(|m| m == method.as_str());
     let key = req
         .headers()
         .get(HEADER)
         .map(|v| v.to_str().map(str::to_owned));
     let (Some(key), true) = (key, mutation) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    // Unknown callers are answered 401 by the handler: no key check, nothing stored.
+    let caller = req
+        .app_data::<web::Data<ApiKeys>>()
+        .and_then(|k| k.caller_of(req.request()));
+    let store = req.app_data::<web::Data<IdempotencyStore>>().cloned();
+    let (Some(caller), Some(store)) = (caller, store) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let key = match key {
@@ -39,14 +51,6 @@ pub async fn idempotency(
             )]);
             return Ok(req.into_response(error.error_response()));
         }
-    };
-    let caller = req
-        .app_data::<web::Data<ApiKeys>>()
-        .and_then(|k| k.caller_of(req.request()));
-    let store = req.app_data::<web::Data<IdempotencyStore>>().cloned();
-    let (Some(caller), Some(store)) = (caller, store) else {
-        // Unknown callers are answered 401 by the handler; nothing to store.
-        return Ok(next.call(req).await?.map_into_boxed_body());
     };
 
     let mut payload = req.take_payload();

@@ -9,8 +9,10 @@ pub mod error;
 pub mod health;
 pub mod idempotency;
 pub mod observe;
+pub mod openapi;
 pub mod orders;
 pub mod reservations;
+pub mod schemas;
 pub mod skus;
 pub mod views;
 
@@ -20,9 +22,9 @@ use error::ApiError;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    openapi::configure(cfg);
     cfg.service(
         web::scope("/v1")
-            .wrap(actix_web::middleware::from_fn(idempotency::idempotency))
             .configure(skus::configure)
             .configure(reservations::configure)
             .configure(orders::configure)
@@ -52,7 +54,23 @@ fn method_not_allowed(allow: &'static str) -> HttpResponse {
 }
 
 /// A resource taking the methods in `allow` (e.g. "GET, PUT"); any other
-/// method gets a problem+json 405 with an `Allow` header.
-pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || async move { method_not_allowed(allow) }))
+/// method gets a problem+json 405 with an `Allow` header. Its mutations
+/// honour `Idempotency-Key`.
+pub(crate) fn resource(
+    path: &str,
+    allow: &'static str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .default_service(web::to(move || async move { method_not_allowed(allow) }))
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            idempotency::idempotency(allow, req, next)
+        }))
 }

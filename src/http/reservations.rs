@@ -4,6 +4,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::idempotency::HEADER as IDEMPOTENCY_KEY;
+use super::schemas::{CommitBody, PatchBody, Problem, ReserveBody};
 use super::views::{OrderView, ReservationView};
 use crate::domain::{CommitRequest, Limits, PatchRequest, ReservationId, ReserveRequest};
 use crate::service::Stock;
@@ -28,8 +29,25 @@ fn reservation_id(path: &str) -> Result<ReservationId, ApiError> {
     ReservationId::parse(path).ok_or(ApiError::NotFound("reservation"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reservations",
+    tag = "reservations",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1–255 visible ASCII characters; a repeat with the same body gets the first response")),
+    request_body = ReserveBody,
+    responses(
+        (status = 201, description = "Held (with shortages when allow_partial held some lines short)", body = ReservationView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "insufficient_stock, per_customer_limit_exceeded, sale_not_started, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed, unknown_sku", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
-async fn reserve(
+pub(crate) async fn reserve(
     caller: Caller,
     stock: web::Data<Stock>,
     limits: web::Data<Limits>,
@@ -53,7 +71,20 @@ async fn reserve(
     Ok(HttpResponse::Created().json(ReservationView::new(&reserved.hold, shortages)))
 }
 
-async fn get_reservation(
+#[utoipa::path(
+    get,
+    path = "/v1/reservations/{id}",
+    tag = "reservations",
+    params(("id" = String, Path, description = "Reservation id, res_ and 32 hex digits")),
+    responses(
+        (status = 200, description = "The reservation", body = ReservationView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_reservation(
     _caller: Caller,
     stock: web::Data<Stock>,
     path: web::Path<String>,
@@ -66,8 +97,27 @@ async fn get_reservation(
     Ok(HttpResponse::Ok().json(ReservationView::new(&hold, None)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/reservations/{id}",
+    tag = "reservations",
+    params(("id" = String, Path, description = "Reservation id, res_ and 32 hex digits"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1–255 visible ASCII characters; a repeat with the same body gets the first response")),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "Changed", body = ReservationView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "insufficient_stock, per_customer_limit_exceeded, sale_not_started, reservation_released, reservation_committed, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "reservation_expired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed, unknown_sku", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(reservation = %path))]
-async fn patch_reservation(
+pub(crate) async fn patch_reservation(
     caller: Caller,
     stock: web::Data<Stock>,
     limits: web::Data<Limits>,
@@ -81,8 +131,29 @@ async fn patch_reservation(
     Ok(HttpResponse::Ok().json(ReservationView::new(&hold, None)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{id}/commit",
+    tag = "reservations",
+    params(("id" = String, Path, description = "Reservation id, res_ and 32 hex digits"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1–255 visible ASCII characters; a repeat with the same body gets the first response")),
+    request_body = Option<CommitBody>,
+    responses(
+        (status = 201, description = "Sold and in Postgres", body = OrderView),
+        (status = 202, description = "Sold; Postgres unreachable, persisted: false", body = OrderView),
+        (status = 200, description = "Committed before: the same order", body = OrderView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "reservation_released, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "reservation_expired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed: no lines left, or order_id used by another order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(reservation = %path))]
-async fn commit_reservation(
+pub(crate) async fn commit_reservation(
     _caller: Caller,
     stock: web::Data<Stock>,
     path: web::Path<String>,
@@ -99,8 +170,23 @@ async fn commit_reservation(
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/reservations/{id}",
+    tag = "reservations",
+    params(("id" = String, Path, description = "Reservation id, res_ and 32 hex digits"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1–255 visible ASCII characters; a repeat with the same body gets the first response")),
+    responses(
+        (status = 200, description = "Released (or expired before)", body = ReservationView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "reservation_committed, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed: a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(reservation = %path))]
-async fn release_reservation(
+pub(crate) async fn release_reservation(
     _caller: Caller,
     stock: web::Data<Stock>,
     path: web::Path<String>,

@@ -3,6 +3,7 @@
 use super::auth::{Admin, Caller};
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::schemas::{AdjustmentBody, LedgerPage, Problem, PutSkuBody, SkuId};
 use super::views::{self, AvailabilityItem, AvailabilityView, SkuJson};
 use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Sku};
 use crate::service::Stock;
@@ -23,8 +24,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(super::resource("/availability", "GET").route(web::get().to(availability)));
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/skus/{sku}",
+    tag = "skus",
+    params(("sku" = SkuId, Path, description = "1–64 characters of A-Z a-z 0-9 . _ : -")),
+    request_body = PutSkuBody,
+    responses(
+        (status = 200, description = "Updated", body = SkuJson),
+        (status = 201, description = "Created", body = SkuJson),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "insufficient_stock: available would drop below what holds need", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed (on_hand is required on create)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(sku = %path))]
-async fn put_sku(
+pub(crate) async fn put_sku(
     _admin: Admin,
     stock: web::Data<Stock>,
     path: web::Path<String>,
@@ -52,7 +72,20 @@ async fn put_sku(
     })
 }
 
-async fn get_sku(
+#[utoipa::path(
+    get,
+    path = "/v1/skus/{sku}",
+    tag = "skus",
+    params(("sku" = SkuId, Path, description = "1–64 characters of A-Z a-z 0-9 . _ : -")),
+    responses(
+        (status = 200, description = "The SKU", body = SkuJson),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: SKU never set up", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_sku(
     _caller: Caller,
     stock: web::Data<Stock>,
     path: web::Path<String>,
@@ -66,7 +99,20 @@ async fn get_sku(
     Ok(HttpResponse::Ok().json(SkuJson::from(&view)))
 }
 
-async fn availability(
+#[utoipa::path(
+    get,
+    path = "/v1/availability",
+    tag = "skus",
+    params(("sku" = Vec<SkuId>, Query, min_items = 1, max_items = 500, description = "1 to 500 SKUs, repeated: ?sku=A&sku=B")),
+    responses(
+        (status = 200, description = "Availability in the order asked; unknown SKUs 0", body = AvailabilityView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn availability(
     _caller: Caller,
     stock: web::Data<Stock>,
     req: HttpRequest,
@@ -118,7 +164,22 @@ async fn availability(
 /// Most ledger rows per page.
 const MAX_LEDGER_PAGE: i64 = 1000;
 
-async fn ledger(
+#[utoipa::path(
+    get,
+    path = "/v1/skus/{sku}/ledger",
+    tag = "admin",
+    params(("sku" = SkuId, Path, description = "1–64 characters of A-Z a-z 0-9 . _ : -"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100"), ("before" = Option<String>, Query, pattern = r"^[1-9][0-9]{0,17}$", description = "next from the previous page")),
+    responses(
+        (status = 200, description = "Newest first", body = LedgerPage),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn ledger(
     _admin: Admin,
     stock: web::Data<Stock>,
     path: web::Path<String>,
@@ -171,8 +232,28 @@ async fn ledger(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/skus/{sku}/adjustments",
+    tag = "skus",
+    params(("sku" = SkuId, Path, description = "1–64 characters of A-Z a-z 0-9 . _ : -"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1–255 visible ASCII characters; a repeat with the same body gets the first response")),
+    request_body = AdjustmentBody,
+    responses(
+        (status = 201, description = "Applied", body = SkuJson),
+        (status = 200, description = "Applied before under this adjustment_id; nothing changed", body = SkuJson),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: SKU never set up", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "insufficient_stock: on_hand would drop below held; idempotency_conflict: adjustment_id used for another change", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(sku = %path))]
-async fn adjust(
+pub(crate) async fn adjust(
     _admin: Admin,
     stock: web::Data<Stock>,
     path: web::Path<String>,

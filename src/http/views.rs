@@ -3,7 +3,9 @@
 use crate::domain::{Hold, Order, Shortage, SkuView};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::schemas::{HoldStatusDoc, ShortageDoc};
 
 /// RFC 3339 UTC with milliseconds: `2026-11-22T10:15:00.123Z`.
 pub fn time(t: DateTime<Utc>) -> String {
@@ -11,25 +13,29 @@ pub fn time(t: DateTime<Utc>) -> String {
 }
 
 /// A line of a reservation.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LineView {
     sku: String,
     qty: i64,
 }
 
 /// A reservation.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ReservationView {
     id: String,
+    #[schema(value_type = HoldStatusDoc)]
     status: &'static str,
     customer_id: Option<String>,
     channel: Option<String>,
     lines: Vec<LineView>,
+    #[schema(format = DateTime, example = "2026-11-22T10:15:00.123Z")]
     created_at: String,
+    #[schema(format = DateTime, example = "2026-11-22T10:30:00.123Z")]
     expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     order_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<ShortageDoc>>)]
     shortages: Option<Vec<Shortage>>,
 }
 
@@ -58,7 +64,7 @@ impl ReservationView {
 }
 
 /// A line of an order.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct OrderLineView {
     sku: String,
     qty: i64,
@@ -66,7 +72,7 @@ pub struct OrderLineView {
 }
 
 /// An order.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct OrderView {
     order_id: String,
     reservation_id: String,
@@ -75,6 +81,7 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     payment_ref: Option<String>,
     lines: Vec<OrderLineView>,
+    #[schema(format = DateTime)]
     committed_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     persisted: Option<bool>,
@@ -105,7 +112,7 @@ impl From<&Order> for OrderView {
 }
 
 /// A SKU.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SkuJson {
     sku: String,
     on_hand: i64,
@@ -113,6 +120,7 @@ pub struct SkuJson {
     available: i64,
     backorder_limit: i64,
     per_customer_limit: Option<i64>,
+    #[schema(format = DateTime)]
     sale_starts_at: Option<String>,
 }
 
@@ -131,7 +139,7 @@ impl From<&SkuView> for SkuJson {
 }
 
 /// Availability of one SKU.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AvailabilityItem {
     /// The SKU as asked.
     pub sku: String,
@@ -142,11 +150,8 @@ pub struct AvailabilityItem {
 }
 
 /// `GET /v1/availability`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AvailabilityView {
     /// In the order asked.
     pub items: Vec<AvailabilityItem>,
 }
-
-/// A JSON value for handlers that build bodies by hand.
-pub type Json = Value;

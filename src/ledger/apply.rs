@@ -185,6 +185,13 @@ async fn apply_commit(
     .await?
     .rows_affected()
         == 1;
+    if !inserted && same_sale_recorded(tx, order).await? {
+        // The same sale under another outbox entry: a Redis that lost its
+        // last moments let this hold be committed again. Counted once.
+        tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
+            "sale already in the ledger; outbox entry ignored");
+        return Ok(());
+    }
     if inserted {
         sqlx::query(
             "INSERT INTO order_lines (order_id, line_no, sku, qty)
@@ -211,6 +218,17 @@ async fn apply_commit(
         id,
     };
     record_movements(tx, &moves, &skus, &deltas, &after).await
+}
+
+/// Whether the ledger has a sale of this reservation already (a
+/// reservation is sold at most once, whatever its order id).
+async fn same_sale_recorded(tx: &mut Tx<'_>, order: &Order) -> Result<bool, LedgerError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT order_id FROM orders WHERE reservation_id = $1")
+            .bind(order.reservation_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
 }
 
 /// Adds `deltas` to the persisted `on_hand` of `skus`.

@@ -41,6 +41,35 @@ impl Ledger {
         self.with_lines(row).await
     }
 
+    /// The persisted orders of any of these reservations (without lines).
+    pub async fn orders_of_reservations(
+        &self,
+        ids: &[ReservationId],
+    ) -> Result<Vec<Order>, LedgerError> {
+        let ids: Vec<&str> = ids.iter().map(ReservationId::as_str).collect();
+        let rows: Vec<OrderRow> =
+            sqlx::query_as(&format!("{SELECT_ORDER} WHERE reservation_id = ANY($1)"))
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Order {
+                    order_id: OrderId::parse(&row.order_id)
+                        .map_err(|m| LedgerError::Internal(anyhow!(m)))?,
+                    reservation_id: ReservationId::parse(&row.reservation_id)
+                        .ok_or_else(|| LedgerError::Internal(anyhow!("corrupt reservation id")))?,
+                    customer_id: row.customer_id,
+                    channel: row.channel,
+                    payment_ref: row.payment_ref,
+                    lines: Vec::new(),
+                    committed_at: row.committed_at,
+                    persisted: true,
+                })
+            })
+            .collect()
+    }
+
     async fn with_lines(&self, row: Option<OrderRow>) -> Result<Option<Order>, LedgerError> {
         let Some(row) = row else { return Ok(None) };
         let lines: Vec<(String, i64, i64)> = sqlx::query_as(

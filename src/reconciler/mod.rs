@@ -8,10 +8,12 @@
 //! drain's writes are idempotent per outbox entry.
 
 mod drain;
+mod guard;
 mod reaper;
 mod rebuild;
 
 pub use drain::Drain;
+pub use guard::{Readiness, RebuildGuard};
 pub use reaper::Reaper;
 pub use rebuild::{Reconciler, Report};
 

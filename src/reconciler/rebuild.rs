@@ -23,7 +23,7 @@ const BATCH: usize = 2000;
 const PAGE: usize = 1000;
 /// How long a rebuild lease lasts; renewed never, so sized for the largest
 /// catalogue (a rebuild of 1 000 000 SKUs takes seconds).
-const LEASE: Duration = Duration::from_secs(120);
+const LEASE: Duration = Duration::from_secs(60);
 
 /// What a reconciliation found and did.
 #[derive(Debug, Clone)]
@@ -167,9 +167,18 @@ impl Reconciler {
     }
 
     async fn rebuild_lost_redis(&self) -> anyhow::Result<Report> {
-        tracing::warn!(
-            "Redis has no rebuilt state (new or lost its data); rebuilding from the ledger"
-        );
+        tracing::warn!("Redis has no rebuilt state (new, restarted or lost data); rebuilding");
+        // A Redis that came back without its last moments may show holds
+        // as held whose sale the ledger has: settle them first.
+        let live = self.engine.live_holds().await?;
+        for chunk in live.chunks(1000) {
+            for order in self.ledger.orders_of_reservations(chunk).await? {
+                if self.engine.settle(&order).await? {
+                    tracing::warn!(reservation = %order.reservation_id, order = %order.order_id,
+                        "a committed hold came back as held; settled from the ledger");
+                }
+            }
+        }
         let report = self.reconcile(ReconcileMode::Rebuild, None).await?;
         let bought = self.ledger.bought_of_limited_skus().await?;
         self.engine.set_customer_counts(&bought).await?;
