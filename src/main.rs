@@ -53,8 +53,19 @@ enum KeysCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain, without a backtrace: these are
+            // messages for whoever runs the binary (configuration, reach).
+            eprintln!("stockhold: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keys {
         command: KeysCommand::New { role, name },
     }) = &cli.command
