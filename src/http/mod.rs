@@ -32,6 +32,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// `201` with `body` when the call made something, `200` when it had been
+/// made before (an idempotent repeat).
+pub(crate) fn created_or_ok(created: bool, body: impl serde::Serialize) -> HttpResponse {
+    if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
 /// The answer for paths the API does not have.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("resource"))

@@ -76,9 +76,5 @@ pub(crate) async fn return_order(
     let req = ReturnRequest::parse(&body.required()?, &limits).map_err(ApiError::Validation)?;
     let (order, fresh) = stock.return_order(&order_id, &req).await?;
     let view = OrderView::from(&order);
-    Ok(if fresh {
-        HttpResponse::Created().json(view)
-    } else {
-        HttpResponse::Ok().json(view)
-    })
+    Ok(super::created_or_ok(fresh, view))
 }

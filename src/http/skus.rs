@@ -65,11 +65,7 @@ pub(crate) async fn put_sku(
     };
     let put = stock.put_sku(&sku, &req).await?;
     let view = SkuJson::from(&put.view);
-    Ok(if put.created {
-        HttpResponse::Created().json(view)
-    } else {
-        HttpResponse::Ok().json(view)
-    })
+    Ok(super::created_or_ok(put.created, view))
 }
 
 #[utoipa::path(
@@ -263,9 +259,5 @@ pub(crate) async fn adjust(
     let req = AdjustmentRequest::parse(&body.required()?).map_err(ApiError::Validation)?;
     let (view, fresh) = stock.adjust(&sku, &req).await?;
     let view = SkuJson::from(&view);
-    Ok(if fresh {
-        HttpResponse::Created().json(view)
-    } else {
-        HttpResponse::Ok().json(view)
-    })
+    Ok(super::created_or_ok(fresh, view))
 }
