@@ -70,13 +70,14 @@ async fn commit_racing_expiry_on_200_holds_has_exactly_one_winner_each() {
     }))
     .await;
 
-    // Assert: each commit either won (201, committed) or lost (410, expired).
+    // Assert: each commit either won (201, or 202 when Postgres was slow on
+    // a loaded machine: committed) or lost (410, expired).
     let mut committed = 0;
     for (id, status) in &outcomes {
         let final_status =
             app.get_reservation(id).await.json::<Value>().await.unwrap()["status"].clone();
         match status {
-            201 => {
+            201 | 202 => {
                 committed += 1;
                 assert_eq!(final_status, "committed", "{id}");
             }
@@ -94,10 +95,15 @@ async fn commit_racing_expiry_on_200_holds_has_exactly_one_winner_each() {
         app.counts("RACE").await,
         (200 - committed, 0, 200 - committed)
     );
-    let (orders,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
-        .fetch_one(app.db())
-        .await
-        .unwrap();
-    assert_eq!(orders, committed);
+    let persisted = app
+        .eventually(Duration::from_secs(10), || async {
+            let (orders,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
+                .fetch_one(app.db())
+                .await
+                .unwrap();
+            orders == committed
+        })
+        .await;
+    assert!(persisted, "every won commit is in Postgres");
     println!("commit won {committed} of 200 races against expiry");
 }

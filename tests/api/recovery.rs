@@ -215,13 +215,15 @@ async fn rebuild_and_repair_under_200_clients_leave_no_drift_and_sell_no_unit_tw
                 let status = if (c + i) % 3 == 0 {
                     app.release(&id).await.status().as_u16()
                 } else {
+                    // 202: sold, Postgres too slow to answer in time on a
+                    // loaded machine; the drain persists it.
                     let status = app.commit(&id, json!({})).await.status().as_u16();
-                    if status == 201 {
+                    if status == 201 || status == 202 {
                         committed.fetch_add(1, Ordering::SeqCst);
                     }
                     status
                 };
-                assert!(status == 200 || status == 201, "answered {status}");
+                assert!([200, 201, 202].contains(&status), "answered {status}");
             }
         }
     }));
