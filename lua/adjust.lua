@@ -12,7 +12,7 @@
 --   {'ok', on_hand, held, bo, pcl, ssa, outbox_id}
 --   {'repeat', sku, delta}      the id was applied before (to that SKU, by that delta)
 --   {'not_ready'} | {'not_found'}
---   {'insufficient', on_hand, held}   on_hand + delta would drop below held
+--   {'insufficient', on_hand, held}   a decrease would take on_hand below held
 -- Outbox entry: kind=adjustment sku adj delta on_hand_after reason at
 local base, sku, key = ARGV[1], ARGV[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
@@ -26,7 +26,9 @@ local v = redis.call('HMGET', key, 'on_hand', 'held', 'bo', 'pcl', 'ssa')
 if not v[1] then return { 'not_found' } end
 local delta = tonumber(ARGV[4])
 local on_hand, held = tonumber(v[1]), tonumber(v[2] or '0')
-if on_hand + delta < held then
+-- Only a decrease can take on_hand below what holds need: a receipt is
+-- always welcome, also while a SKU is sold on backorder (on_hand < held).
+if delta < 0 and on_hand + delta < held then
   return { 'insufficient', int(on_hand), int(held) }
 end
 

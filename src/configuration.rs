@@ -42,6 +42,10 @@ pub struct ApplicationSettings {
     pub workers: usize,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_timeout_seconds: u64,
+    /// Connections the OS queues before they are accepted.
+    pub backlog: i32,
+    /// How long a client may take to send a request's head.
+    pub client_request_timeout_ms: u64,
 }
 
 /// `[redis]`.
@@ -53,6 +57,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// Connections in the pool.
     pub pool_size: usize,
+    /// How long a request waits for a pooled connection before it is
+    /// answered 503.
+    pub pool_wait_ms: u64,
 }
 
 /// `[database]`.
@@ -216,6 +223,13 @@ impl Settings {
             problems.push(format!(
                 "redis.key_prefix {prefix:?} must be non-empty, without braces or spaces"
             ));
+        }
+        let app = &self.application;
+        if app.backlog < 1 || app.client_request_timeout_ms == 0 || self.redis.pool_wait_ms == 0 {
+            problems.push(
+                "application.backlog, application.client_request_timeout_ms and redis.pool_wait_ms must be at least 1"
+                    .into(),
+            );
         }
         if self.redis.pool_size == 0 || self.database.max_connections == 0 {
             problems.push("redis.pool_size and database.max_connections must be at least 1".into());

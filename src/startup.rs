@@ -34,16 +34,9 @@ impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         crate::metrics::handle();
         let stock = connect(&settings).await?;
-        let listener = TcpListener::bind((
-            settings.application.host.as_str(),
-            settings.application.port,
-        ))
-        .with_context(|| {
-            format!(
-                "binding {}:{}",
-                settings.application.host, settings.application.port
-            )
-        })?;
+        let app = &settings.application;
+        let listener = bind(&app.host, app.port, app.backlog)
+            .with_context(|| format!("binding {}:{}", app.host, app.port))?;
         let port = listener.local_addr()?.port();
 
         let reconciler = Reconciler::new(stock.engine.clone(), stock.ledger.clone());
@@ -68,6 +61,9 @@ impl Application {
         })
         .listen(listener)?
         .disable_signals()
+        .client_request_timeout(Duration::from_millis(
+            settings.application.client_request_timeout_ms,
+        ))
         .shutdown_timeout(settings.application.shutdown_timeout_seconds);
         if settings.application.workers > 0 {
             server = server.workers(settings.application.workers);
@@ -128,6 +124,20 @@ impl Application {
         tracing::info!("stockhold stopped");
         served.context("running the HTTP server")
     }
+}
+
+/// A listening socket with room for `backlog` connections not yet accepted
+/// (a flash sale opens thousands at once; the OS default is 128).
+fn bind(host: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+        .next()
+        .context("the host resolves to no address")?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
 }
 
 /// Builds the engine and the ledger and applies the migrations, waiting a

@@ -121,7 +121,7 @@ impl Engine {
     /// An engine on the Redis of `settings`; connects lazily.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
         let mut config = deadpool_redis::Config::from_url(&settings.url);
-        let wait = Some(Duration::from_secs(2));
+        let wait = Some(Duration::from_millis(settings.pool_wait_ms));
         config.pool = Some(PoolConfig {
             max_size: settings.pool_size,
             timeouts: Timeouts {
@@ -404,10 +404,11 @@ impl Engine {
             "insufficient" => {
                 let on_hand: i64 = f[0].parse().context("adjust reply")?;
                 let held: i64 = f[1].parse().context("adjust reply")?;
+                // Units asked to take out, against units that may be taken.
                 Err(Rejection::Insufficient(vec![Shortage {
                     sku: sku.clone(),
                     requested: -req.delta,
-                    available: on_hand - held,
+                    available: (on_hand - held).max(0),
                 }])
                 .into())
             }

@@ -352,3 +352,26 @@ async fn concurrent_repeats_of_one_adjustment_apply_it_once() {
     .unwrap();
     assert_eq!(rows, 1);
 }
+
+#[tokio::test]
+async fn a_receipt_is_accepted_while_the_sku_is_sold_on_backorder() {
+    // Arrange: nothing on hand, 3 held on backorder.
+    let app = spawn_app().await;
+    let res = app
+        .put_sku("BO", json!({ "on_hand": 0, "backorder_limit": 5 }))
+        .await;
+    assert_eq!(res.status(), 201);
+    app.hold(&[("BO", 3)]).await;
+
+    // Act
+    let res = app
+        .adjust(
+            "BO",
+            json!({ "adjustment_id": "rcv-1", "delta": 2, "reason": "receipt" }),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    assert_eq!(app.counts("BO").await, (2, 3, 4));
+}
