@@ -4,6 +4,16 @@
 //!   stockhold (scripts/run.sh), for a bounded time and count.
 //! - `scale`: a ledger of N SKUs in a fresh database; times the start-up
 //!   rebuild of an empty Redis from it and a dry-run reconcile.
+//! - `suite`: everything side by side in one run (see `suite.rs`): stockhold
+//!   over HTTP (in this process), its engine called directly, and the SQL
+//!   baselines; writes a markdown table and an SVG plot to bench-results/.
+//!   `suite --smoke` is the seconds-long run the test suite makes.
+
+mod load;
+mod machine;
+mod report;
+mod suite;
+mod targets;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -12,6 +22,7 @@ use hdrhistogram::Histogram;
 use rand::seq::index::sample;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use stockhold::configuration::get_configuration;
 use stockhold::domain::ReconcileMode;
@@ -54,6 +65,55 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         max_requests: u64,
     },
+    /// Every workload against stockhold over HTTP, its engine directly and
+    /// the SQL baselines; writes a markdown table and an SVG plot.
+    Suite {
+        /// Seconds each workload runs against each system.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Requests (baskets, shoppers) in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// SKUs the baskets draw from (uniformly), besides the hot one.
+        #[arg(long, default_value_t = 10_000)]
+        skus: usize,
+        /// Lines per basket.
+        #[arg(long, default_value_t = 60)]
+        lines: usize,
+        /// Redis (a fresh key prefix is used and removed).
+        #[arg(long, default_value = "redis://127.0.0.1:6380/")]
+        redis_url: String,
+        /// Postgres server (fresh databases are created and dropped).
+        #[arg(long, default_value = "postgres://stockhold@127.0.0.1:5433/postgres")]
+        database_url: String,
+        /// Names of the databases created start with this.
+        #[arg(long, default_value = "bench_")]
+        db_prefix: String,
+        /// Where the table and the plot go.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// SKUs of the start-up rebuild measurement (0: skip it).
+        #[arg(long, default_value_t = 1_000_000)]
+        scale_skus: i64,
+        /// Holds made to measure Redis memory per hold.
+        #[arg(long, default_value_t = 5_000)]
+        hold_samples: u64,
+        /// Orders in the backlog the drain's rate is measured on.
+        #[arg(long, default_value_t = 5_000)]
+        drain_orders: u64,
+        /// Reserve calls made one at a time to time the script alone.
+        #[arg(long, default_value_t = 2_000)]
+        script_samples: u64,
+        /// Workloads to run, of r (reserve only), a, b, c, d; or none.
+        #[arg(long, value_delimiter = ',', default_value = "r,a,b,c,d")]
+        workloads: Vec<String>,
+        /// Units started at most per phase (a bound besides the time).
+        #[arg(long, default_value_t = 2_000_000)]
+        max_units: u64,
+        /// A seconds-long run of everything at small sizes (the test suite's).
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Time the start-up rebuild and a dry-run reconcile over N SKUs.
     Scale {
         /// SKUs in the ledger.
@@ -93,11 +153,83 @@ async fn main() -> anyhow::Result<()> {
             run.set_up(&admin_key).await?;
             run.run().await
         }
+        Command::Suite {
+            seconds,
+            concurrency,
+            skus,
+            lines,
+            redis_url,
+            database_url,
+            db_prefix,
+            out,
+            scale_skus,
+            hold_samples,
+            drain_orders,
+            script_samples,
+            workloads,
+            max_units,
+            smoke,
+        } => {
+            let workloads = workloads
+                .iter()
+                .filter(|t| !matches!(t.trim(), "" | "none"))
+                .map(|t| {
+                    suite::Workload::from_tag(t.trim())
+                        .with_context(|| format!("--workloads: {t:?} is none of r, a, b, c, d"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut opts = suite::Options {
+                seconds,
+                concurrency,
+                skus,
+                lines,
+                redis_url,
+                database_url,
+                db_prefix,
+                out,
+                scale_skus,
+                hold_samples,
+                drain_orders,
+                script_samples,
+                workloads,
+                max_units,
+                smoke,
+                command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            };
+            if smoke {
+                opts.seconds = opts.seconds.min(0.3);
+                opts.concurrency = opts.concurrency.min(8);
+                opts.skus = opts.skus.min(500);
+                opts.scale_skus = opts.scale_skus.min(2_000);
+                opts.hold_samples = opts.hold_samples.min(50);
+                opts.drain_orders = opts.drain_orders.min(100);
+                opts.script_samples = opts.script_samples.min(20);
+            }
+            anyhow::ensure!(
+                opts.lines >= 2 && opts.lines <= 500 && opts.lines <= opts.skus,
+                "--lines must be 2 to 500 and at most --skus"
+            );
+            suite::run(opts).await
+        }
         Command::Scale {
             skus,
             redis_url,
             database_url,
-        } => scale(skus, &redis_url, &database_url).await,
+        } => {
+            let r = scale(skus, &redis_url, &database_url, "bench_").await?;
+            println!("scale: {skus} SKUs");
+            println!(
+                "  start-up rebuild of an empty Redis: {:.2} s",
+                r.rebuild.as_secs_f64()
+            );
+            println!(
+                "  dry-run reconcile: {:.2} s, {} checked, {} drifted",
+                r.reconcile.as_secs_f64(),
+                r.checked,
+                r.drifted
+            );
+            Ok(())
+        }
     }
 }
 
@@ -221,9 +353,29 @@ impl HttpReserve {
     }
 }
 
-async fn scale(skus: i64, redis_url: &str, admin_url: &str) -> anyhow::Result<()> {
+/// What `scale` measured.
+#[derive(Debug, Clone)]
+pub struct ScaleResult {
+    /// Writing the ledger of N SKUs (set-up, for scale).
+    pub ledger_write: Duration,
+    /// Start-up rebuild of an empty Redis from it.
+    pub rebuild: Duration,
+    /// A dry-run reconcile of all of it.
+    pub reconcile: Duration,
+    /// SKUs the reconcile checked.
+    pub checked: usize,
+    /// SKUs it found drifted (0 expected).
+    pub drifted: usize,
+}
+
+async fn scale(
+    skus: i64,
+    redis_url: &str,
+    admin_url: &str,
+    db_prefix: &str,
+) -> anyhow::Result<ScaleResult> {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let db = format!("bench_{id}");
+    let db = format!("{db_prefix}{id}");
     let admin = sqlx::PgPool::connect(admin_url)
         .await
         .context("connecting to Postgres")?;
@@ -247,21 +399,19 @@ async fn scale(skus: i64, redis_url: &str, admin_url: &str) -> anyhow::Result<()
         .bind(skus)
         .execute(stock.ledger.pool())
         .await?;
-        eprintln!("ledger of {skus} SKUs written in {:.1} s", started.elapsed().as_secs_f64());
+        let ledger_write = started.elapsed();
         let reconciler = Reconciler::new(stock.engine.clone(), stock.ledger.clone());
         let started = Instant::now();
         reconciler.start_up("bench").await?;
         let rebuild = started.elapsed();
         let report = reconciler.reconcile(ReconcileMode::Check, None).await?;
-        println!("scale: {skus} SKUs");
-        println!("  start-up rebuild of an empty Redis: {:.2} s", rebuild.as_secs_f64());
-        println!(
-            "  dry-run reconcile: {:.2} s, {} checked, {} drifted",
-            report.duration.as_secs_f64(),
-            report.checked,
-            report.drifted.len()
-        );
-        anyhow::Ok(())
+        anyhow::Ok(ScaleResult {
+            ledger_write,
+            rebuild,
+            reconcile: report.duration,
+            checked: report.checked,
+            drifted: report.drifted.len(),
+        })
     }
     .await;
     // Clean up whatever happened above.
@@ -272,7 +422,7 @@ async fn scale(skus: i64, redis_url: &str, admin_url: &str) -> anyhow::Result<()
     result
 }
 
-async fn delete_prefix(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete_prefix(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
