@@ -1,7 +1,7 @@
 -- adjust.lua: changes a SKU's on_hand by a relative amount, once per
 -- adjustment id, never below the units held.
 --
--- KEYS[1]  SKU key
+-- KEYS[1]  base.."avail"
 -- ARGV[1]  base prefix
 -- ARGV[2]  sku
 -- ARGV[3]  adjustment id
@@ -13,8 +13,9 @@
 --   {'repeat', sku, delta}      the id was applied before (to that SKU, by that delta)
 --   {'not_ready'} | {'not_found'}
 --   {'insufficient', on_hand, held}   a decrease would take on_hand below held
+-- on_hand and available move together (held stays).
 -- Outbox entry: kind=adjustment sku adj delta on_hand_after reason at
-local base, sku, key = ARGV[1], ARGV[2], KEYS[1]
+local base, sku = ARGV[1], ARGV[2]
 if not ready(base) then return { 'not_ready' } end
 local mark = base .. 'marks:adj:' .. ARGV[3]
 local seen = redis.call('GET', mark)
@@ -22,19 +23,19 @@ if seen then
   local s, d = string.match(seen, '^(%S+) (%-?%d+)$')
   return { 'repeat', s, d }
 end
-local v = redis.call('HMGET', key, 'on_hand', 'held', 'bo', 'pcl', 'ssa')
-if not v[1] then return { 'not_found' } end
+local v = read_sku(base, sku)
+if not v then return { 'not_found' } end
 local delta = tonumber(ARGV[4])
-local on_hand, held = tonumber(v[1]), tonumber(v[2] or '0')
 -- Only a decrease can take on_hand below what holds need: a receipt is
 -- always welcome, also while a SKU is sold on backorder (on_hand < held).
-if delta < 0 and on_hand + delta < held then
-  return { 'insufficient', int(on_hand), int(held) }
+if delta < 0 and v.on_hand + delta < v.held then
+  return { 'insufficient', int(v.on_hand), int(v.held) }
 end
 
-local after = redis.call('HINCRBY', key, 'on_hand', delta)
+local after = redis.call('HINCRBY', base .. 'onhand', sku, delta)
+redis.call('HINCRBY', KEYS[1], sku, delta)
 redis.call('SET', mark, sku .. ' ' .. int(delta), 'PX', ORDER_TTL_MS)
 local outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'adjustment', 'sku', sku,
   'adj', ARGV[3], 'delta', int(delta), 'on_hand_after', int(after), 'reason', ARGV[5],
   'at', int(now_ms()))
-return { 'ok', int(after), int(held), v[3] or '0', v[4] or '', v[5] or '', outbox_id }
+return { 'ok', int(after), int(v.held), int(v.bo), v.pcl, v.ssa, outbox_id }

@@ -3,12 +3,14 @@
 --
 -- Key layout, all under one partition prefix `base` = "<prefix>:{p0}:" so that
 -- every key a script touches hashes to the same Redis Cluster slot:
---   base.."sku:"..sku     hash  on_hand, held, bo (backorder limit),
---                               pcl (per-customer limit, absent = none),
---                               ssa (sale starts at, ms, absent = none)
---   base.."hold:"..id     hash  st (held|committed|released|expired), cust, chan,
---                               ca (created ms), ea (expires ms), ln (lines),
---                               oid, cat (committed ms), pref (payment ref)
+--   base.."avail"         hash  sku -> available = on_hand - held + backorder
+--                               limit; the one counter a reserve reads and
+--                               writes (a field exists for every SKU set up)
+--   base.."onhand"        hash  sku -> on_hand
+--   base.."bo"            hash  sku -> backorder limit (only when not 0)
+--   base.."rules"         hash  sku -> "pcl ssa": per-customer limit and sale
+--                               start in ms, '-' for none (only SKUs with one)
+--   base.."hold:"..id     string  the hold record (see read_hold)
 --   base.."exp"           zset  hold id scored by expires_at ms (the reaper's queue)
 --   base.."cust:"..cust   hash  sku -> units held + bought by that customer
 --                               (only lines of SKUs with a per-customer limit)
@@ -19,14 +21,20 @@
 --                               and every write script then refuses to run
 --   base.."marks:"..id    string  adjustment / return ids already applied
 --
--- Hold lines `ln` are "sku qty counted sku qty counted ..." where counted is 1
--- when the line is counted in the customer's per-SKU total. SKUs never contain
--- spaces (the API restricts them to A-Z a-z 0-9 . _ : -).
+-- `held` is not stored: it is on_hand + backorder limit - available. A
+-- reserve touches one field per line (avail), a commit one (onhand: on_hand
+-- and held drop together, so available stays), a release one (avail).
+--
+-- SKUs never contain spaces (the API restricts them to A-Z a-z 0-9 . _ : -),
+-- and customer ids, channels, order ids and payment references never contain
+-- control characters, so the hold record separates its fields with \31.
 
 -- Ended holds stay readable this long (the API promises at least 24 h).
 local ENDED_TTL_MS = 25 * 3600 * 1000
 -- Order id index entries outlive the hold so a reused order id is refused.
 local ORDER_TTL_MS = 8 * 24 * 3600 * 1000
+
+local fmt = string.format
 
 -- Whether this Redis holds the rebuilt state; write scripts start with
 --   if not ready(base) then return { 'not_ready' } end
@@ -35,7 +43,7 @@ local function ready(base)
 end
 
 local function int(x)
-  return string.format('%d', x)
+  return fmt('%d', x)
 end
 
 local function now_ms()
@@ -43,68 +51,115 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- "a 2 b 1" -> { {'a', 2}, {'b', 1} }
-local function parse_pairs(s)
+-- Quantities of most lines are small: a table lookup is cheaper than
+-- parsing the number.
+-- (A literal: this file runs before every script call.)
+local SMALL = { ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5,
+  ['6'] = 6, ['7'] = 7, ['8'] = 8, ['9'] = 9, ['10'] = 10 }
+local function qty(s)
+  return SMALL[s] or tonumber(s)
+end
+
+-- "a b c" -> { 'a', 'b', 'c' }
+local function words(s)
   local out = {}
-  for sku, q in string.gmatch(s, '(%S+) (%d+)') do
-    out[#out + 1] = { sku, tonumber(q) }
+  for w in string.gmatch(s, '%S+') do
+    out[#out + 1] = w
   end
   return out
 end
 
--- "a 2 1 b 1 0" -> { {'a', 2, 1}, {'b', 1, 0} }
-local function parse_hold_lines(s)
-  local out = {}
-  for sku, q, c in string.gmatch(s or '', '(%S+) (%d+) (%d)') do
-    out[#out + 1] = { sku, tonumber(q), tonumber(c) }
-  end
-  return out
-end
-
-local function encode_hold_lines(lines)
-  local parts = {}
-  for _, l in ipairs(lines) do
-    parts[#parts + 1] = l[1] .. ' ' .. int(l[2]) .. ' ' .. int(l[3])
-  end
-  return table.concat(parts, ' ')
-end
-
-local HOLD_FIELDS = { 'st', 'cust', 'chan', 'ca', 'ea', 'ln', 'oid', 'cat', 'pref' }
+-- The hold record: st cust chan ca ea oid cat pref counted skus qtys, joined
+-- by \31. st is held|committed|released|expired; ca, ea, cat are ms; counted
+-- lists the SKUs whose units count in the customer's total; skus and qtys
+-- list the lines in basket order.
+local RECORD = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31'
+  .. '([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
 
 -- Reads a hold; nil when it does not exist.
 local function read_hold(key)
-  local v = redis.call('HMGET', key, unpack(HOLD_FIELDS))
-  if not v[1] then
+  local rec = redis.call('GET', key)
+  if not rec then
     return nil
   end
-  local h = {}
-  for i, f in ipairs(HOLD_FIELDS) do
-    h[f] = v[i] or ''
+  local st, cust, chan, ca, ea, oid, cat, pref, counted, skus, qtys = string.match(rec, RECORD)
+  return { st = st, cust = cust, chan = chan, ca = ca, ea = ea, oid = oid, cat = cat,
+    pref = pref, counted = counted, skus = skus, qtys = qtys }
+end
+
+local function encode_hold(h)
+  return table.concat({ h.st, h.cust, h.chan, h.ca, h.ea, h.oid, h.cat, h.pref,
+    h.counted, h.skus, h.qtys }, '\31')
+end
+
+-- Writes a held hold (no TTL: the reaper ends it) or an ended one (kept
+-- readable for ENDED_TTL_MS). Returns the record written.
+local function write_hold(key, h)
+  local rec = encode_hold(h)
+  if h.st == 'held' then
+    redis.call('SET', key, rec)
+  else
+    redis.call('SET', key, rec, 'PX', ENDED_TTL_MS)
   end
-  return h
+  return rec
 end
 
--- The reply every hold operation returns on success:
--- {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref}
-local function hold_reply(h)
-  return { 'ok', h.st, h.cust, h.chan, h.ca, h.ea, h.ln, h.oid, h.cat, h.pref }
+-- The hold's lines as two lists, and the set of counted SKUs.
+local function hold_lines(h)
+  local counted = {}
+  for s in string.gmatch(h.counted, '%S+') do counted[s] = true end
+  return words(h.skus), words(h.qtys), counted
 end
 
--- Gives a held hold's units back and ends it as `state` (released|expired).
-local function end_hold(base, key, id, h, state)
+-- Adds `delta[sku]` to the available count of every SKU in `delta`, in two
+-- calls however many SKUs.
+local function add_available(base, skus, delta)
+  if #skus == 0 then return end
+  local key = base .. 'avail'
+  local now = redis.call('HMGET', key, unpack(skus))
+  local out = {}
+  for i, sku in ipairs(skus) do
+    out[#out + 1] = sku
+    out[#out + 1] = int((tonumber(now[i]) or 0) + delta[sku])
+  end
+  redis.call('HSET', key, unpack(out))
+end
+
+-- Collects the units a held hold gives back into `back` (sku -> units, with
+-- `order` listing the SKUs) and takes its counted lines off the customer's
+-- totals; the caller applies `back` with add_available.
+local function give_back(base, h, back, order)
+  local skus, qtys, counted = hold_lines(h)
   local cust_key = base .. 'cust:' .. h.cust
-  for _, l in ipairs(parse_hold_lines(h.ln)) do
-    redis.call('HINCRBY', base .. 'sku:' .. l[1], 'held', -l[2])
-    if l[3] == 1 then
-      if redis.call('HINCRBY', cust_key, l[1], -l[2]) <= 0 then
-        redis.call('HDEL', cust_key, l[1])
+  for i, sku in ipairs(skus) do
+    local q = qty(qtys[i])
+    if not back[sku] then
+      back[sku] = 0
+      order[#order + 1] = sku
+    end
+    back[sku] = back[sku] + q
+    if counted[sku] then
+      if redis.call('HINCRBY', cust_key, sku, -q) <= 0 then
+        redis.call('HDEL', cust_key, sku)
       end
     end
   end
-  redis.call('HSET', key, 'st', state)
-  redis.call('ZREM', base .. 'exp', id)
-  redis.call('PEXPIRE', key, ENDED_TTL_MS)
+end
+
+-- Ends a held hold as `state` (released|expired) without giving its units
+-- back yet (see give_back). Returns the record written.
+local function close_hold(base, key, id, h, state)
   h.st = state
+  redis.call('ZREM', base .. 'exp', id)
+  return write_hold(key, h)
+end
+
+-- Gives a held hold's units back and ends it as `state`. Returns the record.
+local function end_hold(base, key, id, h, state)
+  local back, order = {}, {}
+  give_back(base, h, back, order)
+  add_available(base, order, back)
+  return close_hold(base, key, id, h, state)
 end
 
 -- A held hold whose time has run out is expired on the spot, so no operation
@@ -115,4 +170,60 @@ local function expire_if_due(base, key, id, h, now)
     return true
   end
   return false
+end
+
+-- The per-customer limit and sale start (ms) of each SKU in skus[first..last],
+-- as { pcl = n|nil, ssa = n|nil } or false; nil when no SKU has any (the
+-- common case costs one HLEN).
+local function read_rules(base, skus, first, last)
+  local key = base .. 'rules'
+  if redis.call('HLEN', key) == 0 then
+    return nil
+  end
+  local raw = redis.call('HMGET', key, unpack(skus, first, last))
+  local out = {}
+  for i = 1, last - first + 1 do
+    local r = raw[i]
+    if r then
+      local pcl, ssa = string.match(r, '^(%S+) (%S+)$')
+      out[i] = { pcl = tonumber(pcl), ssa = tonumber(ssa) }
+    else
+      out[i] = false
+    end
+  end
+  return out
+end
+
+-- A SKU's live counts and settings: available, on_hand, held, bo, pcl, ssa
+-- (pcl/ssa '' when none); nil when the SKU is not set up.
+local function read_sku(base, sku)
+  local a = redis.call('HGET', base .. 'avail', sku)
+  if not a then return nil end
+  local on_hand = tonumber(redis.call('HGET', base .. 'onhand', sku) or '0')
+  local bo = tonumber(redis.call('HGET', base .. 'bo', sku) or '0')
+  local pcl, ssa = '', ''
+  local r = redis.call('HGET', base .. 'rules', sku)
+  if r then
+    pcl, ssa = string.match(r, '^(%S+) (%S+)$')
+    if pcl == '-' then pcl = '' end
+    if ssa == '-' then ssa = '' end
+  end
+  local a_num = tonumber(a)
+  return { avail = a_num, on_hand = on_hand, held = on_hand + bo - a_num, bo = bo,
+    pcl = pcl, ssa = ssa }
+end
+
+-- Writes a SKU's settings: bo (0 = none), pcl and ssa ('' = none).
+local function write_settings(base, sku, bo, pcl, ssa)
+  if bo == 0 then
+    redis.call('HDEL', base .. 'bo', sku)
+  else
+    redis.call('HSET', base .. 'bo', sku, int(bo))
+  end
+  if pcl == '' and ssa == '' then
+    redis.call('HDEL', base .. 'rules', sku)
+  else
+    redis.call('HSET', base .. 'rules', sku,
+      (pcl == '' and '-' or pcl) .. ' ' .. (ssa == '' and '-' or ssa))
+  end
 end

@@ -2,12 +2,9 @@
 --
 -- KEYS[1]  hold key
 --
--- Returns {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref} or {'not_found'}.
--- A held hold past its expiry is shown as 'expired' (the reaper is about to
+-- Returns {'ok', record, now_ms} or {'not_found'}. A held hold whose
+-- expires_at is not after now is shown as expired (the reaper is about to
 -- return its units; every write script treats it as expired already).
-local h = read_hold(KEYS[1])
-if not h then return { 'not_found' } end
-if h.st == 'held' and tonumber(h.ea) <= now_ms() then
-  h.st = 'expired'
-end
-return hold_reply(h)
+local rec = redis.call('GET', KEYS[1])
+if not rec then return { 'not_found' } end
+return { 'ok', rec, int(now_ms()) }

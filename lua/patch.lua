@@ -4,12 +4,14 @@
 -- KEYS[1]  hold key
 -- ARGV[1]  base prefix
 -- ARGV[2]  hold id
--- ARGV[3]  lines "sku qty ..." (distinct SKUs, qty >= 0; 0 removes the line)
--- ARGV[4]  new ttl in ms, or '' to keep expires_at
+-- ARGV[3]  new ttl in ms, or '' to keep expires_at
+-- ARGV[4]  number of lines n (distinct SKUs; may be 0)
+-- ARGV[5 .. 4+n]      the SKUs
+-- ARGV[5+n .. 4+2n]   their new quantities (>= 0; 0 removes the line)
 --
 -- Returns one of
 --   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
---   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref}
+--   {'ok', record}
 --   {'not_found'} | {'expired'} | {'released'} | {'committed'}
 --   {'unknown_sku', sku, ...} | {'customer_required', sku, ...}
 --   {'sale_not_started', sku, starts_ms, ...}
@@ -17,7 +19,8 @@
 --   {'insufficient', sku, requested, available, ...}
 -- A hold found past its expiry is expired on the spot (units returned) and
 -- 'expired' is returned; otherwise nothing is written unless all checks pass.
-local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+local argv = ARGV
+local base, id, key = argv[1], argv[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
 local h = read_hold(key)
 if not h then return { 'not_found' } end
@@ -25,86 +28,104 @@ local now = now_ms()
 if expire_if_due(base, key, id, h, now) then return { 'expired' } end
 if h.st ~= 'held' then return { h.st } end
 
+local n = tonumber(argv[4])
+local sku0, q0 = 4, 4 + n
 local cust = h.cust
 local cust_key = base .. 'cust:' .. cust
-local current, order = {}, {}
-for _, l in ipairs(parse_hold_lines(h.ln)) do
-  current[l[1]] = l
-  order[#order + 1] = l[1]
+local skus, qtys, counted = hold_lines(h)
+local at = {} -- sku -> position in skus
+for i, sku in ipairs(skus) do at[sku] = i end
+
+local avail = {}
+local rules = nil
+if n > 0 then
+  avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
+  rules = read_rules(base, argv, sku0 + 1, sku0 + n)
 end
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
-local changes = {} -- { sku, delta_held, delta_customer, new_line_or_nil }
-for _, l in ipairs(parse_pairs(ARGV[3])) do
-  local sku, q = l[1], l[2]
-  local old = current[sku]
-  local old_q = old and old[2] or 0
-  local counted = old and old[3] or 0
+local writes = {}      -- avail field/value pairs
+local cust_changes = {} -- { {sku, delta}, ... }
+local new_qty = {}     -- sku -> new quantity (0 = removed)
+for i = 1, n do
+  local sku, q = argv[sku0 + i], qty(argv[q0 + i])
+  local pos = at[sku]
+  local old_q = pos and qty(qtys[pos]) or 0
   local delta = q - old_q
   if delta > 0 then
-    local v = redis.call('HMGET', base .. 'sku:' .. sku, 'on_hand', 'held', 'bo', 'pcl', 'ssa')
-    if not v[1] then
+    local a = avail[i]
+    if not a then
       unknown[#unknown + 1] = sku
     else
-      local ssa, pcl = tonumber(v[5]), tonumber(v[4])
-      if ssa and ssa > now then
-        early[#early + 1] = sku
-        early[#early + 1] = int(ssa)
-      end
-      -- A line held before the SKU got a limit is counted in full from now on.
-      local cust_delta = 0
-      if pcl then
-        if cust == '' then
-          nocust[#nocust + 1] = sku
-        else
-          cust_delta = counted == 1 and delta or q
-          local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
-          if already + cust_delta > pcl then
-            for _, x in ipairs({ sku, pcl, already, cust_delta }) do over[#over + 1] = x end
+      local rule = rules and rules[i]
+      if rule then
+        if rule.ssa and rule.ssa > now then
+          early[#early + 1] = sku
+          early[#early + 1] = int(rule.ssa)
+        end
+        if rule.pcl then
+          if cust == '' then
+            nocust[#nocust + 1] = sku
+          else
+            -- A line held before the SKU got a limit is counted in full from now on.
+            local cust_delta = counted[sku] and delta or q
+            local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
+            if already + cust_delta > rule.pcl then
+              for _, x in ipairs({ sku, rule.pcl, already, cust_delta }) do over[#over + 1] = x end
+            end
+            cust_changes[#cust_changes + 1] = { sku, cust_delta }
+            counted[sku] = true
           end
-          counted = 1
         end
       end
-      local avail = tonumber(v[1]) - tonumber(v[2]) + tonumber(v[3])
-      if avail < 0 then avail = 0 end
-      if delta > avail then
-        for _, x in ipairs({ sku, q, avail + old_q }) do short[#short + 1] = x end
+      local have = a + 0
+      if have < 0 then have = 0 end
+      if delta > have then
+        for _, x in ipairs({ sku, q, have + old_q }) do short[#short + 1] = x end
       end
-      changes[#changes + 1] = { sku, delta, cust_delta, { sku, q, counted } }
+      writes[#writes + 1] = sku
+      writes[#writes + 1] = int(a - delta)
+      new_qty[sku] = q
     end
-  elseif delta < 0 or (old and q == 0) then
-    local cust_delta = counted == 1 and delta or 0
-    changes[#changes + 1] = { sku, delta, cust_delta, q > 0 and { sku, q, counted } or nil }
+  elseif delta < 0 then
+    writes[#writes + 1] = sku
+    writes[#writes + 1] = int((tonumber(avail[i]) or 0) - delta)
+    if counted[sku] then cust_changes[#cust_changes + 1] = { sku, delta } end
+    new_qty[sku] = q
   end
 end
 for _, failed in ipairs({ unknown, nocust, early, over, short }) do
   if #failed > 1 then return failed end
 end
 
-for _, c in ipairs(changes) do
-  local sku = c[1]
-  if c[2] ~= 0 then
-    redis.call('HINCRBY', base .. 'sku:' .. sku, 'held', c[2])
+if #writes > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+for _, c in ipairs(cust_changes) do
+  if redis.call('HINCRBY', cust_key, c[1], c[2]) <= 0 then
+    redis.call('HDEL', cust_key, c[1])
   end
-  if c[3] ~= 0 then
-    if redis.call('HINCRBY', cust_key, sku, c[3]) <= 0 then
-      redis.call('HDEL', cust_key, sku)
-    end
-  end
-  if not current[sku] then
-    order[#order + 1] = sku
-  end
-  current[sku] = c[4]
 end
-local lines = {}
-for _, sku in ipairs(order) do
-  if current[sku] then lines[#lines + 1] = current[sku] end
+-- Lines keep their basket order; new SKUs go to the end.
+local out_s, out_q, out_c = {}, {}, {}
+local function keep(sku, q)
+  if q > 0 then
+    out_s[#out_s + 1] = sku
+    out_q[#out_q + 1] = int(q)
+    if counted[sku] then out_c[#out_c + 1] = sku end
+  end
 end
-h.ln = encode_hold_lines(lines)
-if ARGV[4] ~= '' then
-  h.ea = int(now + tonumber(ARGV[4]))
+for i, sku in ipairs(skus) do
+  local q = new_qty[sku]
+  if q == nil then q = qty(qtys[i]) end
+  keep(sku, q)
+end
+for i = 1, n do
+  local sku = argv[sku0 + i]
+  if not at[sku] and new_qty[sku] then keep(sku, new_qty[sku]) end
+end
+h.skus, h.qtys, h.counted = table.concat(out_s, ' '), table.concat(out_q, ' '), table.concat(out_c, ' ')
+if argv[3] ~= '' then
+  h.ea = int(now + tonumber(argv[3]))
   redis.call('ZADD', base .. 'exp', h.ea, id)
 end
-redis.call('HSET', key, 'ln', h.ln, 'ea', h.ea)
-return hold_reply(h)
+return { 'ok', write_hold(key, h) }

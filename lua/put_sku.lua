@@ -1,7 +1,7 @@
 -- put_sku.lua: creates or updates a SKU; a change of on_hand is computed
 -- against the live count and appended to the outbox with the new settings.
 --
--- KEYS[1]  SKU key (base.."sku:"..sku)
+-- KEYS[1]  base.."avail"
 -- ARGV[1]  base prefix
 -- ARGV[2]  sku
 -- ARGV[3]  on_hand, or '' to keep it (required when the SKU is new)
@@ -18,33 +18,34 @@
 --        available below 0 (on_hand + backorder_limit below held)
 -- Outbox entry (only when something changed):
 --   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa at
-local base, sku, key = ARGV[1], ARGV[2], KEYS[1]
+local base, sku = ARGV[1], ARGV[2]
 if not ready(base) then return { 'not_ready' } end
-local v = redis.call('HMGET', key, 'on_hand', 'held', 'bo', 'pcl', 'ssa')
-local created = not v[1]
+local old = read_sku(base, sku)
+local created = old == nil
 if created and ARGV[3] == '' then return { 'on_hand_required' } end
-local old_on_hand, held = tonumber(v[1] or '0'), tonumber(v[2] or '0')
-local on_hand = ARGV[3] ~= '' and tonumber(ARGV[3]) or old_on_hand
-local bo = ARGV[4] ~= '' and tonumber(ARGV[4]) or tonumber(v[3] or '0')
-local function setting(arg, old)
-  if arg == '' then return old or '' end
+old = old or { on_hand = 0, held = 0, bo = 0, pcl = '', ssa = '' }
+local held = old.held
+local on_hand = ARGV[3] ~= '' and tonumber(ARGV[3]) or old.on_hand
+local bo = ARGV[4] ~= '' and tonumber(ARGV[4]) or old.bo
+local function setting(arg, was)
+  if arg == '' then return was end
   if arg == '-' then return '' end
   return arg
 end
-local pcl, ssa = setting(ARGV[5], v[4]), setting(ARGV[6], v[5])
+local pcl, ssa = setting(ARGV[5], old.pcl), setting(ARGV[6], old.ssa)
 if on_hand + bo < held then
   return { 'insufficient', int(on_hand + bo), int(held) }
 end
 
-local changed = created or on_hand ~= old_on_hand or bo ~= tonumber(v[3])
-  or pcl ~= (v[4] or '') or ssa ~= (v[5] or '')
-redis.call('HSET', key, 'on_hand', int(on_hand), 'held', int(held), 'bo', int(bo))
-if pcl == '' then redis.call('HDEL', key, 'pcl') else redis.call('HSET', key, 'pcl', pcl) end
-if ssa == '' then redis.call('HDEL', key, 'ssa') else redis.call('HSET', key, 'ssa', ssa) end
+local changed = created or on_hand ~= old.on_hand or bo ~= old.bo
+  or pcl ~= old.pcl or ssa ~= old.ssa
+redis.call('HSET', base .. 'onhand', sku, int(on_hand))
+redis.call('HSET', KEYS[1], sku, int(on_hand + bo - held))
+write_settings(base, sku, bo, pcl, ssa)
 local outbox_id = ''
 if changed then
   outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'sku', 'sku', sku,
-    'created', created and '1' or '0', 'delta', int(on_hand - old_on_hand),
+    'created', created and '1' or '0', 'delta', int(on_hand - old.on_hand),
     'on_hand_after', int(on_hand), 'bo', int(bo), 'pcl', pcl, 'ssa', ssa,
     'at', int(now_ms()))
 end

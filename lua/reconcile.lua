@@ -14,7 +14,9 @@
 --
 -- Returns {'ok', …} with 5 values per drifted SKU:
 --   sku, expected on_hand, expected held, actual on_hand ('' = missing), actual held
--- Expected held is the sum of the SKU's lines over all holds in state held.
+-- Expected held is the sum of the SKU's lines over all holds in state held;
+-- actual held is on_hand + backorder limit - available. A repair writes
+-- on_hand and available (= on_hand + backorder limit - held) of drifted SKUs.
 -- Runs atomically, so under full load it sees one consistent instant.
 local base, mode, after = ARGV[1], ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
@@ -25,6 +27,7 @@ for i = 0, n - 1 do
   expected_on_hand[sku] = tonumber(ARGV[6 + i * 5])
   expected_held[sku] = 0
 end
+if n == 0 then return { 'ok' } end
 
 -- Entries appended after the caller read the outbox.
 local tail = redis.call('XRANGE', base .. 'outbox', '(' .. after, '+')
@@ -46,35 +49,45 @@ end
 
 -- Live holds.
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = redis.call('HMGET', base .. 'hold:' .. id, 'st', 'ln')
-  if h[1] == 'held' then
-    for _, l in ipairs(parse_hold_lines(h[2])) do
-      if expected_held[l[1]] then
-        expected_held[l[1]] = expected_held[l[1]] + l[2]
+  local h = read_hold(base .. 'hold:' .. id)
+  if h and h.st == 'held' then
+    local hs, hq = hold_lines(h)
+    for i, sku in ipairs(hs) do
+      if expected_held[sku] then
+        expected_held[sku] = expected_held[sku] + qty(hq[i])
       end
     end
   end
 end
 
+local avail = redis.call('HMGET', base .. 'avail', unpack(skus))
+local on_hand = redis.call('HMGET', base .. 'onhand', unpack(skus))
+local bos = redis.call('HMGET', base .. 'bo', unpack(skus))
 local drifted = { 'ok' }
+local write_on_hand, write_avail = {}, {}
 for i, sku in ipairs(skus) do
-  local key = base .. 'sku:' .. sku
-  local v = redis.call('HMGET', key, 'on_hand', 'held')
-  local on_hand, held = tonumber(v[1]), tonumber(v[2] or '0')
+  local j = 5 + (i - 1) * 5
+  local present = avail[i] ~= false and on_hand[i] ~= false
+  local oh = tonumber(on_hand[i] or '0')
+  local bo = present and tonumber(bos[i] or '0') or tonumber(ARGV[j + 2])
+  local held = present and oh + bo - tonumber(avail[i]) or 0
   local want_on_hand, want_held = expected_on_hand[sku], expected_held[sku]
-  if on_hand ~= want_on_hand or held ~= want_held then
-    for _, x in ipairs({ sku, int(want_on_hand), int(want_held), v[1] or '', int(held) }) do
+  if not present or oh ~= want_on_hand or held ~= want_held then
+    for _, x in ipairs({ sku, int(want_on_hand), int(want_held),
+        present and int(oh) or '', int(held) }) do
       drifted[#drifted + 1] = x
     end
     if mode ~= 'check' then
-      redis.call('HSET', key, 'on_hand', int(want_on_hand), 'held', int(want_held))
-      if not on_hand then
-        local j = 5 + (i - 1) * 5
-        redis.call('HSET', key, 'bo', ARGV[j + 2])
-        if ARGV[j + 3] ~= '' then redis.call('HSET', key, 'pcl', ARGV[j + 3]) end
-        if ARGV[j + 4] ~= '' then redis.call('HSET', key, 'ssa', ARGV[j + 4]) end
+      for _, x in ipairs({ sku, int(want_on_hand) }) do write_on_hand[#write_on_hand + 1] = x end
+      for _, x in ipairs({ sku, int(want_on_hand + bo - want_held) }) do write_avail[#write_avail + 1] = x end
+      if not present then
+        write_settings(base, sku, bo, ARGV[j + 3], ARGV[j + 4])
       end
     end
   end
+end
+if #write_on_hand > 0 then
+  redis.call('HSET', base .. 'onhand', unpack(write_on_hand))
+  redis.call('HSET', base .. 'avail', unpack(write_avail))
 end
 return drifted

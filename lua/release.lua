@@ -6,8 +6,8 @@
 --
 -- Returns one of
 --   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
---   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref}  st is 'released', or
---        'expired' when the hold had already run out (both are answered 200)
+--   {'ok', record}  the record's state is 'released', or 'expired' when the
+--        hold had already run out (both are answered 200)
 --   {'not_found'} | {'committed'}
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
@@ -17,4 +17,4 @@ if h.st == 'committed' then return { 'committed' } end
 if not expire_if_due(base, key, id, h, now_ms()) and h.st == 'held' then
   end_hold(base, key, id, h, 'released')
 end
-return hold_reply(h)
+return { 'ok', encode_hold(h) }

@@ -3,15 +3,19 @@
 -- KEYS[1]  hold key (base.."hold:"..id); must not exist yet
 -- ARGV[1]  base prefix "<prefix>:{p0}:"
 -- ARGV[2]  hold id
--- ARGV[3]  lines "sku qty sku qty ..." (distinct SKUs, qty >= 1)
--- ARGV[4]  ttl in ms
--- ARGV[5]  customer id ('' = none)
--- ARGV[6]  channel ('' = none)
--- ARGV[7]  allow_partial: '1' or '0'
+-- ARGV[3]  ttl in ms
+-- ARGV[4]  customer id ('' = none)
+-- ARGV[5]  channel ('' = none)
+-- ARGV[6]  allow_partial: '1' or '0'
+-- ARGV[7]  number of lines n (distinct SKUs)
+-- ARGV[8]  the SKUs joined by spaces, ARGV[9] their quantities likewise (the
+--          hold record's lines when every line is held in full)
+-- ARGV[10 .. 9+n]     the SKUs
+-- ARGV[10+n .. 9+2n]  their quantities (>= 1)
 --
 -- Returns one of
 --   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
---   {'ok', st, cust, chan, ca, ea, ln, oid, cat, pref, shortages}
+--   {'ok', record, shortages}   record as in common.lua (read_hold);
 --        shortages = "sku requested available ..." of lines held short
 --   {'exists'}                             the hold id is taken (idempotent retry)
 --   {'unknown_sku', sku, ...}
@@ -19,72 +23,104 @@
 --   {'sale_not_started', sku, starts_ms, ...}
 --   {'limit_exceeded', sku, limit, already, requested, ...}
 --   {'insufficient', sku, requested, available, ...}
--- Checks come first; nothing is written unless every check passed.
-local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+-- Checks come first; nothing is written unless every check passed. This is
+-- the hot path: one HMGET and one HSET of the available counts whatever the
+-- number of lines, and no per-line work for rules unless a SKU has one.
+local argv = ARGV
+local base, id, key = argv[1], argv[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
 if redis.call('EXISTS', key) == 1 then
   return { 'exists' }
 end
-local cust, chan, partial = ARGV[5], ARGV[6], ARGV[7] == '1'
-local cust_key = base .. 'cust:' .. cust
+local cust, chan, partial = argv[4], argv[5], argv[6] == '1'
+local n = tonumber(argv[7])
+local sku0, q0 = 9, 9 + n -- argv[sku0 + i], argv[q0 + i]
 local now = now_ms()
+local cust_key = base .. 'cust:' .. cust
+
+local avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
+local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
-local plan, short_text = {}, {}
-for _, l in ipairs(parse_pairs(ARGV[3])) do
-  local sku, q = l[1], l[2]
-  local v = redis.call('HMGET', base .. 'sku:' .. sku, 'on_hand', 'held', 'bo', 'pcl', 'ssa')
-  if not v[1] then
+local writes, j = {}, 0 -- avail field/value pairs
+local taken = nil       -- { {sku, qty}, ... } once a line is held short
+local counted = {}      -- { {sku, qty}, ... } lines counted for the customer
+for i = 1, n do
+  local sku, a = argv[sku0 + i], avail[i]
+  if not a then
     unknown[#unknown + 1] = sku
   else
-    local ssa, pcl = tonumber(v[5]), tonumber(v[4])
-    if ssa and ssa > now then
-      early[#early + 1] = sku
-      early[#early + 1] = int(ssa)
-    end
-    local counted = 0
-    if pcl then
-      if cust == '' then
-        nocust[#nocust + 1] = sku
-      else
-        local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
-        if already + q > pcl then
-          for _, x in ipairs({ sku, pcl, already, q }) do over[#over + 1] = x end
+    local qs = argv[q0 + i]
+    local q = SMALL[qs] or tonumber(qs) -- qty() inlined: this loop is the hot path
+    local rule = rules and rules[i]
+    local is_counted = false
+    if rule then
+      if rule.ssa and rule.ssa > now then
+        early[#early + 1] = sku
+        early[#early + 1] = int(rule.ssa)
+      end
+      if rule.pcl then
+        if cust == '' then
+          nocust[#nocust + 1] = sku
+        else
+          local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
+          if already + q > rule.pcl then
+            for _, x in ipairs({ sku, rule.pcl, already, q }) do over[#over + 1] = x end
+          end
+          is_counted = true
         end
-        counted = 1
       end
     end
-    local avail = tonumber(v[1]) - tonumber(v[2]) + tonumber(v[3])
-    if avail < 0 then avail = 0 end
+    local have = a + 0
     local take = q
-    if q > avail then
-      for _, x in ipairs({ sku, q, avail }) do short[#short + 1] = x end
-      short_text[#short_text + 1] = sku .. ' ' .. int(q) .. ' ' .. int(avail)
-      take = avail
+    if q > have then
+      take = have > 0 and have or 0
+      for _, x in ipairs({ sku, q, take }) do short[#short + 1] = x end
+      if not taken then
+        taken = {}
+        for k = 1, i - 1 do
+          if avail[k] then taken[#taken + 1] = { argv[sku0 + k], argv[q0 + k] } end
+        end
+      end
     end
     if take > 0 then
-      plan[#plan + 1] = { sku, take, counted }
+      if taken then taken[#taken + 1] = { sku, int(take) } end
+      if is_counted then counted[#counted + 1] = { sku, take } end
+      writes[j + 1] = sku
+      writes[j + 2] = fmt('%d', have - take)
+      j = j + 2
     end
   end
 end
 for _, failed in ipairs({ unknown, nocust, early, over }) do
   if #failed > 1 then return failed end
 end
-if #short > 1 and (not partial or #plan == 0) then
+if #short > 1 and (not partial or j == 0) then
   return short
 end
 
-for _, p in ipairs(plan) do
-  redis.call('HINCRBY', base .. 'sku:' .. p[1], 'held', p[2])
-  if p[3] == 1 then
-    redis.call('HINCRBY', cust_key, p[1], p[2])
-  end
+if j > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+local counted_skus = {}
+for _, c in ipairs(counted) do
+  redis.call('HINCRBY', cust_key, c[1], c[2])
+  counted_skus[#counted_skus + 1] = c[1]
+end
+local skus, qtys
+if taken then
+  local s, q = {}, {}
+  for k, t in ipairs(taken) do s[k], q[k] = t[1], t[2] end
+  skus, qtys = table.concat(s, ' '), table.concat(q, ' ')
+else
+  skus, qtys = argv[8], argv[9]
 end
 local h = { st = 'held', cust = cust, chan = chan, ca = int(now),
-  ea = int(now + tonumber(ARGV[4])), ln = encode_hold_lines(plan), oid = '', cat = '', pref = '' }
-redis.call('HSET', key, 'st', h.st, 'cust', h.cust, 'chan', h.chan, 'ca', h.ca, 'ea', h.ea, 'ln', h.ln)
+  ea = int(now + tonumber(argv[3])), oid = '', cat = '', pref = '',
+  counted = table.concat(counted_skus, ' '), skus = skus, qtys = qtys }
+local rec = write_hold(key, h)
 redis.call('ZADD', base .. 'exp', h.ea, id)
-local reply = hold_reply(h)
-reply[#reply + 1] = table.concat(short_text, ' ')
-return reply
+local short_text = {}
+for k = 2, #short, 3 do
+  short_text[#short_text + 1] = short[k] .. ' ' .. int(short[k + 1]) .. ' ' .. int(short[k + 2])
+end
+return { 'ok', rec, table.concat(short_text, ' ') }

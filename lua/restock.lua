@@ -10,14 +10,16 @@
 --   {'ok', outbox_id}   restocked now
 --   {'repeat'}          restocked before
 --   {'not_ready'}
+-- on_hand and available rise together (held stays).
 -- Outbox entry: kind=return ret order at lines="sku qty on_hand_after ..."
 local base, mark = ARGV[1], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
 if redis.call('EXISTS', mark) == 1 then return { 'repeat' } end
 local back = {}
-for _, l in ipairs(parse_pairs(ARGV[4])) do
-  local after = redis.call('HINCRBY', base .. 'sku:' .. l[1], 'on_hand', l[2])
-  back[#back + 1] = l[1] .. ' ' .. int(l[2]) .. ' ' .. int(after)
+for sku, q in string.gmatch(ARGV[4], '(%S+) (%d+)') do
+  local after = redis.call('HINCRBY', base .. 'onhand', sku, q)
+  redis.call('HINCRBY', base .. 'avail', sku, q)
+  back[#back + 1] = sku .. ' ' .. q .. ' ' .. int(after)
 end
 redis.call('SET', mark, '1', 'PX', ORDER_TTL_MS)
 local outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'return', 'ret', ARGV[2],

@@ -23,9 +23,10 @@ end
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local h = read_hold(base .. 'hold:' .. id)
   if h and h.st == 'held' and h.cust ~= '' then
-    for _, l in ipairs(parse_hold_lines(h.ln)) do
-      if l[3] == 1 then
-        redis.call('HINCRBY', base .. 'cust:' .. h.cust, l[1], l[2])
+    local skus, qtys, counted = hold_lines(h)
+    for i, sku in ipairs(skus) do
+      if counted[sku] then
+        redis.call('HINCRBY', base .. 'cust:' .. h.cust, sku, qtys[i])
         added = added + 1
       end
     end

@@ -71,6 +71,10 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long to wait for a connection.
     pub acquire_timeout_ms: u64,
+    /// Group commit: transactions recording commits at once.
+    pub commit_writers: usize,
+    /// Group commit: most commits recorded in one transaction.
+    pub commit_batch: usize,
 }
 
 /// `[limits]`.
@@ -233,6 +237,17 @@ impl Settings {
         }
         if self.redis.pool_size == 0 || self.database.max_connections == 0 {
             problems.push("redis.pool_size and database.max_connections must be at least 1".into());
+        }
+        let d = &self.database;
+        if d.commit_writers == 0 || d.commit_batch == 0 {
+            problems.push(
+                "database.commit_writers and database.commit_batch must be at least 1".into(),
+            );
+        } else if d.commit_writers as u32 >= d.max_connections {
+            problems.push(format!(
+                "database.commit_writers ({}) must be below database.max_connections ({}): the drain and reads need connections too",
+                d.commit_writers, d.max_connections
+            ));
         }
         let l = &self.limits;
         if l.max_lines == 0 {

@@ -27,6 +27,8 @@ pub const OUTBOX_LAG: &str = "stockhold_outbox_lag_entries";
 pub const OUTBOX_DRAINED: &str = "stockhold_outbox_drained_total";
 /// SKUs found drifted by reconciliation.
 pub const DRIFT_FOUND: &str = "stockhold_drift_found_total";
+/// Outbox entries recorded per group-commit transaction.
+pub const GROUP_COMMIT_SIZE: &str = "stockhold_group_commit_entries";
 /// Connections of a pool, by pool (redis, postgres) and state (in_use, idle).
 pub const POOL_CONNECTIONS: &str = "stockhold_pool_connections";
 
@@ -40,6 +42,11 @@ pub fn handle() -> &'static PrometheusHandle {
                 &[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ],
+            )
+            .expect("valid buckets")
+            .set_buckets_for_metric(
+                Matcher::Full(GROUP_COMMIT_SIZE.to_owned()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
             )
             .expect("valid buckets")
             .build_recorder();

@@ -6,7 +6,7 @@ use crate::domain::{
     ReservationId, ReturnRequest, Sku, SkuView, StreamId,
 };
 use crate::engine::{Adjusted, Engine, EngineError, SkuPut};
-use crate::ledger::{Ledger, LedgerError, ReturnRecorded};
+use crate::ledger::{GroupCommit, Ledger, LedgerError, ReturnRecorded};
 
 /// A commit's outcome.
 #[derive(Debug, Clone)]
@@ -24,9 +24,22 @@ pub struct Stock {
     pub engine: Engine,
     /// The permanent record.
     pub ledger: Ledger,
+    /// Records outbox entries of callers waiting for them, many at a time.
+    recorder: GroupCommit,
 }
 
 impl Stock {
+    /// The engine and ledger together; starts the group-commit writers
+    /// (`writers` transactions at once, up to `batch` entries each).
+    pub fn new(engine: Engine, ledger: Ledger, writers: usize, batch: usize) -> Self {
+        let recorder = GroupCommit::start(ledger.clone(), writers, batch);
+        Stock {
+            engine,
+            ledger,
+            recorder,
+        }
+    }
+
     /// Commits a hold and persists the sale. When Postgres cannot take it,
     /// the sale stands (made atomically in Redis, in the outbox) and the
     /// order says `persisted: false`; the outbox drain persists it later.
@@ -41,9 +54,10 @@ impl Stock {
             .commit(id, &order_id, req.payment_ref.as_deref())
             .await?;
         let mut order = committed.order;
+        let fresh = committed.outbox.is_some();
         match committed.outbox {
             Some(entry) => {
-                order.persisted = self.persist(entry).await;
+                order.persisted = self.recorder.record(entry).await;
                 if !order.persisted {
                     metrics::counter!(crate::metrics::COMMITS_NOT_PERSISTED).increment(1);
                 }
@@ -55,10 +69,7 @@ impl Stock {
                 }
             }
         }
-        Ok(CommitOutcome {
-            order,
-            fresh: committed.outbox.is_some(),
-        })
+        Ok(CommitOutcome { order, fresh })
     }
 
     /// Creates or updates a SKU and persists the change.
@@ -156,22 +167,11 @@ impl Stock {
     /// Writes one outbox entry to the ledger; false if that failed (the
     /// outbox drain will retry it).
     async fn persist(&self, entry: StreamId) -> bool {
-        let result = match self.engine.outbox_entry(entry).await {
-            Ok(Some(e)) => self.ledger.apply(&[e], None).await.map(drop),
-            Ok(None) => return false,
+        match self.engine.outbox_entry(entry).await {
+            Ok(Some(e)) => self.recorder.record(e).await,
+            Ok(None) => false,
             Err(e) => {
                 tracing::warn!(error = ?e, %entry, "could not read outbox entry to persist it");
-                return false;
-            }
-        };
-        match result {
-            Ok(()) => true,
-            Err(LedgerError::Unavailable(e)) => {
-                tracing::warn!(error = %e, %entry, "postgres unavailable; the outbox drain will persist the entry");
-                false
-            }
-            Err(e) => {
-                tracing::error!(error = ?e, %entry, "persisting outbox entry failed; the drain will retry");
                 false
             }
         }

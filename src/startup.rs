@@ -156,7 +156,13 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Stock> {
             Err(e) => return Err(e),
         }
     }
-    Ok(Stock { engine, ledger })
+    let db = &settings.database;
+    Ok(Stock::new(
+        engine,
+        ledger,
+        db.commit_writers,
+        db.commit_batch,
+    ))
 }
 
 fn spawn_background(

@@ -2,7 +2,7 @@
 //! all keys a script touches live in one Redis Cluster slot; version 1 runs
 //! one partition, and more partitions are an extension of this module.
 
-use crate::domain::{OrderId, ReservationId, Sku};
+use crate::domain::{OrderId, ReservationId};
 
 /// The keys of one deployment (one key prefix) in one partition.
 #[derive(Debug, Clone)]
@@ -23,12 +23,29 @@ impl Keys {
         &self.base
     }
 
-    /// A SKU's counters and settings (hash).
-    pub fn sku(&self, sku: &Sku) -> String {
-        format!("{}sku:{sku}", self.base)
+    /// Every SKU's available count (hash, sku -> on_hand - held + backorder
+    /// limit): the one counter a reserve reads and writes.
+    pub fn avail(&self) -> String {
+        format!("{}avail", self.base)
     }
 
-    /// A hold (hash).
+    /// Every SKU's on_hand (hash).
+    pub fn on_hand(&self) -> String {
+        format!("{}onhand", self.base)
+    }
+
+    /// Backorder limits that are not 0 (hash).
+    pub fn backorder(&self) -> String {
+        format!("{}bo", self.base)
+    }
+
+    /// Per-customer limits and sale starts, "pcl ssa" with '-' for none
+    /// (hash; only SKUs with one).
+    pub fn rules(&self) -> String {
+        format!("{}rules", self.base)
+    }
+
+    /// A hold (string: the record of lua/common.lua).
     pub fn hold(&self, id: &ReservationId) -> String {
         format!("{}hold:{id}", self.base)
     }
@@ -76,8 +93,7 @@ mod tests {
     #[test]
     fn every_key_carries_the_partition_tag() {
         let keys = Keys::new("shop");
-        let sku = Sku::parse("A").unwrap();
-        assert_eq!(keys.sku(&sku), "shop:{p0}:sku:A");
+        assert_eq!(keys.avail(), "shop:{p0}:avail");
         assert_eq!(keys.outbox(), "shop:{p0}:outbox");
         assert!(keys.idempotency("c", "k").starts_with("shop:{p0}:"));
     }

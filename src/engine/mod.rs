@@ -12,9 +12,9 @@ pub use keys::Keys;
 
 use crate::configuration::RedisSettings;
 use crate::domain::{
-    AdjustmentRequest, Drift, Hold, Order, OrderId, OutboxEntry, PatchRequest, PutSkuRequest,
-    ReconcileMode, Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView,
-    StreamId,
+    AdjustmentRequest, Drift, Hold, Order, OrderId, OutboxEntry, OutboxEvent, PatchRequest,
+    PutSkuRequest, ReconcileMode, Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku,
+    SkuView, StreamId,
 };
 use crate::metrics as m;
 use anyhow::{anyhow, Context};
@@ -86,7 +86,7 @@ pub struct Committed {
     pub order: Order,
     /// The outbox entry of this sale when this call made it; `None` when the
     /// hold had been committed before.
-    pub outbox: Option<StreamId>,
+    pub outbox: Option<OutboxEntry>,
 }
 
 /// A SKU after `put_sku`.
@@ -208,15 +208,15 @@ impl Engine {
         id: &ReservationId,
         req: &ReserveRequest,
     ) -> Result<Reserved, EngineError> {
-        let args = vec![
+        let mut args = vec![
             self.keys.base().to_owned(),
             id.to_string(),
-            pairs(&req.lines),
             (req.ttl_seconds * 1000).to_string(),
             req.customer_id.clone().unwrap_or_default(),
             req.channel.clone().unwrap_or_default(),
             if req.allow_partial { "1" } else { "0" }.to_owned(),
         ];
+        push_lines_with_record(&mut args, &req.lines);
         let reply = self
             .script(&self.scripts.reserve, self.keys.hold(id), args)
             .await?;
@@ -230,7 +230,7 @@ impl Engine {
         }
         let hold = hold_from(id, &reply)?;
         metrics::counter!(m::RESERVATIONS_CREATED).increment(1);
-        let words: Vec<String> = reply.fields[9]
+        let words: Vec<String> = reply.fields[1]
             .split_ascii_whitespace()
             .map(str::to_owned)
             .collect();
@@ -244,14 +244,14 @@ impl Engine {
     /// Sets line quantities and/or restarts the TTL of a held hold.
     #[tracing::instrument(skip_all, fields(reservation = %id, lines = req.lines.len()))]
     pub async fn patch(&self, id: &ReservationId, req: &PatchRequest) -> Result<Hold, EngineError> {
-        let args = vec![
+        let mut args = vec![
             self.keys.base().to_owned(),
             id.to_string(),
-            pairs(&req.lines),
             req.ttl_seconds
                 .map(|s| (s * 1000).to_string())
                 .unwrap_or_default(),
         ];
+        push_lines(&mut args, &req.lines);
         let reply = self
             .script(&self.scripts.patch, self.keys.hold(id), args)
             .await?;
@@ -276,17 +276,21 @@ impl Engine {
             .script(&self.scripts.commit, self.keys.hold(id), args)
             .await?;
         let hold = hold_from(id, &reply)?;
-        let outbox = match reply.fields[9].as_str() {
-            "1" => Some(reply.fields[10].parse().map_err(|m: String| anyhow!(m))?),
+        let order = replies::order_of(&hold)?;
+        let outbox = match reply.fields[1].as_str() {
+            "1" => {
+                metrics::counter!(m::RESERVATIONS_COMMITTED).increment(1);
+                Some(OutboxEntry {
+                    id: reply.fields[2].parse().map_err(|m: String| anyhow!(m))?,
+                    event: OutboxEvent::Commit {
+                        order: order.clone(),
+                        sold: replies::sold_lines(&reply.fields[3])?,
+                    },
+                })
+            }
             _ => None,
         };
-        if outbox.is_some() {
-            metrics::counter!(m::RESERVATIONS_COMMITTED).increment(1);
-        }
-        Ok(Committed {
-            order: replies::order_of(&hold)?,
-            outbox,
-        })
+        Ok(Committed { order, outbox })
     }
 
     /// Gives a hold's units back (an expired hold is left expired).
@@ -308,11 +312,14 @@ impl Engine {
         let reply = self
             .script(&self.scripts.get_hold, self.keys.hold(id), Vec::new())
             .await?;
-        match hold_from(id, &reply) {
-            Ok(hold) => Ok(Some(hold)),
-            Err(EngineError::Rejected(Rejection::NotFound)) => Ok(None),
-            Err(e) => Err(e),
+        if reply.code != "ok" {
+            return match rejection_or_bug(&reply) {
+                EngineError::Rejected(Rejection::NotFound) => Ok(None),
+                e => Err(e),
+            };
         }
+        let now: i64 = reply.fields[1].parse().context("get_hold reply")?;
+        Ok(Some(replies::hold(id, &reply.fields[0], Some(now))?))
     }
 
     /// Expires up to `batch` due holds; returns how many it expired.
@@ -354,7 +361,7 @@ impl Engine {
             setting(ssa),
         ];
         let reply = self
-            .script(&self.scripts.put_sku, self.keys.sku(sku), args)
+            .script(&self.scripts.put_sku, self.keys.avail(), args)
             .await?;
         let f = &reply.fields;
         match reply.code.as_str() {
@@ -388,7 +395,7 @@ impl Engine {
             req.reason.clone().unwrap_or_default(),
         ];
         let reply = self
-            .script(&self.scripts.adjust, self.keys.sku(sku), args)
+            .script(&self.scripts.adjust, self.keys.avail(), args)
             .await?;
         let f = &reply.fields;
         match reply.code.as_str() {
@@ -446,51 +453,59 @@ impl Engine {
         }
     }
 
-    /// One SKU's live view, `None` if it was never set up.
+    /// One SKU's live view, `None` if it was never set up. Its four fields
+    /// are read in one MULTI, so the view is of one instant.
     pub async fn sku(&self, sku: &Sku) -> Result<Option<SkuView>, EngineError> {
-        let key = self.keys.sku(sku);
-        let v: Vec<Option<String>> = self
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in [
+            self.keys.avail(),
+            self.keys.on_hand(),
+            self.keys.backorder(),
+            self.keys.rules(),
+        ] {
+            pipe.cmd("HGET").arg(key).arg(sku.as_str());
+        }
+        let (avail, on_hand, bo, rules): (Option<i64>, Option<i64>, Option<i64>, Option<String>) =
+            self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
+                .await?;
+        let Some(avail) = avail else {
+            return Ok(None);
+        };
+        let (on_hand, bo) = (on_hand.unwrap_or(0), bo.unwrap_or(0));
+        let rules = rules.unwrap_or_default();
+        let (pcl, ssa) = rules.split_once(' ').unwrap_or(("-", "-"));
+        let setting = |v: &str| -> String {
+            if v == "-" {
+                String::new()
+            } else {
+                v.to_owned()
+            }
+        };
+        Ok(Some(sku_view(
+            sku,
+            &on_hand.to_string(),
+            &(on_hand + bo - avail).to_string(),
+            &bo.to_string(),
+            &setting(pcl),
+            &setting(ssa),
+        )?))
+    }
+
+    /// `available` of each SKU in one command; `None` for unknown SKUs.
+    pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
+        let key = self.keys.avail();
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows: Vec<Option<i64>> = self
             .run(|mut conn| async move {
                 redis::cmd("HMGET")
                     .arg(key)
-                    .arg(&["on_hand", "held", "bo", "pcl", "ssa"])
+                    .arg(&names)
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        let [Some(on_hand), held, bo, pcl, ssa] =
-            <[Option<String>; 5]>::try_from(v).unwrap_or_default()
-        else {
-            return Ok(None);
-        };
-        let s = |o: Option<String>| o.unwrap_or_default();
-        Ok(Some(sku_view(
-            sku,
-            &on_hand,
-            &s(held),
-            &s(bo),
-            &s(pcl),
-            &s(ssa),
-        )?))
-    }
-
-    /// `available` of each SKU in one round trip; `None` for unknown SKUs.
-    pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
-        let mut pipe = redis::pipe();
-        for sku in skus {
-            pipe.cmd("HMGET")
-                .arg(self.keys.sku(sku))
-                .arg(&["on_hand", "held", "bo"]);
-        }
-        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>)> = self
-            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(on_hand, held, bo)| {
-                on_hand.map(|on_hand| (on_hand - held.unwrap_or(0) + bo.unwrap_or(0)).max(0))
-            })
-            .collect())
+        Ok(rows.into_iter().map(|a| a.map(|a| a.max(0))).collect())
     }
 
     /// A committed order still known to Redis (through its hold).
@@ -795,7 +810,26 @@ impl Engine {
     }
 }
 
-/// "sku qty sku qty …" as the scripts take lines.
+/// Lines as the scripts take them: their number, the SKUs, then the
+/// quantities, each its own argument (no parsing in Lua).
+fn push_lines(args: &mut Vec<String>, lines: &[(Sku, i64)]) {
+    args.reserve(1 + 2 * lines.len());
+    args.push(lines.len().to_string());
+    args.extend(lines.iter().map(|(sku, _)| sku.to_string()));
+    args.extend(lines.iter().map(|(_, qty)| qty.to_string()));
+}
+
+/// As `push_lines`, with the SKUs and the quantities also joined by spaces
+/// after the count: the hold record's lines, stored as they come.
+fn push_lines_with_record(args: &mut Vec<String>, lines: &[(Sku, i64)]) {
+    push_lines(args, lines);
+    let at = args.len() - 2 * lines.len();
+    let skus = args[at..at + lines.len()].join(" ");
+    let qtys = args[at + lines.len()..].join(" ");
+    args.splice(at..at, [skus, qtys]);
+}
+
+/// "sku qty sku qty …" as the restock script takes lines.
 fn pairs(lines: &[(Sku, i64)]) -> String {
     let mut out = String::with_capacity(lines.len() * 16);
     for (sku, qty) in lines {
@@ -826,7 +860,8 @@ fn hold_from(id: &ReservationId, reply: &Reply) -> Result<Hold, EngineError> {
     if reply.code != "ok" {
         return Err(rejection_or_bug(reply));
     }
-    Ok(replies::hold(id, &reply.fields)?)
+    let record = reply.fields.first().context("hold reply without record")?;
+    Ok(replies::hold(id, record, None)?)
 }
 
 fn sku_view(
@@ -861,4 +896,20 @@ fn sku_view(
             Some(replies::time(ssa)?)
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_lines_come_as_count_record_text_skus_then_quantities() {
+        let lines = vec![
+            (Sku::parse("A").unwrap(), 2),
+            (Sku::parse("B-1").unwrap(), 10),
+        ];
+        let mut args = vec!["base".to_owned()];
+        push_lines_with_record(&mut args, &lines);
+        assert_eq!(args, ["base", "2", "A B-1", "2 10", "A", "B-1", "2", "10"]);
+    }
 }

@@ -115,35 +115,53 @@ pub(crate) fn shortages(f: &[String]) -> anyhow::Result<Vec<Shortage>> {
         .collect()
 }
 
-/// A hold from `st cust chan ca ea ln oid cat pref` (the scripts' `hold_reply`).
-pub(crate) fn hold(id: &ReservationId, f: &[String]) -> anyhow::Result<Hold> {
-    if f.len() < 9 {
-        bail!("hold reply too short: {f:?}");
+/// A hold from its record (`read_hold` in lua/common.lua): `st cust chan ca
+/// ea oid cat pref counted skus qtys` joined by \x1f. With `now_ms`, a held
+/// hold whose expiry is not after it reads as expired.
+pub(crate) fn hold(id: &ReservationId, record: &str, now_ms: Option<i64>) -> anyhow::Result<Hold> {
+    let f: Vec<&str> = record.split('\x1f').collect();
+    let [st, cust, chan, ca, ea, oid, cat, pref, _counted, skus, qtys] = f[..] else {
+        bail!("bad hold record {record:?}");
+    };
+    let qtys: Vec<&str> = qtys.split_ascii_whitespace().collect();
+    let skus: Vec<&str> = skus.split_ascii_whitespace().collect();
+    if skus.len() != qtys.len() {
+        bail!(
+            "hold record with {} SKUs and {} quantities",
+            skus.len(),
+            qtys.len()
+        );
     }
-    let words: Vec<&str> = f[5].split_ascii_whitespace().collect();
-    let lines = words
-        .chunks_exact(3)
-        .map(|c| {
+    let lines = skus
+        .iter()
+        .zip(&qtys)
+        .map(|(s, q)| {
             Ok(HoldLine {
-                sku: sku(c[0])?,
-                qty: number(c[1])?,
+                sku: sku(s)?,
+                qty: number(q)?,
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    let expires_at = time(ea)?;
+    let mut status = HoldStatus::parse(st).ok_or_else(|| anyhow!("bad hold state {st:?}"))?;
+    if status == HoldStatus::Held && now_ms.is_some_and(|now| expires_at.timestamp_millis() <= now)
+    {
+        status = HoldStatus::Expired;
+    }
     Ok(Hold {
         id: id.clone(),
-        status: HoldStatus::parse(&f[0]).ok_or_else(|| anyhow!("bad hold state {:?}", f[0]))?,
-        customer_id: optional(&f[1]),
-        channel: optional(&f[2]),
+        status,
+        customer_id: optional(cust),
+        channel: optional(chan),
         lines,
-        created_at: time(&f[3])?,
-        expires_at: time(&f[4])?,
-        order_id: optional(&f[6])
+        created_at: time(ca)?,
+        expires_at,
+        order_id: optional(oid)
             .map(|s| OrderId::parse(&s))
             .transpose()
             .map_err(|m| anyhow!(m))?,
-        committed_at: optional(&f[7]).map(|s| time(&s)).transpose()?,
-        payment_ref: optional(&f[8]),
+        committed_at: optional(cat).map(|s| time(&s)).transpose()?,
+        payment_ref: optional(pref),
     })
 }
 
@@ -173,7 +191,7 @@ pub(crate) fn order_of(hold: &Hold) -> anyhow::Result<Order> {
 }
 
 /// "sku qty on_hand_after …" triples.
-fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
+pub(crate) fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
     let words: Vec<&str> = s.split_ascii_whitespace().collect();
     words
         .chunks_exact(3)
@@ -270,16 +288,37 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_reply_parses_lines_and_empty_fields() {
+    fn a_hold_record_parses_lines_and_empty_fields() {
         let id = ReservationId::random();
-        let f: Vec<String> = ["held", "", "web", "1000", "2000", "A 2 0 B 1 1", "", "", ""]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let h = hold(&id, &f).unwrap();
+        let record = [
+            "held", "", "web", "1000", "2000", "", "", "", "B", "A B", "2 1",
+        ]
+        .join("\x1f");
+        let h = hold(&id, &record, None).unwrap();
         assert_eq!(h.customer_id, None);
         assert_eq!(h.lines.len(), 2);
         assert_eq!(h.lines[1].qty, 1);
         assert_eq!(h.expires_at.timestamp_millis(), 2000);
+        assert_eq!(h.status, HoldStatus::Held);
+    }
+
+    #[test]
+    fn a_held_hold_past_its_expiry_reads_as_expired() {
+        let id = ReservationId::random();
+        let record = ["held", "c", "", "1000", "2000", "", "", "", "", "A", "1"].join("\x1f");
+        assert_eq!(
+            hold(&id, &record, Some(1999)).unwrap().status,
+            HoldStatus::Held
+        );
+        assert_eq!(
+            hold(&id, &record, Some(2000)).unwrap().status,
+            HoldStatus::Expired
+        );
+    }
+
+    #[test]
+    fn a_record_with_missing_fields_is_refused() {
+        let id = ReservationId::random();
+        assert!(hold(&id, "held\x1fc", None).is_err());
     }
 }

@@ -1,90 +1,314 @@
-//! Applying outbox entries: each at most once, in one transaction per batch.
+//! Recording outbox entries: each at most once, many in one transaction, with
+//! a handful of set-based statements however many entries and lines.
+//!
+//! Two writers share this code. A commit records its own entry (batched
+//! with the commits made at the same moment, see `service::Persister`)
+//! before it answers: inserts only, no row of `skus` is touched, so commits
+//! of one hot SKU never queue on a row lock. The outbox drain records the
+//! entries after the watermark that are not recorded yet and is the only
+//! writer of `skus.on_hand`: it adds the movements of the entries it moves
+//! the watermark over. So `skus.on_hand` is always the sum of the movements
+//! of entries up to the watermark, and the ledger's on_hand is that plus the
+//! movements after it (see `snapshot`).
 
 use super::{Ledger, LedgerError, PARTITION};
-use crate::domain::{Order, OutboxEntry, OutboxEvent, SkuSettings, SoldLine, StreamId};
+use crate::domain::{Order, OutboxEntry, OutboxEvent, SkuSettings, StreamId};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
+use std::collections::HashSet;
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
 impl Ledger {
-    /// Applies every entry not applied before and, when `watermark` is given,
-    /// moves the watermark forward to it, all in one transaction. Returns how
-    /// many entries were new.
-    pub async fn apply(
-        &self,
-        entries: &[OutboxEntry],
-        watermark: Option<StreamId>,
-    ) -> Result<usize, LedgerError> {
+    /// Records every entry not recorded before, in one transaction. Returns
+    /// how many were new.
+    pub async fn record(&self, entries: &[OutboxEntry]) -> Result<usize, LedgerError> {
         let mut tx = self.pool.begin().await?;
-        lock_skus(&mut tx, entries).await?;
-        let mut applied = 0;
-        for entry in entries {
-            if !claim(&mut tx, entry.id).await? {
-                continue;
-            }
-            apply_entry(&mut tx, entry).await?;
-            applied += 1;
-        }
-        if let Some(w) = watermark {
-            sqlx::query(
-                "INSERT INTO outbox_watermark (partition, stream_ms, stream_seq) VALUES ($1, $2, $3)
-                 ON CONFLICT (partition) DO UPDATE
-                 SET stream_ms = EXCLUDED.stream_ms, stream_seq = EXCLUDED.stream_seq
-                 WHERE (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
-                     > (outbox_watermark.stream_ms, outbox_watermark.stream_seq)",
-            )
-            .bind(PARTITION)
-            .bind(w.ms)
-            .bind(w.seq)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let recorded = record_entries(&mut tx, entries).await?;
         tx.commit().await?;
-        Ok(applied)
+        Ok(recorded)
+    }
+
+    /// The drain's step: records `entries` (the outbox entries right after
+    /// `from`, in stream order), adds their movements to `skus.on_hand` and
+    /// moves the watermark from `from` to the last of them, in one
+    /// transaction. `None` when the watermark is no longer at `from`
+    /// (another instance's drain moved it): nothing is written then.
+    pub async fn advance(
+        &self,
+        from: StreamId,
+        entries: &[OutboxEntry],
+    ) -> Result<Option<usize>, LedgerError> {
+        let Some(to) = entries.last().map(|e| e.id) else {
+            return Ok(Some(0));
+        };
+        let mut tx = self.pool.begin().await?;
+        // The locked watermark row makes drains take turns: skus.on_hand
+        // must get each entry's movements exactly once.
+        sqlx::query(
+            "INSERT INTO outbox_watermark (partition, stream_ms, stream_seq) VALUES ($1, 0, 0)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(PARTITION)
+        .execute(&mut *tx)
+        .await?;
+        let (ms, seq): (i64, i64) = sqlx::query_as(
+            "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = $1 FOR UPDATE",
+        )
+        .bind(PARTITION)
+        .fetch_one(&mut *tx)
+        .await?;
+        if (StreamId { ms, seq }) != from {
+            return Ok(None);
+        }
+        let recorded = record_entries(&mut tx, entries).await?;
+        // Every movement of an entry in (from, to] is committed now: those of
+        // entries recorded by a commit meanwhile too, as each claim above
+        // waited for the commit's transaction.
+        sqlx::query(
+            "UPDATE skus SET on_hand = skus.on_hand + m.delta,
+                             updated_at = GREATEST(skus.updated_at, m.at)
+             FROM (SELECT sku, sum(delta)::bigint AS delta, max(at) AS at FROM stock_movements
+                   WHERE (outbox_ms, outbox_seq) > ($1, $2) AND (outbox_ms, outbox_seq) <= ($3, $4)
+                   GROUP BY sku) m
+             WHERE skus.sku = m.sku",
+        )
+        .bind(from.ms)
+        .bind(from.seq)
+        .bind(to.ms)
+        .bind(to.seq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE outbox_watermark SET stream_ms = $2, stream_seq = $3 WHERE partition = $1",
+        )
+        .bind(PARTITION)
+        .bind(to.ms)
+        .bind(to.seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(recorded))
     }
 }
 
-/// Locks the SKU rows the batch touches in SKU order, before anything else,
-/// so concurrent appliers (commits, a second instance's drain) queue instead
-/// of deadlocking.
-async fn lock_skus(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<(), LedgerError> {
-    let mut skus: Vec<&str> = entries
-        .iter()
-        .flat_map(|e| {
-            e.event
-                .on_hand_deltas()
-                .into_iter()
-                .map(|(sku, _)| sku.as_str())
-        })
-        .collect();
-    skus.sort_unstable();
-    skus.dedup();
-    sqlx::query("SELECT 1 FROM skus WHERE sku = ANY($1) ORDER BY sku FOR UPDATE")
-        .bind(&skus)
+/// Claims the entries not recorded before and writes their rows. Returns
+/// how many were new.
+async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usize, LedgerError> {
+    let fresh = claim(tx, entries).await?;
+    let fresh: Vec<&OutboxEntry> = entries.iter().filter(|e| fresh.contains(&e.id)).collect();
+    let mut moves = Movements::default();
+    let mut orders = Vec::new();
+    for entry in &fresh {
+        match &entry.event {
+            OutboxEvent::Commit { .. } => orders.push(*entry),
+            other => record_admin_change(tx, entry.id, other, &mut moves).await?,
+        }
+    }
+    record_orders(tx, &orders, &mut moves).await?;
+    moves.insert(tx).await?;
+    Ok(fresh.len())
+}
+
+/// Marks the entries as recorded; the ids of those that were not before.
+/// Claims are made in stream order, so two writers claiming overlapping
+/// entries queue instead of deadlocking.
+async fn claim(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<HashSet<StreamId>, LedgerError> {
+    let ms: Vec<i64> = entries.iter().map(|e| e.id.ms).collect();
+    let seq: Vec<i64> = entries.iter().map(|e| e.id.seq).collect();
+    let claimed: Vec<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO outbox_applied (partition, stream_ms, stream_seq)
+         SELECT $1, e.ms, e.seq FROM unnest($2::bigint[], $3::bigint[]) AS e(ms, seq)
+         ORDER BY e.ms, e.seq
+         ON CONFLICT DO NOTHING
+         RETURNING stream_ms, stream_seq",
+    )
+    .bind(PARTITION)
+    .bind(&ms)
+    .bind(&seq)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(claimed
+        .into_iter()
+        .map(|(ms, seq)| StreamId { ms, seq })
+        .collect())
+}
+
+/// Movement rows to append, gathered column by column.
+#[derive(Default)]
+struct Movements {
+    sku: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    kind: Vec<&'static str>,
+    delta: Vec<i64>,
+    after: Vec<i64>,
+    reference: Vec<String>,
+    ms: Vec<i64>,
+    seq: Vec<i64>,
+}
+
+impl Movements {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: StreamId,
+        kind: &'static str,
+        reference: &str,
+        at: DateTime<Utc>,
+        sku: &str,
+        delta: i64,
+        after: i64,
+    ) {
+        self.sku.push(sku.to_owned());
+        self.at.push(at);
+        self.kind.push(kind);
+        self.delta.push(delta);
+        self.after.push(after);
+        self.reference.push(reference.to_owned());
+        self.ms.push(id.ms);
+        self.seq.push(id.seq);
+    }
+
+    async fn insert(&self, tx: &mut Tx<'_>) -> Result<(), LedgerError> {
+        if self.sku.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref, outbox_ms, outbox_seq)
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[],
+                                  $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])",
+        )
+        .bind(&self.sku)
+        .bind(&self.at)
+        .bind(&self.kind)
+        .bind(&self.delta)
+        .bind(&self.after)
+        .bind(&self.reference)
+        .bind(&self.ms)
+        .bind(&self.seq)
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+}
+
+/// Orders with their lines, and their movements into `moves`.
+async fn record_orders(
+    tx: &mut Tx<'_>,
+    entries: &[&OutboxEntry],
+    moves: &mut Movements,
+) -> Result<(), LedgerError> {
+    let commits: Vec<(StreamId, &Order, &[crate::domain::SoldLine])> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            OutboxEvent::Commit { order, sold } => Some((e.id, order, sold.as_slice())),
+            _ => None,
+        })
+        .collect();
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let column = |f: &dyn Fn(&Order) -> Option<String>| -> Vec<Option<String>> {
+        commits.iter().map(|(_, o, _)| f(o)).collect()
+    };
+    let order_ids = column(&|o| Some(o.order_id.to_string()));
+    let inserted: Vec<(String,)> = sqlx::query_as(
+        "INSERT INTO orders (order_id, reservation_id, customer_id, channel, payment_ref,
+                             committed_at, outbox_ms, outbox_seq)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::timestamptz[], $7::bigint[], $8::bigint[])
+         ON CONFLICT DO NOTHING
+         RETURNING order_id",
+    )
+    .bind(&order_ids)
+    .bind(column(&|o| Some(o.reservation_id.to_string())))
+    .bind(column(&|o| o.customer_id.clone()))
+    .bind(column(&|o| o.channel.clone()))
+    .bind(column(&|o| o.payment_ref.clone()))
+    .bind(
+        commits
+            .iter()
+            .map(|(_, o, _)| o.committed_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(commits.iter().map(|(id, _, _)| id.ms).collect::<Vec<_>>())
+    .bind(commits.iter().map(|(id, _, _)| id.seq).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut inserted: HashSet<String> = inserted.into_iter().map(|(o,)| o).collect();
+
+    let (mut line_order, mut line_no, mut line_sku, mut line_qty) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, order, sold) in &commits {
+        let order_id = order.order_id.as_str();
+        // Each inserted order id takes its lines once.
+        if inserted.remove(order_id) {
+            for (n, line) in sold.iter().enumerate() {
+                line_order.push(order_id);
+                line_no.push(n as i32 + 1);
+                line_sku.push(line.sku.as_str());
+                line_qty.push(line.qty);
+            }
+        } else if same_sale_recorded(tx, order).await? {
+            // The same sale under another outbox entry: a Redis that lost its
+            // last moments let this hold be committed again. Counted once.
+            tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
+                "sale already in the ledger; outbox entry ignored");
+            continue;
+        } else {
+            // The sale happened in Redis all the same, so its stock movements
+            // are recorded below; only the clashing order row is not.
+            tracing::error!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
+                "order id already in the ledger for another reservation; movements recorded, order row not");
+        }
+        for line in sold.iter() {
+            moves.push(
+                *id,
+                "commit",
+                order_id,
+                order.committed_at,
+                line.sku.as_str(),
+                -line.qty,
+                line.on_hand_after,
+            );
+        }
+    }
+    if !line_order.is_empty() {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, sku, qty)
+             SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[])",
+        )
+        .bind(&line_order)
+        .bind(&line_no)
+        .bind(&line_sku)
+        .bind(&line_qty)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
-/// Records the entry as applied; false if it was already.
-async fn claim(tx: &mut Tx<'_>, id: StreamId) -> Result<bool, LedgerError> {
-    let done = sqlx::query(
-        "INSERT INTO outbox_applied (partition, stream_ms, stream_seq) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(PARTITION)
-    .bind(id.ms)
-    .bind(id.seq)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// Whether the ledger has a sale of this reservation already (a
+/// reservation is sold at most once, whatever its order id).
+async fn same_sale_recorded(tx: &mut Tx<'_>, order: &Order) -> Result<bool, LedgerError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT order_id FROM orders WHERE reservation_id = $1")
+            .bind(order.reservation_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
 }
 
-async fn apply_entry(tx: &mut Tx<'_>, entry: &OutboxEntry) -> Result<(), LedgerError> {
-    let id = entry.id;
-    match &entry.event {
-        OutboxEvent::Commit { order, sold } => apply_commit(tx, id, order, sold).await,
+/// A SKU set-up, adjustment or restock: its own rows now, its movements into
+/// `moves`. These are rare next to commits, so one entry at a time.
+async fn record_admin_change(
+    tx: &mut Tx<'_>,
+    id: StreamId,
+    event: &OutboxEvent,
+    moves: &mut Movements,
+) -> Result<(), LedgerError> {
+    match event {
+        OutboxEvent::Commit { .. } => unreachable!("commits are recorded by record_orders"),
         OutboxEvent::Sku {
             sku,
             created,
@@ -93,17 +317,20 @@ async fn apply_entry(tx: &mut Tx<'_>, entry: &OutboxEntry) -> Result<(), LedgerE
             settings,
             at,
         } => {
-            apply_sku(
-                tx,
-                id,
-                sku.as_str(),
-                *created,
-                *delta,
-                *on_hand_after,
-                settings,
-                *at,
-            )
-            .await
+            upsert_sku(tx, id, sku.as_str(), settings, *at).await?;
+            if *created || *delta != 0 {
+                let kind = if *created { "created" } else { "adjustment" };
+                let reference = format!("sku-put:{id}");
+                moves.push(
+                    id,
+                    kind,
+                    &reference,
+                    *at,
+                    sku.as_str(),
+                    *delta,
+                    *on_hand_after,
+                );
+            }
         }
         OutboxEvent::Adjustment {
             sku,
@@ -124,14 +351,16 @@ async fn apply_entry(tx: &mut Tx<'_>, entry: &OutboxEntry) -> Result<(), LedgerE
             .bind(at)
             .execute(&mut **tx)
             .await?;
-            change_on_hand(tx, &[sku.as_str()], &[*delta], *at).await?;
-            let moves = Moves {
-                kind: "adjustment",
-                reference: adjustment_id,
-                at: *at,
+            let sku = sku.as_str();
+            moves.push(
                 id,
-            };
-            record_movements(tx, &moves, &[sku.as_str()], &[*delta], &[*on_hand_after]).await
+                "adjustment",
+                adjustment_id,
+                *at,
+                sku,
+                *delta,
+                *on_hand_after,
+            );
         }
         OutboxEvent::Return {
             return_id,
@@ -139,135 +368,42 @@ async fn apply_entry(tx: &mut Tx<'_>, entry: &OutboxEntry) -> Result<(), LedgerE
             at,
             ..
         } => {
-            let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-            let qtys: Vec<i64> = lines.iter().map(|l| l.qty).collect();
-            let after: Vec<i64> = lines.iter().map(|l| l.on_hand_after).collect();
-            change_on_hand(tx, &skus, &qtys, *at).await?;
-            let moves = Moves {
-                kind: "return",
-                reference: return_id,
-                at: *at,
-                id,
-            };
-            record_movements(tx, &moves, &skus, &qtys, &after).await?;
+            for l in lines {
+                moves.push(
+                    id,
+                    "return",
+                    return_id,
+                    *at,
+                    l.sku.as_str(),
+                    l.qty,
+                    l.on_hand_after,
+                );
+            }
             sqlx::query("UPDATE returns SET restocked_at = $2 WHERE return_id = $1")
                 .bind(return_id)
                 .bind(at)
                 .execute(&mut **tx)
                 .await?;
-            Ok(())
         }
     }
-}
-
-async fn apply_commit(
-    tx: &mut Tx<'_>,
-    id: StreamId,
-    order: &Order,
-    sold: &[SoldLine],
-) -> Result<(), LedgerError> {
-    let skus: Vec<&str> = sold.iter().map(|s| s.sku.as_str()).collect();
-    let qtys: Vec<i64> = sold.iter().map(|s| s.qty).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO orders (order_id, reservation_id, customer_id, channel, payment_ref,
-                             committed_at, outbox_ms, outbox_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-    )
-    .bind(order.order_id.as_str())
-    .bind(order.reservation_id.as_str())
-    .bind(&order.customer_id)
-    .bind(&order.channel)
-    .bind(&order.payment_ref)
-    .bind(order.committed_at)
-    .bind(id.ms)
-    .bind(id.seq)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !inserted && same_sale_recorded(tx, order).await? {
-        // The same sale under another outbox entry: a Redis that lost its
-        // last moments let this hold be committed again. Counted once.
-        tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
-            "sale already in the ledger; outbox entry ignored");
-        return Ok(());
-    }
-    if inserted {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, sku, qty)
-             SELECT $1, l.n, l.sku, l.qty FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS l(sku, qty, n)",
-        )
-        .bind(order.order_id.as_str())
-        .bind(&skus)
-        .bind(&qtys)
-        .execute(&mut **tx)
-        .await?;
-    } else {
-        // The sale happened in Redis all the same, so its stock movements are
-        // recorded below; only the clashing order row is not.
-        tracing::error!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
-            "order id already in the ledger for another reservation; movements recorded, order row not");
-    }
-    let after: Vec<i64> = sold.iter().map(|s| s.on_hand_after).collect();
-    let deltas: Vec<i64> = qtys.iter().map(|q| -q).collect();
-    change_on_hand(tx, &skus, &deltas, order.committed_at).await?;
-    let moves = Moves {
-        kind: "commit",
-        reference: order.order_id.as_str(),
-        at: order.committed_at,
-        id,
-    };
-    record_movements(tx, &moves, &skus, &deltas, &after).await
-}
-
-/// Whether the ledger has a sale of this reservation already (a
-/// reservation is sold at most once, whatever its order id).
-async fn same_sale_recorded(tx: &mut Tx<'_>, order: &Order) -> Result<bool, LedgerError> {
-    let found: Option<(String,)> =
-        sqlx::query_as("SELECT order_id FROM orders WHERE reservation_id = $1")
-            .bind(order.reservation_id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(found.is_some())
-}
-
-/// Adds `deltas` to the persisted `on_hand` of `skus`.
-async fn change_on_hand(
-    tx: &mut Tx<'_>,
-    skus: &[&str],
-    deltas: &[i64],
-    at: DateTime<Utc>,
-) -> Result<(), LedgerError> {
-    sqlx::query(
-        "UPDATE skus SET on_hand = skus.on_hand + d.delta, updated_at = $3
-         FROM unnest($1::text[], $2::bigint[]) AS d(sku, delta) WHERE skus.sku = d.sku",
-    )
-    .bind(skus)
-    .bind(deltas)
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn apply_sku(
+/// Creates the SKU's row (its on_hand comes with the drain) or takes its
+/// settings when they are newer than the row's: entries may be recorded out
+/// of order.
+async fn upsert_sku(
     tx: &mut Tx<'_>,
     id: StreamId,
     sku: &str,
-    created: bool,
-    delta: i64,
-    on_hand_after: i64,
     settings: &SkuSettings,
     at: DateTime<Utc>,
 ) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO skus (sku, on_hand, backorder_limit, per_customer_limit, sale_starts_at,
                            settings_ms, settings_seq, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7)
          ON CONFLICT (sku) DO UPDATE SET
-           on_hand = skus.on_hand + EXCLUDED.on_hand,
-           updated_at = EXCLUDED.updated_at,
            backorder_limit = CASE WHEN newer THEN EXCLUDED.backorder_limit ELSE skus.backorder_limit END,
            per_customer_limit = CASE WHEN newer THEN EXCLUDED.per_customer_limit ELSE skus.per_customer_limit END,
            sale_starts_at = CASE WHEN newer THEN EXCLUDED.sale_starts_at ELSE skus.sale_starts_at END,
@@ -280,58 +416,12 @@ async fn apply_sku(
             .as_str(),
     )
     .bind(sku)
-    .bind(delta)
     .bind(settings.backorder_limit)
     .bind(settings.per_customer_limit)
     .bind(settings.sale_starts_at)
     .bind(id.ms)
     .bind(id.seq)
     .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    let kind = if created { "created" } else { "adjustment" };
-    if created || delta != 0 {
-        let reference = format!("sku-put:{id}");
-        let moves = Moves {
-            kind,
-            reference: &reference,
-            at,
-            id,
-        };
-        record_movements(tx, &moves, &[sku], &[delta], &[on_hand_after]).await?;
-    }
-    Ok(())
-}
-
-/// What a set of movement rows has in common.
-struct Moves<'a> {
-    kind: &'a str,
-    reference: &'a str,
-    at: DateTime<Utc>,
-    id: StreamId,
-}
-
-/// Appends one movement row per SKU.
-async fn record_movements(
-    tx: &mut Tx<'_>,
-    moves: &Moves<'_>,
-    skus: &[&str],
-    deltas: &[i64],
-    after: &[i64],
-) -> Result<(), LedgerError> {
-    sqlx::query(
-        "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref, outbox_ms, outbox_seq)
-         SELECT m.sku, $4, $5, m.delta, m.after, $6, $7, $8
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS m(sku, delta, after)",
-    )
-    .bind(skus)
-    .bind(deltas)
-    .bind(after)
-    .bind(moves.at)
-    .bind(moves.kind)
-    .bind(moves.reference)
-    .bind(moves.id.ms)
-    .bind(moves.id.seq)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,14 +1,16 @@
 //! The Postgres ledger: SKUs with their persisted `on_hand`, append-only stock
 //! movements, orders and their lines, and the outbox bookkeeping. Every write
-//! is an outbox entry applied at most once (`outbox_applied`), so applying
+//! is an outbox entry recorded at most once (`outbox_applied`), so recording
 //! the same entries again — a retry, a second instance — changes nothing.
 
 mod apply;
+mod group_commit;
 mod movements;
 mod orders;
 mod returns;
 mod snapshot;
 
+pub use group_commit::GroupCommit;
 pub use movements::Movement;
 pub use returns::{PendingRestock, ReturnRecorded};
 pub use snapshot::{Bought, SkuRecord, Snapshot};

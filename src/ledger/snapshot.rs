@@ -12,7 +12,7 @@ use std::collections::HashSet;
 pub struct SkuRecord {
     /// The SKU.
     pub sku: String,
-    /// `on_hand` after every applied outbox entry.
+    /// `on_hand` after every recorded outbox entry.
     pub on_hand: i64,
     /// Settings as last persisted.
     pub backorder_limit: i64,
@@ -70,22 +70,23 @@ impl Ledger {
         .bind(watermark.seq)
         .fetch_all(&mut *tx)
         .await?;
-        let columns = "sku, on_hand, backorder_limit, per_customer_limit, sale_starts_at";
-        let skus: Vec<SkuRecord> = match only {
-            Some(only) => {
-                sqlx::query_as(&format!(
-                    "SELECT {columns} FROM skus WHERE sku = ANY($1) ORDER BY sku"
-                ))
-                .bind(only)
-                .fetch_all(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query_as(&format!("SELECT {columns} FROM skus ORDER BY sku"))
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-        };
+        // skus.on_hand covers the entries up to the watermark; entries after
+        // it that are recorded already (commits persist their own) add their
+        // movements.
+        let query = "SELECT s.sku, s.on_hand + coalesce(m.delta, 0) AS on_hand,
+                            s.backorder_limit, s.per_customer_limit, s.sale_starts_at
+                     FROM skus s
+                     LEFT JOIN (SELECT sku, sum(delta)::bigint AS delta FROM stock_movements
+                                WHERE (outbox_ms, outbox_seq) > ($1, $2) GROUP BY sku) m
+                       USING (sku)
+                     WHERE $3::text[] IS NULL OR s.sku = ANY($3)
+                     ORDER BY s.sku";
+        let skus: Vec<SkuRecord> = sqlx::query_as(query)
+            .bind(watermark.ms)
+            .bind(watermark.seq)
+            .bind(only)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Snapshot {
             watermark,

@@ -1,5 +1,7 @@
-//! The outbox drain: applies outbox entries to the ledger in stream order,
-//! moves the watermark with them, and trims what is safely persisted.
+//! The outbox drain: records outbox entries in the ledger in stream order,
+//! moves the watermark and `skus.on_hand` with them, and trims what is
+//! safely persisted. Drains of several instances take turns on the
+//! watermark row (see `Ledger::advance`).
 
 use super::Outcome;
 use crate::domain::StreamId;
@@ -41,7 +43,10 @@ impl Drain {
             self.finish_cut_off_restocks().await?;
             return Ok((Outcome::Idle, false));
         };
-        let applied = ledger.apply(&entries, Some(last)).await?;
+        let Some(applied) = ledger.advance(watermark, &entries).await? else {
+            // Another instance's drain moved the watermark meanwhile.
+            return Ok((Outcome::Worked(0), true));
+        };
         metrics::counter!(crate::metrics::OUTBOX_DRAINED).increment(applied as u64);
         if applied > 0 {
             tracing::info!(applied, watermark = %last, "outbox entries persisted by the drain");

@@ -59,7 +59,7 @@ async fn a_thousand_concurrent_buyers_for_a_hundred_units_buy_exactly_a_hundred(
         })
         .await;
     assert!(persisted, "100 orders of 1 unit in Postgres");
-    let (on_hand,): (i64,) = sqlx::query_as("SELECT on_hand FROM skus WHERE sku = 'HOT'")
+    let (on_hand,): (i64,) = sqlx::query_as("SELECT on_hand FROM sku_stock WHERE sku = 'HOT'")
         .fetch_one(app.db())
         .await
         .unwrap();

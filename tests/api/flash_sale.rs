@@ -206,13 +206,7 @@ async fn ten_thousand_buyers_at_once_for_a_hundred_units_buy_exactly_a_hundred()
         Some(&(BUYERS - UNITS as usize)),
         "{tally:#?}"
     );
-    let mut redis = app.redis().await;
-    let live: (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-        .arg(app.sku_key("FLASH"))
-        .arg(&["on_hand", "held"])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let live = app.live_counts("FLASH").await;
     assert_eq!(live, (Some(0), Some(0)), "Redis on_hand and held");
     let (orders, lines, units): (i64, i64, Option<i64>) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM orders), count(*), sum(qty)::bigint

@@ -373,25 +373,71 @@ impl TestApp {
 
     /// `on_hand` of `sku` in the Postgres `skus` table.
     pub async fn persisted_on_hand(&self, sku: &str) -> Option<i64> {
-        sqlx::query_scalar("SELECT on_hand FROM skus WHERE sku = $1")
+        sqlx::query_scalar("SELECT on_hand FROM sku_stock WHERE sku = $1")
             .bind(sku)
             .fetch_optional(self.db())
             .await
             .unwrap()
     }
 
-    /// The Redis key of a SKU's counters (see lua/common.lua).
-    pub fn sku_key(&self, sku: &str) -> String {
-        format!("{}:{{p0}}:sku:{sku}", self.settings.redis.key_prefix)
+    /// The Redis key prefix of this app's partition (see lua/common.lua).
+    fn redis_base(&self) -> String {
+        format!("{}:{{p0}}:", self.settings.redis.key_prefix)
     }
 
-    /// Sets a field of a SKU's counters behind the service's back.
+    /// Sets a SKU's live `on_hand` or `held` behind the service's back, the
+    /// other one staying as it is (`held` is on_hand + backorder limit -
+    /// available in Redis, see lua/common.lua).
     pub async fn tamper(&self, sku: &str, field: &str, value: i64) {
+        let script = redis::Script::new(
+            "local base, sku, field, v = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+             local a = tonumber(redis.call('HGET', base .. 'avail', sku))
+             local oh = tonumber(redis.call('HGET', base .. 'onhand', sku))
+             local bo = tonumber(redis.call('HGET', base .. 'bo', sku) or '0')
+             local held = oh + bo - a
+             if field == 'on_hand' then oh = v elseif field == 'held' then held = v
+             else return redis.error_reply('unknown field') end
+             redis.call('HSET', base .. 'onhand', sku, oh)
+             redis.call('HSET', base .. 'avail', sku, oh + bo - held)
+             return 1",
+        );
         let mut conn = self.redis().await;
-        let _: i64 = redis::cmd("HSET")
-            .arg(self.sku_key(sku))
+        let _: i64 = script
+            .arg(self.redis_base())
+            .arg(sku)
             .arg(field)
             .arg(value)
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// A SKU's live `(on_hand, held)` straight from Redis.
+    pub async fn live_counts(&self, sku: &str) -> (Option<i64>, Option<i64>) {
+        let base = self.redis_base();
+        let mut conn = self.redis().await;
+        let (avail, on_hand, bo): (Option<i64>, Option<i64>, Option<i64>) = redis::pipe()
+            .atomic()
+            .hget(format!("{base}avail"), sku)
+            .hget(format!("{base}onhand"), sku)
+            .hget(format!("{base}bo"), sku)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let held = avail.zip(on_hand).map(|(a, oh)| oh + bo.unwrap_or(0) - a);
+        (on_hand, held)
+    }
+
+    /// Removes a SKU from Redis behind the service's back.
+    pub async fn forget_sku(&self, sku: &str) {
+        let base = self.redis_base();
+        let mut conn = self.redis().await;
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(format!("{base}avail"), sku)
+            .hdel(format!("{base}onhand"), sku)
+            .hdel(format!("{base}bo"), sku)
+            .hdel(format!("{base}rules"), sku)
             .query_async(&mut conn)
             .await
             .unwrap();

@@ -1476,15 +1476,15 @@ async fn read_live(run: &Run) -> Live {
     let customer_keys = scan(&mut conn, &format!("{base}cust:*")).await;
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("TIME");
+    // Layout of lua/common.lua: per-SKU fields of partition hashes (held is
+    // on_hand + backorder limit - available), and holds as \x1f records.
     for spec in &run.skus {
-        pipe.cmd("HMGET")
-            .arg(format!("{base}sku:{}", spec.sku))
-            .arg(&["on_hand", "held", "bo", "pcl"]);
+        for hash in ["avail", "onhand", "bo", "rules"] {
+            pipe.cmd("HGET").arg(format!("{base}{hash}")).arg(&spec.sku);
+        }
     }
     for key in &hold_keys {
-        pipe.cmd("HMGET")
-            .arg(key)
-            .arg(&["st", "cust", "ea", "ln", "oid"]);
+        pipe.cmd("GET").arg(key);
     }
     for key in &customer_keys {
         pipe.cmd("HGETALL").arg(key);
@@ -1492,42 +1492,54 @@ async fn read_live(run: &Run) -> Live {
     let values: Vec<redis::Value> = pipe.query_async(&mut conn).await.unwrap();
     let mut values = values.iter();
     let (secs, micros): (i64, i64) = value(run, values.next().unwrap());
-    let num = |s: &Option<String>| s.as_deref().map(|s| s.parse::<i64>().unwrap());
     let mut skus = BTreeMap::new();
     for spec in &run.skus {
-        let v: Vec<Option<String>> = value(run, values.next().unwrap());
+        let avail: Option<i64> = value(run, values.next().unwrap());
+        let on_hand: Option<i64> = value(run, values.next().unwrap());
+        let backorder: Option<i64> = value(run, values.next().unwrap());
+        let rules: Option<String> = value(run, values.next().unwrap());
         check!(
             run,
-            v[0].is_some(),
+            avail.is_some() && on_hand.is_some(),
             "SKU {} is missing from Redis",
             spec.sku
         );
+        let (avail, on_hand, backorder) =
+            (avail.unwrap(), on_hand.unwrap(), backorder.unwrap_or(0));
+        let limit = rules
+            .as_deref()
+            .and_then(|r| r.split(' ').next())
+            .and_then(|pcl| pcl.parse().ok());
         skus.insert(
             spec.sku.clone(),
             LiveSku {
-                on_hand: num(&v[0]).unwrap(),
-                held: num(&v[1]).unwrap_or(0),
-                backorder: num(&v[2]).unwrap_or(0),
-                limit: num(&v[3]),
+                on_hand,
+                held: on_hand + backorder - avail,
+                backorder,
+                limit,
             },
         );
     }
     let mut holds = HashMap::new();
     for key in &hold_keys {
-        let v: Vec<Option<String>> = value(run, values.next().unwrap());
-        let words: Vec<&str> = v[3].as_deref().unwrap_or("").split_whitespace().collect();
-        let lines = words
-            .chunks(3)
-            .map(|w| (w[0].to_owned(), w[1].parse().unwrap(), w[2] == "1"))
+        let record: Option<String> = value(run, values.next().unwrap());
+        let record = record.unwrap_or_default();
+        let f: Vec<&str> = record.split('\x1f').collect();
+        check!(run, f.len() == 11, "hold record {key}: {record:?}");
+        let counted: BTreeSet<&str> = f[8].split_whitespace().collect();
+        let lines = f[9]
+            .split_whitespace()
+            .zip(f[10].split_whitespace())
+            .map(|(sku, q)| (sku.to_owned(), q.parse().unwrap(), counted.contains(sku)))
             .collect();
         holds.insert(
             key[base.len() + "hold:".len()..].to_owned(),
             LiveHold {
-                state: v[0].clone().unwrap_or_default(),
-                customer: v[1].clone().unwrap_or_default(),
-                expires_ms: num(&v[2]).unwrap_or(0),
+                state: f[0].to_owned(),
+                customer: f[1].to_owned(),
+                expires_ms: f[4].parse().unwrap_or(0),
                 lines,
-                order_id: v[4].clone().unwrap_or_default(),
+                order_id: f[5].to_owned(),
             },
         );
     }
@@ -1721,7 +1733,7 @@ async fn wait_for_drain(run: &Run, label: &str) {
 /// Invariants 3–5 in Postgres, once the outbox is drained.
 async fn check_postgres(run: &Run, live: &Live, model: &Model, label: &str) {
     let db = run.app.db();
-    let on_hand: BTreeMap<String, i64> = sqlx::query_as("SELECT sku, on_hand FROM skus")
+    let on_hand: BTreeMap<String, i64> = sqlx::query_as("SELECT sku, on_hand FROM sku_stock")
         .fetch_all(db)
         .await
         .unwrap()

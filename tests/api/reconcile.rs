@@ -392,12 +392,7 @@ async fn a_sku_missing_from_redis_is_reported_and_restored_with_its_settings() {
     body_of(app.put_sku("A", body).await, 201).await;
     app.create_sku("B", 5).await;
     let view = app.sku("A").await;
-    let mut conn = app.redis().await;
-    let _: i64 = redis::cmd("DEL")
-        .arg(app.sku_key("A"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    app.forget_sku("A").await;
     assert_problem(app.get_sku("A").await, 404, "not_found").await;
 
     // Act

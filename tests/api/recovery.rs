@@ -93,7 +93,7 @@ async fn with_postgres_down_commits_answer_202_and_reach_postgres_once_it_is_bac
         .await;
     assert!(drained, "orders did not reach Postgres");
     assert_eq!(
-        count(&app, "SELECT on_hand FROM skus WHERE sku = 'A'").await,
+        count(&app, "SELECT on_hand FROM sku_stock WHERE sku = 'A'").await,
         70
     );
     assert_eq!(
@@ -271,7 +271,7 @@ async fn rebuild_and_repair_under_200_clients_leave_no_drift_and_sell_no_unit_tw
         .await;
     assert!(ok, "Postgres has every sale");
     assert_eq!(
-        count(&app, "SELECT sum(on_hand)::bigint FROM skus").await,
+        count(&app, "SELECT sum(on_hand)::bigint FROM sku_stock").await,
         live_total
     );
     println!("{runs} rebuild+repair rounds under load; {sold} units sold");

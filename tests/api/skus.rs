@@ -18,7 +18,7 @@ async fn movements(app: &TestApp, sku: &str) -> Vec<(String, i64, i64)> {
 
 /// `on_hand` of `sku` in the Postgres `skus` table.
 async fn persisted_on_hand(app: &TestApp, sku: &str) -> Option<i64> {
-    sqlx::query_scalar("SELECT on_hand FROM skus WHERE sku = $1")
+    sqlx::query_scalar("SELECT on_hand FROM sku_stock WHERE sku = $1")
         .bind(sku)
         .fetch_optional(app.db())
         .await

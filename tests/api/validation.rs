@@ -332,9 +332,9 @@ async fn redis_content(app: &TestApp) -> BTreeMap<String, String> {
 /// The SKUs as persisted and the size of every append-only table.
 async fn postgres_content(app: &TestApp) -> Vec<String> {
     let skus: Vec<(String,)> = sqlx::query_as(
-        "SELECT concat_ws(' ', sku, on_hand, backorder_limit, \
+        "SELECT concat_ws(' ', sku, t.on_hand, backorder_limit, \
                 coalesce(per_customer_limit::text, '-'), coalesce(sale_starts_at::text, '-')) \
-         FROM skus ORDER BY sku",
+         FROM skus JOIN sku_stock t USING (sku) ORDER BY sku",
     )
     .fetch_all(app.db())
     .await

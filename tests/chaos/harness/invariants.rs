@@ -222,7 +222,7 @@ async fn live(http: &reqwest::Client, base: &str, sku: &str) -> Result<Live, Str
 }
 
 async fn persisted_on_hand(db: &PgPool) -> sqlx::Result<HashMap<String, i64>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT sku, on_hand FROM skus")
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT sku, on_hand FROM sku_stock")
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().collect())
