@@ -44,6 +44,8 @@ pub struct ApplicationSettings {
     pub shutdown_timeout_seconds: u64,
     /// Connections the OS queues before they are accepted.
     pub backlog: i32,
+    /// Most connections open at once, over all workers.
+    pub max_connections: usize,
     /// How long a client may take to send a request's head.
     pub client_request_timeout_ms: u64,
 }
@@ -55,11 +57,8 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key.
     pub key_prefix: String,
-    /// Connections in the pool.
-    pub pool_size: usize,
-    /// How long a request waits for a pooled connection before it is
-    /// answered 503.
-    pub pool_wait_ms: u64,
+    /// Shared (multiplexed) connections, used by all requests at once.
+    pub connections: usize,
 }
 
 /// `[database]`.
@@ -229,14 +228,15 @@ impl Settings {
             ));
         }
         let app = &self.application;
-        if app.backlog < 1 || app.client_request_timeout_ms == 0 || self.redis.pool_wait_ms == 0 {
+        if app.backlog < 1 || app.client_request_timeout_ms == 0 || app.max_connections == 0 {
             problems.push(
-                "application.backlog, application.client_request_timeout_ms and redis.pool_wait_ms must be at least 1"
+                "application.backlog, .client_request_timeout_ms and .max_connections must be at least 1"
                     .into(),
             );
         }
-        if self.redis.pool_size == 0 || self.database.max_connections == 0 {
-            problems.push("redis.pool_size and database.max_connections must be at least 1".into());
+        if self.redis.connections == 0 || self.database.max_connections == 0 {
+            problems
+                .push("redis.connections and database.max_connections must be at least 1".into());
         }
         let d = &self.database;
         if d.commit_writers == 0 || d.commit_batch == 0 {

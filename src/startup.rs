@@ -65,9 +65,13 @@ impl Application {
             settings.application.client_request_timeout_ms,
         ))
         .shutdown_timeout(settings.application.shutdown_timeout_seconds);
-        if settings.application.workers > 0 {
-            server = server.workers(settings.application.workers);
-        }
+        let workers = match settings.application.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        server = server
+            .workers(workers)
+            .max_connections(settings.application.max_connections.div_ceil(workers));
         let server = server.run();
 
         let instance = uuid::Uuid::new_v4().to_string();
@@ -175,6 +179,7 @@ fn spawn_background(
     let drain = Drain::new(
         stock.clone(),
         r.drain_batch,
+        settings.database.commit_writers,
         Duration::from_secs(r.outbox_retention_seconds),
     );
     vec![

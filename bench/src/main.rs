@@ -15,6 +15,11 @@ mod report;
 mod suite;
 mod targets;
 
+// The same allocator as the stockhold binary (src/main.rs), so the service
+// measured in this process runs as it does in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use futures_util::future::join_all;

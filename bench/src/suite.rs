@@ -625,9 +625,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         };
         let service = format!(
             "stockhold in this process (Application::build on 127.0.0.1, port 0; {} actix workers, \
-             Redis pool {}, Postgres pool {}, drain every {} ms in batches of {}), key prefix and database of its own",
+             {} shared Redis connections, Postgres pool {}, drain every {} ms in batches of {}), key prefix and database of its own",
             workers,
-            settings.redis.pool_size,
+            settings.redis.connections,
             settings.database.max_connections,
             settings.reconciler.drain_interval_ms,
             settings.reconciler.drain_batch
@@ -867,6 +867,7 @@ async fn drain_rate(
     let drain = Drain::new(
         stock.clone(),
         settings.reconciler.drain_batch,
+        settings.database.commit_writers,
         Duration::from_secs(600),
     );
     let bar = indicatif::ProgressBar::new(backlog.max(1));

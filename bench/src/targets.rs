@@ -5,7 +5,6 @@
 //! transaction or as one PL/pgSQL function call.
 
 use crate::load::Recorder;
-use serde_json::Value;
 use sqlx::PgPool;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -224,10 +223,14 @@ impl Target {
                 )
                 .await;
                 expect(got, &[201]).and_then(|body| {
-                    serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["id"].as_str().map(str::to_owned))
-                        .ok_or_else(|| "201 without id".to_owned())
+                    // Only the id is needed: a client reads what it uses.
+                    #[derive(serde::Deserialize)]
+                    struct Created {
+                        id: String,
+                    }
+                    serde_json::from_slice::<Created>(&body)
+                        .map(|c| c.id)
+                        .map_err(|_| "201 without id".to_owned())
                 })
             }
             Target::Direct(stock) => {

@@ -5,6 +5,7 @@ use super::validation::{int_in, kind, Body};
 use super::{FieldError, OrderId, Role, Sku, MAX_QTY};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Largest `on_hand` or `backorder_limit` a SKU may be given.
 const MAX_STOCK: i64 = 1_000_000_000_000;
@@ -319,6 +320,8 @@ fn parse_lines(b: &mut Body<'_>, value: &Value, min_qty: i64, max_lines: usize) 
         return Vec::new();
     }
     let mut lines: Vec<(Sku, i64)> = Vec::with_capacity(items.len());
+    // Where each SKU's line is, so a SKU named again is summed in O(1).
+    let mut at_line: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let at = |field: &str| format!("lines[{i}].{field}");
         let Some(obj) = item.as_object() else {
@@ -332,7 +335,10 @@ fn parse_lines(b: &mut Body<'_>, value: &Value, min_qty: i64, max_lines: usize) 
             b.fail(at(unknown), "is not a known field");
         }
         let sku = match obj.get("sku") {
-            Some(Value::String(s)) => Sku::parse(s).map_err(|m| b.fail(at("sku"), m)).ok(),
+            Some(Value::String(s)) => Sku::parse(s)
+                .map(|sku| (s.as_str(), sku))
+                .map_err(|m| b.fail(at("sku"), m))
+                .ok(),
             Some(other) => {
                 b.fail(at("sku"), format!("must be a string, not {}", kind(other)));
                 None
@@ -351,10 +357,13 @@ fn parse_lines(b: &mut Body<'_>, value: &Value, min_qty: i64, max_lines: usize) 
                 None
             }
         };
-        if let (Some(sku), Some(qty)) = (sku, qty) {
-            match lines.iter_mut().find(|(s, _)| *s == sku) {
-                Some(line) => line.1 += qty,
-                None => lines.push((sku, qty)),
+        if let (Some((name, sku)), Some(qty)) = (sku, qty) {
+            match at_line.get(name) {
+                Some(&n) => lines[n].1 += qty,
+                None => {
+                    at_line.insert(name, lines.len());
+                    lines.push((sku, qty));
+                }
             }
         }
     }

@@ -4,12 +4,13 @@
 //! still in flight lives a minute, so a crashed request does not block its
 //! key for long.
 
+use super::connections::Connections;
 use super::{EngineError, Keys};
 use anyhow::anyhow;
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 
 const DONE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -48,13 +49,13 @@ pub enum Begun {
 /// Idempotency records in Redis.
 #[derive(Clone)]
 pub struct IdempotencyStore {
-    pool: Pool,
+    conns: Arc<Connections>,
     keys: Keys,
 }
 
 impl IdempotencyStore {
-    pub(super) fn new(pool: Pool, keys: Keys) -> Self {
-        IdempotencyStore { pool, keys }
+    pub(super) fn new(conns: Arc<Connections>, keys: Keys) -> Self {
+        IdempotencyStore { conns, keys }
     }
 
     fn key(&self, caller: &str, key: &str) -> String {
@@ -62,11 +63,8 @@ impl IdempotencyStore {
             .idempotency(caller, &hex::encode(Sha256::digest(key.as_bytes())))
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, EngineError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| EngineError::Unavailable(anyhow!(e).context("getting a Redis connection")))
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager, EngineError> {
+        self.conns.get().await
     }
 
     /// Claims `key` for a request with `fingerprint`, or says what it was used for.
@@ -90,7 +88,7 @@ impl IdempotencyStore {
                 .arg("NX")
                 .arg("PX")
                 .arg(IN_FLIGHT_TTL.as_millis() as u64)
-                .query_async::<Option<String>>(&mut *conn)
+                .query_async::<Option<String>>(&mut conn)
                 .await?
                 .is_some();
             if claimed {

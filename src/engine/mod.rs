@@ -2,6 +2,7 @@
 //! of live counts is one Lua script call (`lua/`), so it is all-or-nothing
 //! and atomic with respect to every other change.
 
+mod connections;
 mod idempotency;
 mod keys;
 mod replies;
@@ -18,7 +19,8 @@ use crate::domain::{
 };
 use crate::metrics as m;
 use anyhow::{anyhow, Context};
-use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
+use connections::Connections;
+use redis::aio::ConnectionManager as Connection;
 use replies::Reply;
 use scripts::Scripts;
 use std::collections::HashMap;
@@ -112,7 +114,7 @@ pub enum Adjusted {
 /// The Redis side of stockhold.
 #[derive(Clone)]
 pub struct Engine {
-    pool: Pool,
+    conns: Arc<Connections>,
     keys: Keys,
     scripts: Arc<Scripts>,
 }
@@ -120,22 +122,10 @@ pub struct Engine {
 impl Engine {
     /// An engine on the Redis of `settings`; connects lazily.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
-        let mut config = deadpool_redis::Config::from_url(&settings.url);
-        let wait = Some(Duration::from_millis(settings.pool_wait_ms));
-        config.pool = Some(PoolConfig {
-            max_size: settings.pool_size,
-            timeouts: Timeouts {
-                wait,
-                create: wait,
-                recycle: wait,
-            },
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .context("building the Redis pool")?;
+        let conns = Connections::new(&settings.url, settings.connections, CALL_TIMEOUT)
+            .context("parsing redis.url")?;
         Ok(Engine {
-            pool,
+            conns: Arc::new(conns),
             keys: Keys::new(&settings.key_prefix),
             scripts: Arc::new(Scripts::load()),
         })
@@ -146,25 +136,18 @@ impl Engine {
         &self.keys
     }
 
-    /// Connections in use and idle, for readiness and metrics.
-    pub fn pool_status(&self) -> deadpool_redis::Status {
-        self.pool.status()
+    /// Redis connections open, and how many there may be (for metrics).
+    pub fn connections(&self) -> (usize, usize) {
+        self.conns.opened()
     }
 
-    async fn conn(&self) -> Result<Connection, EngineError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| EngineError::Unavailable(anyhow!(e).context("getting a Redis connection")))
-    }
-
-    /// Runs one Redis call on a pooled connection, bounded in time.
+    /// Runs one Redis call on a shared connection, bounded in time.
     async fn run<T, F, Fut>(&self, call: F) -> Result<T, EngineError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.conn().await?;
+        let conn = self.conns.get().await?;
         match tokio::time::timeout(CALL_TIMEOUT, call(conn)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(EngineError::Unavailable(anyhow!("Redis call timed out"))),
@@ -806,7 +789,7 @@ impl Engine {
 
     /// The idempotency store on the same Redis.
     pub fn idempotency(&self) -> IdempotencyStore {
-        IdempotencyStore::new(self.pool.clone(), self.keys.clone())
+        IdempotencyStore::new(self.conns.clone(), self.keys.clone())
     }
 }
 

@@ -13,17 +13,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(super::resource("/metrics", "GET").route(web::get().to(metrics)));
 }
 
-/// Prometheus text; pool usage is sampled at scrape time.
+/// Prometheus text; connection counts are sampled at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(stock: web::Data<Stock>) -> HttpResponse {
     use crate::metrics::POOL_CONNECTIONS;
-    let redis = stock.engine.pool_status();
-    let redis_idle = redis.available;
+    let (redis_open, redis_max) = stock.engine.connections();
     let pg = stock.ledger.pool();
     let pg_idle = pg.num_idle();
     let gauges = [
-        ("redis", "in_use", redis.size.saturating_sub(redis_idle)),
-        ("redis", "idle", redis_idle),
+        // Redis connections are shared by all requests at once: open ones
+        // are in use, the rest are not opened yet.
+        ("redis", "in_use", redis_open),
+        ("redis", "idle", redis_max - redis_open),
         (
             "postgres",
             "in_use",

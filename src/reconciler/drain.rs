@@ -4,30 +4,41 @@
 //! watermark row (see `Ledger::advance`).
 
 use super::Outcome;
-use crate::domain::StreamId;
+use crate::domain::{OutboxEntry, StreamId};
 use crate::service::Stock;
+use futures_util::{stream, StreamExt, TryStreamExt};
 use std::time::Duration;
 
 /// A restocking return whose units are not back this long after it was
 /// recorded was cut off by a crash; the drain finishes it.
 const RESTOCK_GRACE: Duration = Duration::from_secs(30);
 
+/// Below this many entries a batch is recorded in one transaction.
+const PARALLEL_FROM: usize = 64;
+/// Most entries one of the parallel transactions records. The step's last
+/// transaction (`Ledger::advance`) updates every SKU the batch touched once,
+/// so a batch much bigger than this is cheaper per entry.
+const RECORD_CHUNK: usize = 250;
+
 /// Persists the outbox in batches.
 #[derive(Clone)]
 pub struct Drain {
     stock: Stock,
     batch: usize,
+    writers: usize,
     retention: Duration,
 }
 
 impl Drain {
-    /// A drain applying up to `batch` entries per transaction and keeping
-    /// persisted entries in the stream for `retention` (so a rebuild that
-    /// read the watermark a moment ago still finds the entries after it).
-    pub fn new(stock: Stock, batch: usize, retention: Duration) -> Self {
+    /// A drain taking up to `batch` entries a step, recording a big batch
+    /// in `writers` transactions at once, and keeping persisted entries in
+    /// the stream for `retention` (so a rebuild that read the watermark a
+    /// moment ago still finds the entries after it).
+    pub fn new(stock: Stock, batch: usize, writers: usize, retention: Duration) -> Self {
         Drain {
             stock,
             batch,
+            writers: writers.max(1),
             retention,
         }
     }
@@ -43,10 +54,28 @@ impl Drain {
             self.finish_cut_off_restocks().await?;
             return Ok((Outcome::Idle, false));
         };
-        let Some(applied) = ledger.advance(watermark, &entries).await? else {
+        // A backlog (Postgres was away) is recorded by several transactions
+        // at once, each on its own core; recording is idempotent, and the
+        // step below then finds those entries recorded.
+        let mut applied = 0;
+        if entries.len() >= PARALLEL_FROM && self.writers > 1 {
+            let chunk = entries.len().div_ceil(self.writers).min(RECORD_CHUNK);
+            let chunks: Vec<Vec<OutboxEntry>> = entries.chunks(chunk).map(<[_]>::to_vec).collect();
+            let recorded: Vec<usize> = stream::iter(chunks)
+                .map(|c| {
+                    let ledger = ledger.clone();
+                    async move { ledger.record(&c).await }
+                })
+                .buffer_unordered(self.writers)
+                .try_collect()
+                .await?;
+            applied = recorded.iter().sum();
+        }
+        let Some(rest) = ledger.advance(watermark, &entries).await? else {
             // Another instance's drain moved the watermark meanwhile.
             return Ok((Outcome::Worked(0), true));
         };
+        applied += rest;
         metrics::counter!(crate::metrics::OUTBOX_DRAINED).increment(applied as u64);
         if applied > 0 {
             tracing::info!(applied, watermark = %last, "outbox entries persisted by the drain");

@@ -48,7 +48,6 @@ pub async fn test_settings() -> Settings {
     settings.application.shutdown_timeout_seconds = 5;
     settings.redis.url = test_redis_url();
     settings.redis.key_prefix = format!("t{id}");
-    settings.redis.pool_size = 64;
     settings.database.url = create_database(&format!("test_{id}")).await;
     settings.database.max_connections = 10;
     settings.telemetry.filter = "warn".into();

@@ -1933,7 +1933,7 @@ async fn random_operations_from_many_clients_keep_every_invariant() {
         backorder: 0,
         limit: None,
     });
-    let app = spawn_app_with(|s| s.redis.pool_size = 128).await;
+    let app = spawn_app().await;
     for spec in &skus {
         let mut body = json!({ "on_hand": spec.initial, "backorder_limit": spec.backorder });
         if let Some(limit) = spec.limit {
