@@ -41,55 +41,76 @@ local cust_key = base .. 'cust:' .. cust
 local avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
 local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
 
+-- The common case first, in a loop of a few operations a line: every SKU
+-- set up, none with a rule, every line available in full. Anything else
+-- (or a partial hold) goes through the full checks below; nothing has been
+-- written either way.
+local writes, j = {}, 0 -- avail field/value pairs
+local plain = rules == nil and not partial
+if plain then
+  for i = 1, n do
+    local a = avail[i]
+    if not a then plain = false break end
+    local qs = argv[q0 + i]
+    local left = a - (SMALL[qs] or qs)
+    if left < 0 then plain = false break end
+    writes[j + 1] = argv[sku0 + i]
+    writes[j + 2] = fmt('%d', left)
+    j = j + 2
+  end
+end
+
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
-local writes, j = {}, 0 -- avail field/value pairs
 local taken = nil       -- { {sku, qty}, ... } once a line is held short
 local counted = {}      -- { {sku, qty}, ... } lines counted for the customer
-for i = 1, n do
-  local sku, a = argv[sku0 + i], avail[i]
-  if not a then
-    unknown[#unknown + 1] = sku
-  else
-    local qs = argv[q0 + i]
-    local q = SMALL[qs] or tonumber(qs) -- qty() inlined: this loop is the hot path
-    local rule = rules and rules[i]
-    local is_counted = false
-    if rule then
-      if rule.ssa and rule.ssa > now then
-        early[#early + 1] = sku
-        early[#early + 1] = int(rule.ssa)
-      end
-      if rule.pcl then
-        if cust == '' then
-          nocust[#nocust + 1] = sku
-        else
-          local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
-          if already + q > rule.pcl then
-            for _, x in ipairs({ sku, rule.pcl, already, q }) do over[#over + 1] = x end
+if not plain then
+  writes, j = {}, 0
+  for i = 1, n do
+    local sku, a = argv[sku0 + i], avail[i]
+    if not a then
+      unknown[#unknown + 1] = sku
+    else
+      local qs = argv[q0 + i]
+      local q = SMALL[qs] or tonumber(qs)
+      local rule = rules and rules[i]
+      local is_counted = false
+      if rule then
+        if rule.ssa and rule.ssa > now then
+          early[#early + 1] = sku
+          early[#early + 1] = int(rule.ssa)
+        end
+        if rule.pcl then
+          if cust == '' then
+            nocust[#nocust + 1] = sku
+          else
+            local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
+            if already + q > rule.pcl then
+              for _, x in ipairs({ sku, rule.pcl, already, q }) do over[#over + 1] = x end
+            end
+            is_counted = true
           end
-          is_counted = true
         end
       end
-    end
-    local have = a + 0
-    local take = q
-    if q > have then
-      take = have > 0 and have or 0
-      for _, x in ipairs({ sku, q, take }) do short[#short + 1] = x end
-      if not taken then
-        taken = {}
-        for k = 1, i - 1 do
-          if avail[k] then taken[#taken + 1] = { argv[sku0 + k], argv[q0 + k] } end
+      local have = a + 0
+      local take = q
+      if q > have then
+        take = have > 0 and have or 0
+        for _, x in ipairs({ sku, q, take }) do short[#short + 1] = x end
+        if not taken then
+          taken = {}
+          for k = 1, i - 1 do
+            if avail[k] then taken[#taken + 1] = { argv[sku0 + k], argv[q0 + k] } end
+          end
         end
       end
-    end
-    if take > 0 then
-      if taken then taken[#taken + 1] = { sku, int(take) } end
-      if is_counted then counted[#counted + 1] = { sku, take } end
-      writes[j + 1] = sku
-      writes[j + 2] = fmt('%d', have - take)
-      j = j + 2
+      if take > 0 then
+        if taken then taken[#taken + 1] = { sku, int(take) } end
+        if is_counted then counted[#counted + 1] = { sku, take } end
+        writes[j + 1] = sku
+        writes[j + 2] = fmt('%d', have - take)
+        j = j + 2
+      end
     end
   end
 end
