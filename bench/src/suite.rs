@@ -560,12 +560,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     let redis_desc = format!(
-        "Redis {} (appendonly {}, appendfsync {}, save \"{}\")",
+        "Redis {} (appendonly {}, appendfsync {}, auto-aof-rewrite-min-size {}, save \"{}\")",
         server.get("redis_version").map_or("?", String::as_str),
         persistence
             .get("aof_enabled")
             .map_or("?", |v| if v == "1" { "yes" } else { "no" }),
         config("appendfsync").await,
+        config("auto-aof-rewrite-min-size").await,
         config("save").await,
     );
     let redis_pid = server.get("process_id").and_then(|p| p.parse().ok());

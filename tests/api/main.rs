@@ -5,6 +5,7 @@
 mod adjustments;
 mod auth;
 mod concurrency;
+mod drain;
 mod expiry;
 mod faults;
 mod flash_sale;
