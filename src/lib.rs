@@ -8,14 +8,16 @@
 //!   environment variables, validated at start.
 //! - [`domain`]: the parsed types (`Sku`, quantities, TTLs, roles, holds,
 //!   orders, outbox events) and their rules; no I/O.
-//! - [`engine`]: the Redis stock engine: key naming and the Lua scripts in
-//!   `lua/`, one per operation; every change of live counts happens there.
+//! - [`engine`]: the Redis stock engine: key naming, the shared connections
+//!   and the Lua scripts in `lua/`, one per operation; every change of live
+//!   counts happens there.
 //! - [`ledger`]: the Postgres ledger: orders, lines, stock movements and the
-//!   outbox watermark, written idempotently.
+//!   outbox watermark, written idempotently, commits by group commit.
 //! - [`service`]: operations spanning both: a change in Redis, then its
 //!   outbox entry written to Postgres before the answer.
 //! - [`metrics`]: the Prometheus recorder and metric names.
-//! - [`reconciler`]: background duties: the hold reaper and the outbox drain.
+//! - [`reconciler`]: background duties (the hold reaper, the outbox drain, the
+//!   rebuild guard) and rebuild/reconcile.
 //! - [`http`]: the actix-web API of `API.md`: extractors, handlers, problem+json.
 //! - [`startup`]: builds pools, binds the listener and runs the application.
 //! - [`telemetry`]: the tracing subscriber.

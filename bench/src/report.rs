@@ -431,7 +431,7 @@ pub fn markdown(run: &Run, plot: &str) -> String {
     let x = &run.extras;
     s.push_str("\n### Other measurements\n\n");
     if let Some(mem) = x.memory_per_hold {
-        let _ = writeln!(s, "- Redis memory per active {}-line hold: {} bytes (`INFO memory` used_memory before and after {} holds made with the engine, divided by their number; the hold hash, its expiry entry and allocator overhead)", o.lines, thousands(mem), thousands(x.memory_holds as f64));
+        let _ = writeln!(s, "- Redis memory per active {}-line hold: {} bytes (`INFO memory` used_memory before and after {} holds made with the engine, divided by their number; the hold record, its expiry entry and allocator overhead)", o.lines, thousands(mem), thousands(x.memory_holds as f64));
     }
     if x.drain_secs > 0.0 {
         let _ = writeln!(s, "- outbox drain alone: {} {}-line orders committed in Redis only (as while Postgres is down; made at {} orders/s), then persisted by `Drain::try_execute_task` in {:.2} s: **{} orders/s** ({} order lines/s)", thousands(x.drain_orders as f64), o.lines, thousands(x.backlog_rate), x.drain_secs, thousands(x.drain_orders as f64 / x.drain_secs), thousands(x.drain_orders as f64 * o.lines as f64 / x.drain_secs));
