@@ -194,6 +194,28 @@ local function read_rules(base, skus, first, last)
   return out
 end
 
+-- Checks the rules of one line that asks for `wanted` more units counted for
+-- the customer: the sale start, and the per-customer limit (what the
+-- customer holds and bought, in `cust_key`). Failures go to f.early,
+-- f.nocust and f.over. Returns true when the line counts in the customer's
+-- total (the SKU has a limit and a customer is named).
+local function check_rule(rule, sku, wanted, now, cust, cust_key, f)
+  if rule.ssa and rule.ssa > now then
+    f.early[#f.early + 1] = sku
+    f.early[#f.early + 1] = int(rule.ssa)
+  end
+  if not rule.pcl then return false end
+  if cust == '' then
+    f.nocust[#f.nocust + 1] = sku
+    return false
+  end
+  local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
+  if already + wanted > rule.pcl then
+    for _, x in ipairs({ sku, rule.pcl, already, wanted }) do f.over[#f.over + 1] = x end
+  end
+  return true
+end
+
 -- A SKU's live counts and settings: available, on_hand, held, bo, pcl, ssa
 -- (pcl/ssa '' when none); nil when the SKU is not set up.
 local function read_sku(base, sku)

@@ -45,6 +45,7 @@ end
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
+local fails = { early = early, nocust = nocust, over = over }
 local writes = {}      -- avail field/value pairs
 local cust_changes = {} -- { {sku, delta}, ... }
 local new_qty = {}     -- sku -> new quantity (0 = removed)
@@ -59,25 +60,11 @@ for i = 1, n do
       unknown[#unknown + 1] = sku
     else
       local rule = rules and rules[i]
-      if rule then
-        if rule.ssa and rule.ssa > now then
-          early[#early + 1] = sku
-          early[#early + 1] = int(rule.ssa)
-        end
-        if rule.pcl then
-          if cust == '' then
-            nocust[#nocust + 1] = sku
-          else
-            -- A line held before the SKU got a limit is counted in full from now on.
-            local cust_delta = counted[sku] and delta or q
-            local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
-            if already + cust_delta > rule.pcl then
-              for _, x in ipairs({ sku, rule.pcl, already, cust_delta }) do over[#over + 1] = x end
-            end
-            cust_changes[#cust_changes + 1] = { sku, cust_delta }
-            counted[sku] = true
-          end
-        end
+      -- A line held before the SKU got a limit is counted in full from now on.
+      local cust_delta = counted[sku] and delta or q
+      if rule and check_rule(rule, sku, cust_delta, now, cust, cust_key, fails) then
+        cust_changes[#cust_changes + 1] = { sku, cust_delta }
+        counted[sku] = true
       end
       local have = a + 0
       if have < 0 then have = 0 end

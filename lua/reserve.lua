@@ -62,6 +62,7 @@ end
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
+local fails = { early = early, nocust = nocust, over = over }
 local taken = nil       -- { {sku, qty}, ... } once a line is held short
 local counted = {}      -- { {sku, qty}, ... } lines counted for the customer
 if not plain then
@@ -74,24 +75,7 @@ if not plain then
       local qs = argv[q0 + i]
       local q = SMALL[qs] or tonumber(qs)
       local rule = rules and rules[i]
-      local is_counted = false
-      if rule then
-        if rule.ssa and rule.ssa > now then
-          early[#early + 1] = sku
-          early[#early + 1] = int(rule.ssa)
-        end
-        if rule.pcl then
-          if cust == '' then
-            nocust[#nocust + 1] = sku
-          else
-            local already = tonumber(redis.call('HGET', cust_key, sku) or '0')
-            if already + q > rule.pcl then
-              for _, x in ipairs({ sku, rule.pcl, already, q }) do over[#over + 1] = x end
-            end
-            is_counted = true
-          end
-        end
-      end
+      local is_counted = rule and check_rule(rule, sku, q, now, cust, cust_key, fails)
       local have = a + 0
       local take = q
       if q > have then
