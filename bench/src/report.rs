@@ -388,6 +388,7 @@ pub fn markdown(run: &Run, plot: &str) -> String {
         "- load average before the run: `{}`; after: `{}`",
         m.load_before, m.load_after
     );
+    s.push_str("- Redis's AOF (when on) was rewritten before the run (`BGREWRITEAOF`, waited for), so that its automatic rewrite does not fall into a measured phase\n");
     s.push_str("- the CPU column of the results splits each phase's busy cores between this process (load generator and in-process service), the Redis and Postgres servers under test, and everything else on the machine\n\n");
     let _ = writeln!(s, "`top` before the run:\n\n```\n{}\n```\n", m.top_before);
     let _ = writeln!(s, "`top` after the run:\n\n```\n{}\n```\n", m.top_after);
