@@ -11,6 +11,7 @@
 
 mod load;
 mod machine;
+mod reference;
 mod report;
 mod suite;
 mod targets;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The stock every SKU starts with: no basket is ever short, so every
 /// workload measures the success path.
-const ON_HAND: i64 = 1_000_000_000;
+pub(crate) const ON_HAND: i64 = 1_000_000_000;
 
 /// Options of a suite run.
 #[derive(Debug, Clone)]
@@ -154,6 +154,8 @@ pub struct Extras {
     pub drain_waited: f64,
     /// EVALSHA `(calls, µs per call)` of reserves made one at a time.
     pub script_alone: Option<(u64, f64)>,
+    /// The plain MGET + DECRBY + HSET script in the same two conditions.
+    pub reference: Option<crate::reference::Reference>,
     pub scale: Option<crate::ScaleResult>,
     pub scale_skus: i64,
 }
@@ -191,7 +193,9 @@ async fn info(
 }
 
 /// `(calls, usec_per_call)` of EVALSHA since the last CONFIG RESETSTAT.
-async fn evalsha_stats(conn: &mut MultiplexedConnection) -> anyhow::Result<Option<(u64, f64)>> {
+pub(crate) async fn evalsha_stats(
+    conn: &mut MultiplexedConnection,
+) -> anyhow::Result<Option<(u64, f64)>> {
     let stats = info(conn, "commandstats").await?;
     Ok(stats.get("cmdstat_evalsha").map(|v| {
         let field = |name: &str| -> f64 {
@@ -554,6 +558,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let prefix = format!("bench{id}");
     let drain_prefix = format!("bench{id}d");
+    let reference_prefix = format!("bench{id}p");
     let db = format!("{}{id}", opts.db_prefix);
     let drain_db = format!("{db}_drain");
     let admin = sqlx::PgPool::connect(&opts.database_url)
@@ -748,6 +753,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             )
             .await;
             extras.script_alone = evalsha_stats(&mut redis).await?;
+            let sizes = crate::reference::Sizes {
+                skus: opts.skus,
+                lines: opts.lines,
+                alone_calls: opts.script_samples,
+                concurrency: opts.concurrency,
+                duration: seconds(opts.seconds),
+                // Its holds stay until it ends: ~2 KB each.
+                loaded_calls: opts.max_units.min(50_000),
+            };
+            extras.reference = Some(
+                crate::reference::measure(&opts.redis_url, &reference_prefix, &sizes, &mut redis)
+                    .await?,
+            );
         }
 
         // (r): the ceiling first (its EVALSHA time is the script's cost
@@ -809,6 +827,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     crate::delete_prefix(&opts.redis_url, &prefix).await?;
     crate::delete_prefix(&opts.redis_url, &drain_prefix).await?;
+    crate::delete_prefix(&opts.redis_url, &reference_prefix).await?;
     let (phases, extras, service) = result?;
 
     machine.load_after = machine::load_average();
