@@ -119,6 +119,11 @@ enum Command {
         /// A seconds-long run of everything at small sizes (the test suite's).
         #[arg(long)]
         smoke: bool,
+        /// Threads of the load generator. The service runs on a runtime of
+        /// its own, as in production; on a small machine every generator
+        /// thread is one more competing with it and Redis for the cores.
+        #[arg(long, default_value_t = 1)]
+        client_threads: usize,
     },
     /// Time the start-up rebuild and a dry-run reconcile over N SKUs.
     Scale {
@@ -134,9 +139,23 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Suite { client_threads, .. } = &cli.command {
+        anyhow::ensure!(*client_threads >= 1, "--client-threads must be at least 1");
+        runtime.worker_threads(*client_threads);
+    }
+    runtime
+        .enable_all()
+        .thread_name("bench")
+        .build()
+        .context("building the load generator's runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::HttpReserve {
             url,
             admin_key,
@@ -175,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             workloads,
             max_units,
             smoke,
+            client_threads,
         } => {
             let workloads = workloads
                 .iter()
@@ -200,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
                 workloads,
                 max_units,
                 smoke,
+                client_threads,
                 command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
             };
             if smoke {

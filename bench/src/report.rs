@@ -412,7 +412,8 @@ pub fn markdown(run: &Run, plot: &str) -> String {
     let _ = writeln!(s, "- service: {}", run.service);
     let _ = writeln!(
         s,
-        "- load generator: this process, {} in flight per phase ({} for the rate-limited run), {:.0} s per phase, {} SKUs + 1 hot SKU, {} lines per basket, every SKU starting with 10^9 units (no basket is ever short)",
+        "- load generator: this process on {} thread(s), {} in flight per phase ({} for the rate-limited run), {:.0} s per phase, {} SKUs + 1 hot SKU, {} lines per basket, every SKU starting with 10^9 units (no basket is ever short)",
+        o.client_threads,
         o.concurrency,
         o.concurrency * 2,
         o.seconds,

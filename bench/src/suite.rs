@@ -47,6 +47,7 @@ pub struct Options {
     pub workloads: Vec<Workload>,
     pub max_units: u64,
     pub smoke: bool,
+    pub client_threads: usize,
     pub command: String,
 }
 
@@ -632,6 +633,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     settings.database.url = database_url(&opts.database_url, &db)?;
 
     let shutdown = CancellationToken::new();
+    // The service gets a runtime like production's (a worker per core, for
+    // its background tasks and group commit); the load generator keeps the
+    // one it was started on (`--client-threads`).
+    let service_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stockhold")
+        .build()
+        .context("building the service's runtime")?;
     let mut app_task = None;
     let result = async {
         let cat = Arc::new(Catalogue::new(opts.skus));
@@ -645,17 +654,27 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         sql_schema(&sql_pool, &cat, ON_HAND).await?;
         drop(ledger_only);
 
-        let app = Application::build(settings.clone(), shutdown.clone()).await?;
+        // Built on a thread outside both runtimes (the building future is
+        // not Send), so that what it spawns lands on the service's.
+        let app = {
+            let handle = service_rt.handle().clone();
+            let (s, stop) = (settings.clone(), shutdown.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(handle.block_on(Application::build(s, stop)));
+            });
+            rx.await.context("building the service")??
+        };
         let base = format!("http://127.0.0.1:{}", app.port());
         let stock = app.stock().clone();
-        app_task = Some(tokio::spawn(app.run_until_stopped()));
+        app_task = Some(service_rt.spawn(app.run_until_stopped()));
         let workers = if settings.application.workers == 0 {
             machine.cores
         } else {
             settings.application.workers
         };
         let service = format!(
-            "stockhold in this process (Application::build on 127.0.0.1, port 0; {} actix workers, \
+            "stockhold in this process (Application::build on 127.0.0.1, port 0, on a runtime of its own; {} actix workers, \
              {} shared Redis connections, Postgres pool {}, drain every {} ms in batches of {}), key prefix and database of its own",
             workers,
             settings.redis.connections,
@@ -820,6 +839,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(task) = app_task {
         let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
     }
+    service_rt.shutdown_background();
     for name in [&db, &drain_db] {
         sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
             .execute(&admin)
