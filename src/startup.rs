@@ -22,6 +22,7 @@ const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 /// A built, not yet running, stockhold.
 pub struct Application {
     port: u16,
+    workers: usize,
     server: Server,
     tasks: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
@@ -94,6 +95,7 @@ impl Application {
         tracing::info!(port, profile = ?settings.profile, "stockhold is listening");
         Ok(Application {
             port,
+            workers,
             server,
             tasks,
             shutdown,
@@ -104,6 +106,11 @@ impl Application {
     /// The port the API listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The actix workers serving requests.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// The engine and ledger this application runs on.

@@ -667,12 +667,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         };
         let base = format!("http://127.0.0.1:{}", app.port());
         let stock = app.stock().clone();
+        let workers = app.workers();
         app_task = Some(service_rt.spawn(app.run_until_stopped()));
-        let workers = if settings.application.workers == 0 {
-            machine.cores
-        } else {
-            settings.application.workers
-        };
         let service = format!(
             "stockhold in this process (Application::build on 127.0.0.1, port 0, on a runtime of its own; {} actix workers, \
              {} shared Redis connections, Postgres pool {}, drain every {} ms in batches of {}), key prefix and database of its own",

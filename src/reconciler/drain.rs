@@ -60,6 +60,7 @@ impl Drain {
         let mut applied = 0;
         if entries.len() >= PARALLEL_FROM && self.writers > 1 {
             let chunk = entries.len().div_ceil(self.writers).min(RECORD_CHUNK);
+            // Owned chunks: a future borrowing `entries` is not Send here.
             let chunks: Vec<Vec<OutboxEntry>> = entries.chunks(chunk).map(<[_]>::to_vec).collect();
             let recorded: Vec<usize> = stream::iter(chunks)
                 .map(|c| {
@@ -71,12 +72,15 @@ impl Drain {
                 .await?;
             applied = recorded.iter().sum();
         }
-        let Some(rest) = ledger.advance(watermark, &entries).await? else {
-            // Another instance's drain moved the watermark meanwhile.
-            return Ok((Outcome::Worked(0), true));
-        };
-        applied += rest;
+        let advanced = ledger.advance(watermark, &entries).await?;
+        // What this drain recorded counts even when another instance's drain
+        // moved the watermark meanwhile.
+        applied += advanced.unwrap_or(0);
         metrics::counter!(crate::metrics::OUTBOX_DRAINED).increment(applied as u64);
+        if advanced.is_none() {
+            // Another instance's drain moved the watermark: its turn.
+            return Ok((Outcome::Worked(0), true));
+        }
         if applied > 0 {
             tracing::info!(applied, watermark = %last, "outbox entries persisted by the drain");
         }
