@@ -12,6 +12,8 @@ if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
 fi
 
 scripts/services.sh up test >/dev/null
+redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381}
+pg_port=${STOCKHOLD_TEST_PG_PORT:-5434}
 
 venv=.data/venv
 if [[ ! -x $venv/bin/schemathesis ]]; then
@@ -23,19 +25,19 @@ fi
 cargo build --quiet --bin stockhold
 id=st$(date +%s)$$
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-psql -X -q -h 127.0.0.1 -p 5434 -U stockhold -d postgres -c "create database test_$id"
+psql -X -q -h 127.0.0.1 -p "$pg_port" -U stockhold -d postgres -c "create database test_$id"
 log=.data/schemathesis-service.log
 STOCKHOLD_PROFILE=development \
 STOCKHOLD_APPLICATION__HOST=127.0.0.1 STOCKHOLD_APPLICATION__PORT=$port \
-STOCKHOLD_REDIS__URL=redis://127.0.0.1:6381/ STOCKHOLD_REDIS__KEY_PREFIX=$id \
-STOCKHOLD_DATABASE__URL=postgres://stockhold@127.0.0.1:5434/test_$id \
+STOCKHOLD_REDIS__URL=redis://127.0.0.1:$redis_port/ STOCKHOLD_REDIS__KEY_PREFIX=$id \
+STOCKHOLD_DATABASE__URL=postgres://stockhold@127.0.0.1:$pg_port/test_$id \
 STOCKHOLD_TELEMETRY__FILTER=warn \
     target/debug/stockhold serve >"$log" 2>&1 &
 service=$!
 cleanup() {
     kill "$service" 2>/dev/null || true
     wait "$service" 2>/dev/null || true
-    psql -X -q -h 127.0.0.1 -p 5434 -U stockhold -d postgres \
+    psql -X -q -h 127.0.0.1 -p "$pg_port" -U stockhold -d postgres \
         -c "drop database if exists test_$id with (force)" || true
 }
 trap cleanup EXIT

@@ -8,6 +8,10 @@
 #   dev      .data/dev    127.0.0.1:6380   127.0.0.1:5433  (database "stockhold")
 #   test     .data/test   127.0.0.1:6381   127.0.0.1:5434  (tests create their own databases)
 #
+# STOCKHOLD_TEST_REDIS_PORT and STOCKHOLD_TEST_PG_PORT move the test services
+# elsewhere (data in .data/test-<redis port>), so two checkouts can run their
+# suites at once without one flushing the other's Redis.
+#
 # Progress goes to stderr; `up` prints `export REDIS_URL=... DATABASE_URL=...` lines on
 # stdout, so `eval "$(scripts/services.sh up dev)"` works. Sourcing the script
 # (`. scripts/services.sh up dev`) exports them into the current shell.
@@ -33,10 +37,11 @@ action=$1 profile=$2
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case $profile in
     dev)  redis_port=6380 pg_port=5433 db=stockhold ;;
-    test) redis_port=6381 pg_port=5434 db=postgres ;;
+    test) redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381} pg_port=${STOCKHOLD_TEST_PG_PORT:-5434} db=postgres ;;
     *) usage ;;
 esac
 datadir=$ROOT/.data/$profile
+[[ $profile == test && $redis_port != 6381 ]] && datadir=$ROOT/.data/test-$redis_port
 redis_dir=$datadir/redis
 
 # Postgres refuses to run as root, so as root every Postgres command runs as the
@@ -52,35 +57,68 @@ as_pg() {
 }
 
 # ---------------------------------------------------------------- Postgres setup
-if [[ -z ${PG_BIN:-} ]]; then
-    # Debian/Ubuntu keep the server binaries off PATH; take the newest installed major.
-    PG_BIN=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
-    [[ -n $PG_BIN ]] || PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
-fi
-pg_isready_bin=$PG_BIN/pg_isready
-[[ -x $pg_isready_bin ]] || pg_isready_bin=pg_isready
+find_pg_bin() {
+    if [[ -z ${PG_BIN:-} ]]; then
+        # Debian/Ubuntu keep the server binaries off PATH; take the newest installed major.
+        PG_BIN=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
+        [[ -n $PG_BIN ]] || PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
+    fi
+    pg_isready_bin=$PG_BIN/pg_isready
+    [[ -x $pg_isready_bin ]] || pg_isready_bin=pg_isready
+}
+find_pg_bin
 export PGCONNECT_TIMEOUT=5   # keep every psql / pg_isready call bounded
+
+# apt-get install -y <packages>, as root or through sudo.
+apt_install() {
+    command -v apt-get >/dev/null || die "$* not installed and apt-get is unavailable; install it yourself"
+    local sudo=()
+    if ! is_root; then
+        command -v sudo >/dev/null || die "$* not installed; run as root or install it: apt-get install -y $*"
+        sudo=(sudo)
+    fi
+    log "installing $* with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
+# The Postgres server binaries (initdb, pg_ctl) and psql; the Debian package
+# also creates the `postgres` user that runs the server when we are root.
+ensure_pg_installed() {
+    if [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] && command -v psql >/dev/null &&
+        { ! is_root || id postgres >/dev/null 2>&1; }; then
+        return 0
+    fi
+    apt_install postgresql
+    PG_BIN='' find_pg_bin
+    [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] ||
+        die "installed postgresql, but its server binaries are not under /usr/lib/postgresql (set PG_BIN)"
+}
 
 # Where the Postgres files live. Normally <datadir>/pg (data) and <datadir>/pg-run
 # (Unix socket + log). As root, the postgres user must be able to traverse every
 # parent of the repo; if it cannot (repo under /root, say), use a directory under
 # /tmp named after the profile and a hash of the repo path instead (note: a reboot
 # may clear /tmp, and with it that profile's database).
-pg_base=$datadir
-if is_root; then
-    id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' system user (apt-get install -y postgresql)"
-    mkdir -p "$datadir"
-    if ! runuser -u postgres -- test -x "$datadir" 2>/dev/null; then
-        pg_base=/tmp/stockhold-pg-$profile-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
-        log "user postgres cannot reach $datadir; keeping Postgres files in $pg_base"
+# Set by pg_paths once Postgres is installed (as root the files must be
+# reachable by the postgres user, which the package creates).
+pg_paths() {
+    pg_base=$datadir
+    if is_root; then
+        id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' system user (apt-get install -y postgresql)"
+        mkdir -p "$datadir"
+        if ! runuser -u postgres -- test -x "$datadir" 2>/dev/null; then
+            pg_base=/tmp/stockhold-pg-$profile-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+            log "user postgres cannot reach $datadir; keeping Postgres files in $pg_base"
+        fi
     fi
-fi
-pg_data=$pg_base/pg
-pg_run=$pg_base/pg-run
-pg_log=$pg_run/postgres.log
-# Unix socket paths are limited to ~107 bytes; fall back to /tmp for deep repo paths.
-pg_sock=$pg_run
-(( ${#pg_sock} <= 80 )) || pg_sock=/tmp
+    pg_data=$pg_base/pg
+    pg_run=$pg_base/pg-run
+    pg_log=$pg_run/postgres.log
+    # Unix socket paths are limited to ~107 bytes; fall back to /tmp for deep repo paths.
+    pg_sock=$pg_run
+    (( ${#pg_sock} <= 80 )) || pg_sock=/tmp
+}
 
 pg_ready() { "$pg_isready_bin" -q -h 127.0.0.1 -p "$pg_port" -U stockhold -d postgres; }
 redis_ping() {
@@ -109,15 +147,7 @@ wait_for() {
 
 ensure_redis_installed() {
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
-    command -v apt-get >/dev/null || die "redis-server is not installed and apt-get is unavailable; install Redis >= 6 yourself"
-    local sudo=()
-    if ! is_root; then
-        command -v sudo >/dev/null || die "redis-server is not installed; run as root or install it: apt-get install -y redis-server"
-        sudo=(sudo)
-    fi
-    log "redis-server not found; installing it with apt-get"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+    apt_install redis-server
     command -v redis-server >/dev/null || die "installed redis-server, but it is still not on PATH"
 }
 
@@ -161,6 +191,8 @@ redis_down() {
 
 pg_up() {
     local rc=0
+    ensure_pg_installed
+    pg_paths
     pg_ready || rc=$?
     # pg_isready: 0 = accepting, 1 = starting up / shutting down, 2 = nothing there.
     if [[ $rc -eq 0 || $rc -eq 1 ]]; then
@@ -206,6 +238,11 @@ pg_up() {
 }
 
 pg_down() {
+    if is_root && ! id postgres >/dev/null 2>&1; then
+        log "no Postgres started by this script on port $pg_port"
+        return 0
+    fi
+    pg_paths
     # pg_ctl status: 0 = running, 3 = not running, 4 = no cluster there.
     if [[ ! -f $pg_data/PG_VERSION ]] || ! as_pg "$PG_BIN/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
         log "no Postgres started by this script on port $pg_port"

@@ -3,6 +3,8 @@
 # Postgres (5434). Extra arguments go to the test runner, e.g.
 #   scripts/test.sh reservation      (a name filter, with nextest or cargo test)
 # The services keep running afterwards; `scripts/services.sh down test` stops them.
+# STOCKHOLD_TEST_REDIS_PORT / STOCKHOLD_TEST_PG_PORT choose other ports (see
+# scripts/services.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,14 +17,16 @@ command -v cargo >/dev/null || { echo "[test] ERROR: cargo not found; install Ru
 
 scripts/services.sh up test >/dev/null
 
-export STOCKHOLD_TEST_REDIS_URL=redis://127.0.0.1:6381/
-export STOCKHOLD_TEST_DATABASE_URL=postgres://stockhold@127.0.0.1:5434/postgres
+redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381}
+pg_port=${STOCKHOLD_TEST_PG_PORT:-5434}
+export STOCKHOLD_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
+export STOCKHOLD_TEST_DATABASE_URL=postgres://stockhold@127.0.0.1:$pg_port/postgres
 
 # Tests create one database per test (test_*); drop any left over by an earlier,
 # interrupted run. Bounded: connect timeout plus a statement timeout.
 echo "[test] dropping leftover test_* databases" >&2
 PGCONNECT_TIMEOUT=5 PGOPTIONS='-c statement_timeout=60s' \
-    psql -X -q -h 127.0.0.1 -p 5434 -U stockhold -d postgres -v ON_ERROR_STOP=1 <<'SQL'
+    psql -X -q -h 127.0.0.1 -p "$pg_port" -U stockhold -d postgres -v ON_ERROR_STOP=1 <<'SQL'
 select format('drop database if exists %I with (force)', datname)
 from pg_database where datname like 'test\_%'
 \gexec
@@ -30,7 +34,7 @@ SQL
 
 # The test Redis is disposable too: every test uses its own key prefix, and
 # keys of earlier runs only cost memory.
-redis-cli -p 6381 flushall >/dev/null
+redis-cli -p "$redis_port" flushall >/dev/null
 
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
