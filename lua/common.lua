@@ -17,8 +17,11 @@
 --   base.."order:"..oid   string  hold id of the order (order ids are unique)
 --   base.."outbox"        stream  every change of on_hand, for the ledger
 --   base.."ready"         string  set once Redis has been rebuilt from the
---                               ledger; a Redis that lost its data lacks it,
+--                               ledger, to the run id of the Redis server
+--                               rebuilt; a Redis that lost its data lacks it,
 --                               and every write script then refuses to run
+--   base.."rebuild-lock"  string  the rebuild lease: the owner's id, with a
+--                               short TTL the owner renews (lua/lease.lua)
 --   base.."marks:"..id    string  adjustment / return ids already applied
 --
 -- `held` is not stored: it is on_hand + backorder limit - available. A
@@ -40,6 +43,13 @@ local fmt = string.format
 --   if not ready(base) then return { 'not_ready' } end
 local function ready(base)
   return redis.call('EXISTS', base .. 'ready') == 1
+end
+
+-- Whether `owner` holds the rebuild lease: the scripts that rebuild fence
+-- their writes with it, so a rebuilder that stalled and lost its lease to
+-- another changes nothing when it wakes up.
+local function leased(base, owner)
+  return redis.call('GET', base .. 'rebuild-lock') == owner
 end
 
 local function int(x)

@@ -8,23 +8,26 @@
 --          missing from Redis)
 -- ARGV[3]  outbox id R: the caller counted entries up to R; this script adds
 --          the on_hand deltas of entries after R (made since the caller read)
--- ARGV[4]  number of SKUs n, then 5 values per SKU from ARGV[5] on:
+-- ARGV[4]  the rebuild lease's owner (mode 'rebuild'; '' otherwise)
+-- ARGV[5]  number of SKUs n, then 5 values per SKU from ARGV[6] on:
 --          sku, on_hand expected before the entries after R, backorder_limit,
 --          per_customer_limit ('' = none), sale_starts_at ms ('' = none)
 --
--- Returns {'ok', …} with 5 values per drifted SKU:
+-- Returns {'lease_lost'} (nothing done) in mode 'rebuild' when the caller no
+-- longer holds the rebuild lease, else {'ok', …} with 5 values per drifted SKU:
 --   sku, expected on_hand, expected held, actual on_hand ('' = missing), actual held
 -- Expected held is the sum of the SKU's lines over all holds in state held;
 -- actual held is on_hand + backorder limit - available. A repair writes
 -- on_hand and available (= on_hand + backorder limit - held) of drifted SKUs.
 -- Runs atomically, so under full load it sees one consistent instant.
 local base, mode, after = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ARGV[4])
+if mode == 'rebuild' and not leased(base, ARGV[4]) then return { 'lease_lost' } end
+local n = tonumber(ARGV[5])
 local skus, expected_on_hand, expected_held = {}, {}, {}
 for i = 0, n - 1 do
-  local sku = ARGV[5 + i * 5]
+  local sku = ARGV[6 + i * 5]
   skus[#skus + 1] = sku
-  expected_on_hand[sku] = tonumber(ARGV[6 + i * 5])
+  expected_on_hand[sku] = tonumber(ARGV[7 + i * 5])
   expected_held[sku] = 0
 end
 if n == 0 then return { 'ok' } end
@@ -66,7 +69,7 @@ local bos = redis.call('HMGET', base .. 'bo', unpack(skus))
 local drifted = { 'ok' }
 local write_on_hand, write_avail = {}, {}
 for i, sku in ipairs(skus) do
-  local j = 5 + (i - 1) * 5
+  local j = 6 + (i - 1) * 5
   local present = avail[i] ~= false and on_hand[i] ~= false
   local oh = tonumber(on_hand[i] or '0')
   local bo = present and tonumber(bos[i] or '0') or tonumber(ARGV[j + 2])

@@ -4,17 +4,27 @@
 --
 -- KEYS[1]  base.."exp" (the live holds; read, never written)
 -- ARGV[1]  base prefix
--- ARGV[2]  'bought': add the triples that follow (customer id, sku, units
---          bought, from the ledger); 'held': add the counted lines of every
---          live hold
+-- ARGV[2]  the rebuild lease's owner
+-- ARGV[3]  'clear': delete the keys named after it (old totals, found by
+--          SCAN); 'bought': add the triples that follow (customer id, sku,
+--          units bought, from the ledger); 'held': add the counted lines of
+--          every live hold
 --
--- Returns the number of totals added to. Only runs while Redis is not
--- ready, so no hold changes meanwhile.
+-- Returns the number of keys deleted or totals added to, or 'lease_lost'
+-- if the caller no longer holds the rebuild lease. Only runs while Redis is
+-- not ready, so no hold changes meanwhile.
 local base = ARGV[1]
+if not leased(base, ARGV[2]) then return 'lease_lost' end
 if ready(base) then return 0 end
 local added = 0
-if ARGV[2] == 'bought' then
-  for i = 3, #ARGV, 3 do
+if ARGV[3] == 'clear' then
+  for i = 4, #ARGV do
+    added = added + redis.call('UNLINK', ARGV[i])
+  end
+  return added
+end
+if ARGV[3] == 'bought' then
+  for i = 4, #ARGV, 3 do
     redis.call('HINCRBY', base .. 'cust:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
     added = added + 1
   end

@@ -9,10 +9,13 @@
 -- ARGV[2]  hold id
 -- ARGV[3]  order id
 -- ARGV[4]  committed_at ms
+-- ARGV[5]  the rebuild lease's owner
 --
--- Returns 1 if the hold was settled, 0 if it was not held. Only runs while
--- Redis is not ready (a rebuild is under way).
+-- Returns 1 if the hold was settled, 0 if it was not held, 'lease_lost' if
+-- the caller no longer holds the rebuild lease. Only runs while Redis is not
+-- ready (a rebuild is under way).
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+if not leased(base, ARGV[5]) then return 'lease_lost' end
 if ready(base) then return 0 end
 local h = read_hold(key)
 if not h or h.st ~= 'held' then return 0 end

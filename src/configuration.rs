@@ -59,6 +59,8 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// Shared (multiplexed) connections, used by all requests at once.
     pub connections: usize,
+    /// How long one Redis call may take before the request gives up on it.
+    pub call_timeout_ms: u64,
 }
 
 /// `[database]`.
@@ -233,6 +235,9 @@ impl Settings {
                 "application.backlog, .client_request_timeout_ms and .max_connections must be at least 1"
                     .into(),
             );
+        }
+        if self.redis.call_timeout_ms == 0 {
+            problems.push("redis.call_timeout_ms must be at least 1".into());
         }
         if self.redis.connections == 0 || self.database.max_connections == 0 {
             problems

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use stockhold::configuration::{get_configuration, hash_key};
 use stockhold::domain::{ReconcileMode, Role, Sku};
 use stockhold::reconciler::{Reconciler, Report};
-use stockhold::startup::{connect, Application};
+use stockhold::startup::{connect_ready, Application};
 use stockhold::{demo, shutdown, telemetry};
 
 // Every request allocates and frees many small buffers (JSON values, SKUs,
@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::DemoData => {
-            let stock = connect(&settings).await?;
+            let stock = connect_ready(&settings).await?;
             let created = demo::load(&stock).await?;
             tracing::info!(created, "demo catalogue loaded");
             Ok(())
@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| Sku::parse(s).map_err(|m| anyhow::anyhow!("--sku {s:?}: {m}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let stock = connect(&settings).await?;
+            let stock = connect_ready(&settings).await?;
             let mode = if repair {
                 ReconcileMode::Repair
             } else {

@@ -2,7 +2,7 @@
 //! in Redis, then its outbox entry written to Postgres before the answer.
 
 use crate::domain::{
-    AdjustmentRequest, CommitRequest, Hold, Order, OrderId, PutSkuRequest, Rejection,
+    AdjustmentRequest, CommitRequest, Hold, HoldStatus, Order, OrderId, PutSkuRequest, Rejection,
     ReservationId, ReturnRequest, Sku, SkuView, StreamId,
 };
 use crate::engine::{Adjusted, Engine, EngineError, SkuPut};
@@ -43,16 +43,39 @@ impl Stock {
     /// Commits a hold and persists the sale. When Postgres cannot take it,
     /// the sale stands (made atomically in Redis, in the outbox) and the
     /// order says `persisted: false`; the outbox drain persists it later.
+    /// When Redis no longer knows the hold as held (it lost its last writes,
+    /// or the hold ended there after its sale was lost), the ledger has the
+    /// last word: an order of this reservation is the answer.
     pub async fn commit(
         &self,
         id: &ReservationId,
         req: &CommitRequest,
     ) -> Result<CommitOutcome, EngineError> {
-        let order_id = req.order_id.clone().unwrap_or_else(OrderId::generate);
-        let committed = self
+        let order_id = req
+            .order_id
+            .clone()
+            .unwrap_or_else(|| OrderId::for_reservation(id));
+        let committed = match self
             .engine
             .commit(id, &order_id, req.payment_ref.as_deref())
-            .await?;
+            .await
+        {
+            Ok(committed) => committed,
+            Err(EngineError::Rejected(
+                refused @ (Rejection::NotFound | Rejection::Expired | Rejection::Released),
+            )) => {
+                return match self.ledger.order_for_reservation(id).await {
+                    Ok(Some(order)) => Ok(CommitOutcome {
+                        order,
+                        fresh: false,
+                    }),
+                    Ok(None) => Err(refused.into()),
+                    // Without the ledger, a refusal could be wrong.
+                    Err(e) => Err(unavailable(e)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let mut order = committed.order;
         let fresh = committed.outbox.is_some();
         match committed.outbox {
@@ -187,9 +210,25 @@ impl Stock {
         self.engine.order(order_id).await
     }
 
-    /// A reservation as stored in Redis.
+    /// A reservation as stored in Redis; one that Redis does not know, or
+    /// shows as ended, is committed if the ledger has its order (Redis lost
+    /// the sale, or forgot the hold a day after it ended).
     pub async fn reservation(&self, id: &ReservationId) -> Result<Option<Hold>, EngineError> {
-        self.engine.hold(id).await
+        let hold = self.engine.hold(id).await?;
+        let ended = hold
+            .as_ref()
+            .is_none_or(|h| matches!(h.status, HoldStatus::Released | HoldStatus::Expired));
+        if !ended {
+            return Ok(hold);
+        }
+        match self.ledger.order_for_reservation(id).await {
+            Ok(Some(order)) => Ok(Some(order.as_committed_hold())),
+            Ok(None) => Ok(hold),
+            Err(e) => {
+                tracing::warn!(error = ?e, "ledger unavailable; answering from Redis alone");
+                Ok(hold)
+            }
+        }
     }
 }
 

@@ -86,6 +86,7 @@ impl Application {
         tasks.push(reconciler::spawn(
             "rebuild-guard",
             Duration::from_secs(1),
+            Some(stock.engine.rebuild_wanted()),
             shutdown.clone(),
             move || {
                 let guard = guard.clone();
@@ -151,6 +152,19 @@ fn bind(host: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// As `connect`, for the command-line tools: also waits until Redis holds
+/// the state rebuilt from the ledger, rebuilding it when no service has
+/// (a new Redis on the first run, or one that lost its data).
+pub async fn connect_ready(settings: &Settings) -> anyhow::Result<Stock> {
+    let stock = connect(settings).await?;
+    let instance = format!("cli-{}", uuid::Uuid::new_v4());
+    Reconciler::new(stock.engine.clone(), stock.ledger.clone())
+        .ensure_rebuilt(&instance)
+        .await
+        .context("rebuilding Redis from the ledger")?;
+    Ok(stock)
+}
+
 /// Builds the engine and the ledger and applies the migrations, waiting a
 /// while for Postgres if it is still starting.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Stock> {
@@ -193,6 +207,7 @@ fn spawn_background(
         reconciler::spawn(
             "reaper",
             Duration::from_millis(r.reaper_interval_ms),
+            None,
             shutdown.clone(),
             move || {
                 let reaper = reaper.clone();
@@ -202,6 +217,7 @@ fn spawn_background(
         reconciler::spawn(
             "outbox-drain",
             Duration::from_millis(r.drain_interval_ms),
+            None,
             shutdown.clone(),
             move || {
                 let drain = drain.clone();

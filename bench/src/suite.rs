@@ -943,7 +943,7 @@ async fn drain_rate(
                 let t = Instant::now();
                 let r = stock
                     .engine
-                    .commit(&id, &OrderId::generate(), Some("bench"))
+                    .commit(&id, &OrderId::for_reservation(&id), Some("bench"))
                     .await
                     .map(drop)
                     .map_err(|e| e.to_string());

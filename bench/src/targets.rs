@@ -87,6 +87,7 @@ fn engine_error(e: &EngineError) -> String {
             )
         }
         EngineError::Unavailable(_) => "unavailable".into(),
+        EngineError::OutcomeUnknown(_) => "outcome unknown".into(),
         EngineError::Internal(_) => "internal".into(),
     }
 }

@@ -1,6 +1,6 @@
 //! Orders: what a commit turns a hold into.
 
-use super::{ReservationId, Sku};
+use super::{Hold, HoldLine, HoldStatus, ReservationId, Sku};
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -9,9 +9,13 @@ use std::fmt;
 pub struct OrderId(String);
 
 impl OrderId {
-    /// A fresh generated id, `ord_` and a time-ordered UUID.
-    pub fn generate() -> Self {
-        OrderId(format!("ord_{}", uuid::Uuid::now_v7().simple()))
+    /// The id of the order a reservation becomes when the client names
+    /// none: `ord_` and the reservation's hex digits. Always the same for a
+    /// reservation, so a commit made again after Redis lost the first one
+    /// (its last writes) is recognised as the same sale by the ledger.
+    pub fn for_reservation(id: &ReservationId) -> Self {
+        let hex = id.as_str().trim_start_matches("res_");
+        OrderId(format!("ord_{hex}"))
     }
 
     /// Parses an order id, saying what is wrong with it if it is not one.
@@ -70,6 +74,33 @@ pub struct Order {
     pub persisted: bool,
 }
 
+impl Order {
+    /// The reservation as it ended, for when only the order is known (Redis
+    /// lost the hold record, or it outlived its 25 h there). The hold's own
+    /// times are not kept with the order: committed_at stands for both.
+    pub fn as_committed_hold(&self) -> Hold {
+        Hold {
+            id: self.reservation_id.clone(),
+            status: HoldStatus::Committed,
+            customer_id: self.customer_id.clone(),
+            channel: self.channel.clone(),
+            lines: self
+                .lines
+                .iter()
+                .map(|l| HoldLine {
+                    sku: l.sku.clone(),
+                    qty: l.qty,
+                })
+                .collect(),
+            created_at: self.committed_at,
+            expires_at: self.committed_at,
+            order_id: Some(self.order_id.clone()),
+            committed_at: Some(self.committed_at),
+            payment_ref: self.payment_ref.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +111,10 @@ mod tests {
         assert!(OrderId::parse("").is_err());
         assert!(OrderId::parse(&"x".repeat(129)).is_err());
         assert!(OrderId::parse("a\tb").is_err());
-        assert!(OrderId::parse(OrderId::generate().as_str()).is_ok());
+        let id = ReservationId::random();
+        let order = OrderId::for_reservation(&id);
+        assert!(OrderId::parse(order.as_str()).is_ok());
+        assert_eq!(order, OrderId::for_reservation(&id));
+        assert_eq!(&order.as_str()[4..], &id.as_str()[4..]);
     }
 }

@@ -5,21 +5,23 @@
 mod connections;
 mod idempotency;
 mod keys;
+mod recovery;
 mod replies;
 mod scripts;
 
-pub use idempotency::{Begun, IdempotencyStore, StoredResponse};
+pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::Keys;
+pub use recovery::{LeaseOp, ServerState};
 
 use crate::configuration::RedisSettings;
 use crate::domain::{
-    AdjustmentRequest, Drift, Hold, Order, OrderId, OutboxEntry, OutboxEvent, PatchRequest,
-    PutSkuRequest, ReconcileMode, Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku,
-    SkuView, StreamId,
+    AdjustmentRequest, Hold, Order, OrderId, OutboxEntry, OutboxEvent, PatchRequest, PutSkuRequest,
+    Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView, StreamId,
 };
 use crate::metrics as m;
 use anyhow::{anyhow, Context};
 use connections::Connections;
+use recovery::Watch;
 use redis::aio::ConnectionManager as Connection;
 use replies::Reply;
 use scripts::Scripts;
@@ -28,19 +30,20 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long one Redis call may take before the request is answered 503.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Why an engine call did not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The stock rules refused; nothing changed.
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    /// Redis could not be reached in time; nothing changed, or the call's
-    /// outcome is unknown (a retry with the same idempotency key is safe).
+    /// Redis could not be reached, or refused the call; nothing changed.
     #[error("redis is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// A write was sent but no answer came in time (or the connection
+    /// broke): it may or may not have been made. Every write is idempotent
+    /// on its ids, so a retry with the same idempotency key is safe.
+    #[error("redis did not answer a write in time; its outcome is unknown")]
+    OutcomeUnknown(#[source] anyhow::Error),
     /// Anything else: a bug or corrupt data.
     #[error("stock engine failure")]
     Internal(#[source] anyhow::Error),
@@ -48,20 +51,47 @@ pub enum EngineError {
 
 impl From<redis::RedisError> for EngineError {
     fn from(e: redis::RedisError) -> Self {
-        let unreachable = e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
+        match Failure::of(&e) {
+            Failure::Refused | Failure::Unanswered => EngineError::Unavailable(e.into()),
+            Failure::Other => EngineError::Internal(e.into()),
+        }
+    }
+}
+
+/// How a Redis call failed, as far as its effect goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Never ran: no connection, or Redis refused it (loading, try again).
+    Refused,
+    /// Sent, perhaps, but not answered: timed out, or the connection broke.
+    Unanswered,
+    /// Answered with an error: a bug or corrupt data.
+    Other,
+}
+
+impl Failure {
+    fn of(e: &redis::RedisError) -> Failure {
+        if e.is_connection_refusal()
             || matches!(
                 e.kind(),
                 redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
-            );
-        if unreachable {
-            EngineError::Unavailable(e.into())
+            )
+        {
+            Failure::Refused
+        } else if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+            Failure::Unanswered
         } else {
-            EngineError::Internal(e.into())
+            Failure::Other
         }
     }
+}
+
+/// Whether a call changes Redis, which decides what an unanswered call
+/// means to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Reads,
+    Writes,
 }
 
 impl From<anyhow::Error> for EngineError {
@@ -117,17 +147,22 @@ pub struct Engine {
     conns: Arc<Connections>,
     keys: Keys,
     scripts: Arc<Scripts>,
+    watch: Arc<Watch>,
+    call_timeout: Duration,
 }
 
 impl Engine {
     /// An engine on the Redis of `settings`; connects lazily.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
-        let conns = Connections::new(&settings.url, settings.connections, CALL_TIMEOUT)
+        let call_timeout = Duration::from_millis(settings.call_timeout_ms);
+        let conns = Connections::new(&settings.url, settings.connections, call_timeout)
             .context("parsing redis.url")?;
         Ok(Engine {
             conns: Arc::new(conns),
             keys: Keys::new(&settings.key_prefix),
             scripts: Arc::new(Scripts::load()),
+            watch: Arc::default(),
+            call_timeout,
         })
     }
 
@@ -141,21 +176,72 @@ impl Engine {
         self.conns.opened()
     }
 
-    /// Runs one Redis call on a shared connection, bounded in time.
+    /// Runs one Redis call that only reads (or whose effect is checked by
+    /// its caller) on a shared connection, bounded in time.
     async fn run<T, F, Fut>(&self, call: F) -> Result<T, EngineError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.conns.get().await?;
-        match tokio::time::timeout(CALL_TIMEOUT, call(conn)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(EngineError::Unavailable(anyhow!("Redis call timed out"))),
-        }
+        self.call(Effect::Reads, call).await
     }
 
+    async fn call<T, F, Fut>(&self, effect: Effect, call: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conns.get().await.inspect_err(|_| {
+            self.watch.connection_failed();
+        })?;
+        let failure = match tokio::time::timeout(self.call_timeout, call(conn)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => (Failure::of(&e), anyhow::Error::from(e)),
+            Err(_) => (Failure::Unanswered, anyhow!("Redis call timed out")),
+        };
+        Err(match failure {
+            (Failure::Other, e) => EngineError::Internal(e),
+            (Failure::Refused, e) => {
+                self.watch.connection_failed();
+                EngineError::Unavailable(e)
+            }
+            (Failure::Unanswered, e) => {
+                self.watch.connection_failed();
+                match effect {
+                    Effect::Reads => EngineError::Unavailable(e),
+                    Effect::Writes => EngineError::OutcomeUnknown(e),
+                }
+            }
+        })
+    }
+
+    /// Runs a script that may write: after a connection failure the server
+    /// is checked first (`check_server`), and an unanswered call is an
+    /// unknown outcome.
+    async fn write_script(
+        &self,
+        script: &redis::Script,
+        key: String,
+        args: Vec<String>,
+    ) -> Result<Reply, EngineError> {
+        self.check_server().await?;
+        self.invoke(Effect::Writes, script, key, args).await
+    }
+
+    /// Runs a script that only reads, or one of a rebuild (which checks
+    /// its lease itself).
     async fn script(
         &self,
+        script: &redis::Script,
+        key: String,
+        args: Vec<String>,
+    ) -> Result<Reply, EngineError> {
+        self.invoke(Effect::Reads, script, key, args).await
+    }
+
+    async fn invoke(
+        &self,
+        effect: Effect,
         script: &redis::Script,
         key: String,
         args: Vec<String>,
@@ -165,11 +251,14 @@ impl Engine {
             invocation.arg(arg);
         }
         let reply: Reply = self
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .call(effect, |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         if reply.code == "not_ready" {
+            self.watch.want_rebuild();
             return Err(EngineError::Unavailable(anyhow!(
-                "Redis lost its data and is being rebuilt from the ledger"
+                "Redis is being rebuilt from the ledger"
             )));
         }
         Ok(reply)
@@ -201,7 +290,7 @@ impl Engine {
         ];
         push_lines_with_record(&mut args, &req.lines);
         let reply = self
-            .script(&self.scripts.reserve, self.keys.hold(id), args)
+            .write_script(&self.scripts.reserve, self.keys.hold(id), args)
             .await?;
         if reply.code == "exists" {
             let hold = self.hold(id).await?.ok_or(Rejection::NotFound)?;
@@ -236,7 +325,7 @@ impl Engine {
         ];
         push_lines(&mut args, &req.lines);
         let reply = self
-            .script(&self.scripts.patch, self.keys.hold(id), args)
+            .write_script(&self.scripts.patch, self.keys.hold(id), args)
             .await?;
         hold_from(id, &reply)
     }
@@ -256,7 +345,7 @@ impl Engine {
             payment_ref.unwrap_or_default().to_owned(),
         ];
         let reply = self
-            .script(&self.scripts.commit, self.keys.hold(id), args)
+            .write_script(&self.scripts.commit, self.keys.hold(id), args)
             .await?;
         let hold = hold_from(id, &reply)?;
         let order = replies::order_of(&hold)?;
@@ -281,7 +370,7 @@ impl Engine {
     pub async fn release(&self, id: &ReservationId) -> Result<Hold, EngineError> {
         let args = vec![self.keys.base().to_owned(), id.to_string()];
         let reply = self
-            .script(&self.scripts.release, self.keys.hold(id), args)
+            .write_script(&self.scripts.release, self.keys.hold(id), args)
             .await?;
         let hold = hold_from(id, &reply)?;
         if hold.status == crate::domain::HoldStatus::Released {
@@ -309,7 +398,7 @@ impl Engine {
     pub async fn expire_due(&self, batch: usize) -> Result<usize, EngineError> {
         let args = vec![self.keys.base().to_owned(), batch.to_string()];
         let reply = self
-            .script(&self.scripts.expire, self.keys.expiry(), args)
+            .write_script(&self.scripts.expire, self.keys.expiry(), args)
             .await?;
         let expired: usize = reply.code.parse().context("expire reply")?;
         metrics::counter!(m::RESERVATIONS_EXPIRED).increment(expired as u64);
@@ -344,7 +433,7 @@ impl Engine {
             setting(ssa),
         ];
         let reply = self
-            .script(&self.scripts.put_sku, self.keys.avail(), args)
+            .write_script(&self.scripts.put_sku, self.keys.avail(), args)
             .await?;
         let f = &reply.fields;
         match reply.code.as_str() {
@@ -378,7 +467,7 @@ impl Engine {
             req.reason.clone().unwrap_or_default(),
         ];
         let reply = self
-            .script(&self.scripts.adjust, self.keys.avail(), args)
+            .write_script(&self.scripts.adjust, self.keys.avail(), args)
             .await?;
         let f = &reply.fields;
         match reply.code.as_str() {
@@ -421,7 +510,7 @@ impl Engine {
             pairs(lines),
         ];
         let reply = self
-            .script(
+            .write_script(
                 &self.scripts.restock,
                 self.keys.return_mark(return_id),
                 args,
@@ -565,231 +654,9 @@ impl Engine {
         .map(drop)
     }
 
-    /// Whether Redis holds the state rebuilt from the ledger.
-    pub async fn is_ready(&self) -> Result<bool, EngineError> {
-        let key = self.keys.ready();
-        self.run(
-            |mut conn| async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await },
-        )
-        .await
-    }
-
-    /// Marks Redis as rebuilt: write scripts run from now on.
-    pub async fn mark_ready(&self) -> Result<(), EngineError> {
-        let key = self.keys.ready();
-        self.run(|mut conn| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(1)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
-    }
-
-    /// Takes (true) or fails to take the rebuild lease for `ttl`.
-    pub async fn try_rebuild_lease(&self, owner: &str, ttl: Duration) -> Result<bool, EngineError> {
-        let key = self.keys.rebuild_lock();
-        let owner = owner.to_owned();
-        let taken: Option<String> = self
-            .run(|mut conn| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(owner)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl.as_millis() as u64)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(taken.is_some())
-    }
-
-    /// Compares, and with `mode` other than check sets, the live counts of
-    /// `rows` (sku, expected on_hand counting outbox entries up to `after`,
-    /// and the ledger's settings) in one atomic step.
-    pub async fn reconcile_batch(
-        &self,
-        mode: ReconcileMode,
-        after: StreamId,
-        rows: &[(&crate::ledger::SkuRecord, i64)],
-    ) -> Result<Vec<Drift>, EngineError> {
-        let mut args = Vec::with_capacity(4 + rows.len() * 5);
-        args.extend([
-            self.keys.base().to_owned(),
-            mode.as_str().to_owned(),
-            after.to_string(),
-            rows.len().to_string(),
-        ]);
-        for (record, expected) in rows {
-            args.push(record.sku.clone());
-            args.push(expected.to_string());
-            args.push(record.backorder_limit.to_string());
-            args.push(
-                record
-                    .per_customer_limit
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
-            );
-            args.push(
-                record
-                    .sale_starts_at
-                    .map(|t| t.timestamp_millis().to_string())
-                    .unwrap_or_default(),
-            );
-        }
-        let reply = self
-            .script(&self.scripts.reconcile, self.keys.expiry(), args)
-            .await?;
-        reply
-            .fields
-            .chunks_exact(5)
-            .map(|c| {
-                let num = |s: &str| {
-                    s.parse::<i64>()
-                        .with_context(|| format!("reconcile reply {c:?}"))
-                };
-                Ok(Drift {
-                    sku: Sku::parse(&c[0]).map_err(|m| anyhow!(m))?,
-                    expected_on_hand: num(&c[1])?,
-                    expected_held: num(&c[2])?,
-                    actual_on_hand: if c[3].is_empty() {
-                        None
-                    } else {
-                        Some(num(&c[3])?)
-                    },
-                    actual_held: num(&c[4])?,
-                })
-            })
-            .collect::<anyhow::Result<_>>()
-            .map_err(EngineError::Internal)
-    }
-
-    /// Restores per-customer totals while Redis is being rebuilt: the old
-    /// totals are deleted, then bought (from the ledger) and held (from the
-    /// live holds) are added up again.
-    pub async fn set_customer_counts(
-        &self,
-        bought: &[crate::ledger::Bought],
-    ) -> Result<(), EngineError> {
-        // Write scripts refuse to run until Redis is ready again, so these
-        // keys change under no one's feet.
-        self.delete_matching(&format!("{}cust:*", self.keys.base()))
-            .await?;
-        for chunk in bought.chunks(5000) {
-            let mut args = vec![self.keys.base().to_owned(), "bought".to_owned()];
-            for b in chunk {
-                args.extend([b.customer_id.clone(), b.sku.clone(), b.qty.to_string()]);
-            }
-            self.script(&self.scripts.set_customer_counts, self.keys.expiry(), args)
-                .await?;
-        }
-        let args = vec![self.keys.base().to_owned(), "held".to_owned()];
-        self.script(&self.scripts.set_customer_counts, self.keys.expiry(), args)
-            .await?;
-        Ok(())
-    }
-
-    async fn delete_matching(&self, pattern: &str) -> Result<(), EngineError> {
-        let mut cursor: u64 = 0;
-        loop {
-            let pattern = pattern.to_owned();
-            let (next, keys): (u64, Vec<String>) = self
-                .run(|mut conn| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(5000)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            if !keys.is_empty() {
-                self.run(|mut conn| async move {
-                    redis::cmd("UNLINK")
-                        .arg(keys)
-                        .query_async::<i64>(&mut conn)
-                        .await
-                })
-                .await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
-
-    /// Ids of the holds in state held (the reaper's queue).
-    pub async fn live_holds(&self) -> Result<Vec<ReservationId>, EngineError> {
-        let key = self.keys.expiry();
-        let ids: Vec<String> = self
-            .run(|mut conn| async move {
-                redis::cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| ReservationId::parse(id))
-            .collect())
-    }
-
-    /// Marks a held hold committed as `order` (whose sale the ledger has),
-    /// while Redis is being rebuilt.
-    pub async fn settle(&self, order: &Order) -> Result<bool, EngineError> {
-        let id = &order.reservation_id;
-        let args = vec![
-            self.keys.base().to_owned(),
-            id.to_string(),
-            order.order_id.to_string(),
-            order.committed_at.timestamp_millis().to_string(),
-        ];
-        let reply = self
-            .script(&self.scripts.settle, self.keys.hold(id), args)
-            .await?;
-        Ok(reply.code == "1")
-    }
-
-    /// The id of the Redis server process: it changes when Redis restarts.
-    pub async fn server_run_id(&self) -> Result<String, EngineError> {
-        let info: String = self
-            .run(|mut conn| async move {
-                redis::cmd("INFO")
-                    .arg("server")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|s| s.trim().to_owned())
-            .ok_or_else(|| EngineError::Internal(anyhow!("INFO server without run_id")))
-    }
-
-    /// Makes write scripts refuse until the next rebuild marks Redis ready.
-    pub async fn mark_not_ready(&self) -> Result<(), EngineError> {
-        let key = self.keys.ready();
-        self.run(|mut conn| async move {
-            redis::cmd("DEL")
-                .arg(key)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await
-        .map(drop)
-    }
-
     /// The idempotency store on the same Redis.
     pub fn idempotency(&self) -> IdempotencyStore {
-        IdempotencyStore::new(self.conns.clone(), self.keys.clone())
+        IdempotencyStore::new(self.clone())
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Scripts {
     pub restock: Script,
     pub settle: Script,
     pub set_customer_counts: Script,
+    pub lease: Script,
+    pub mark_ready: Script,
 }
 
 impl Scripts {
@@ -41,6 +43,8 @@ impl Scripts {
             restock: with_common(include_str!("../../lua/restock.lua")),
             settle: with_common(include_str!("../../lua/settle.lua")),
             set_customer_counts: with_common(include_str!("../../lua/set_customer_counts.lua")),
+            lease: Script::new(include_str!("../../lua/lease.lua")),
+            mark_ready: Script::new(include_str!("../../lua/mark_ready.lua")),
         }
     }
 }

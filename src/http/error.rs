@@ -59,9 +59,13 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge(usize),
-    /// 503 `unavailable`: Redis or Postgres unreachable.
+    /// 503 `unavailable`: Redis or Postgres unreachable; nothing changed.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// 503 `outcome_unknown`: a change was sent to Redis and not answered
+    /// in time; it may have been made. A retry with the same key is safe.
+    #[error("outcome unknown")]
+    OutcomeUnknown(#[source] anyhow::Error),
     /// 500: a bug; details go to the log, not the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -132,6 +136,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Rejected(r) => r.into(),
             EngineError::Unavailable(e) => ApiError::Unavailable(e),
+            EngineError::OutcomeUnknown(e) => ApiError::OutcomeUnknown(e),
             EngineError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -166,6 +171,7 @@ impl ApiError {
             ApiError::IdempotencyConflict(_) => "idempotency_conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -188,6 +194,7 @@ impl ApiError {
             ApiError::IdempotencyConflict(_) => "Idempotency conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::OutcomeUnknown(_) => "Outcome unknown",
             ApiError::Internal(_) => "Internal server error",
         }
     }
@@ -230,6 +237,10 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 "a backing store is unreachable; nothing was changed, retry later".into()
             }
+            ApiError::OutcomeUnknown(_) => "the change was sent to Redis, which did not answer in \
+                time: it may or may not have been made. Retrying with the same Idempotency-Key \
+                is safe (it answers what was done, or does it now)"
+                .into(),
             ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
         }
     }
@@ -269,7 +280,9 @@ impl ResponseError for ApiError {
             | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
             ApiError::Expired => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -277,7 +290,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             ApiError::Internal(_) => tracing::error!(error = ?self, "request failed"),
-            ApiError::Unavailable(_) => tracing::warn!(error = ?self, "request failed"),
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) => {
+                tracing::warn!(error = ?self, "request failed")
+            }
             _ => {}
         }
         let mut res = problem(
@@ -287,6 +302,10 @@ impl ResponseError for ApiError {
             &self.detail(),
             self.extra(),
         );
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if matches!(self, ApiError::Unauthorized) {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -6,7 +6,7 @@ use super::auth::ApiKeys;
 use super::body::read_limited;
 use super::error::ApiError;
 use crate::domain::FieldError;
-use crate::engine::{Begun, IdempotencyStore, StoredResponse};
+use crate::engine::{Begun, Claim, IdempotencyStore, StoredResponse};
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
@@ -68,8 +68,8 @@ pub async fn idempotency(
             .finalize(),
     );
     let refused = |e: ApiError| e.error_response();
-    match store.begin(&caller.id, &key, &fingerprint).await {
-        Ok(Begun::Fresh) => {}
+    let claim = match store.begin(&caller.id, &key, &fingerprint).await {
+        Ok(Begun::Fresh(claim)) => claim,
         Ok(Begun::Replay(stored)) => return Ok(req.into_response(replay(stored))),
         Ok(Begun::Conflict) => {
             let e = ApiError::IdempotencyConflict(
@@ -84,10 +84,10 @@ pub async fn idempotency(
             return Ok(req.into_response(refused(e)));
         }
         Err(e) => return Ok(req.into_response(ApiError::from(e).error_response())),
-    }
+    };
 
     req.set_payload(actix_web::dev::Payload::from(body));
-    let res = next.call(req).await?;
+    let res = run_claimed(&store, &claim, next.call(req)).await?;
     let status = res.status();
     let content_type = res
         .headers()
@@ -100,22 +100,42 @@ pub async fn idempotency(
     let bytes = body::to_bytes(res_body).await.map_err(|e| {
         ApiError::Internal(anyhow::anyhow!("reading the response body: {}", e.into()))
     })?;
-    let outcome = if status.is_server_error() {
-        store.abandon(&caller.id, &key).await
+    if status.is_server_error() {
+        // Nothing changed, or (outcome unknown) a retry of the same request
+        // is safe: every operation is idempotent on its ids.
+        store.abandon(claim).await;
     } else {
         let stored = StoredResponse {
             status: status.as_u16(),
             content_type,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         };
-        store.complete(&caller.id, &key, &fingerprint, stored).await
-    };
-    if let Err(e) = outcome {
-        // The request itself succeeded; only its replay record may be missing.
-        tracing::warn!(error = ?e, "could not store the idempotent response");
+        if let Err(e) = store.complete(&claim, &fingerprint, stored).await {
+            // The request itself succeeded; only its replay record may be missing.
+            tracing::warn!(error = ?e, "could not store the idempotent response");
+        }
     }
     let http_res = http_res.set_body(bytes).map_into_boxed_body();
     Ok(ServiceResponse::new(http_req, http_res))
+}
+
+/// Runs the request, renewing its claim on the key while it runs (most
+/// requests end long before the first renewal).
+async fn run_claimed<F, T>(store: &IdempotencyStore, claim: &Claim, request: F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::pin!(request);
+    loop {
+        tokio::select! {
+            done = &mut request => return done,
+            _ = tokio::time::sleep(crate::engine::RENEW_EVERY) => {
+                if let Err(e) = store.renew(claim).await {
+                    tracing::warn!(error = ?e, "could not renew an idempotency claim");
+                }
+            }
+        }
+    }
 }
 
 fn replay(stored: StoredResponse) -> HttpResponse {

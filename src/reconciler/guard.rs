@@ -2,8 +2,9 @@
 //! rebuilds it from the ledger while the service reports not ready.
 
 use super::{Outcome, Reconciler};
+use crate::engine::ServerState;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Whether start-up work is done; `/readyz` answers 503 until it is.
 #[derive(Debug, Default)]
@@ -27,7 +28,6 @@ pub struct RebuildGuard {
     reconciler: Reconciler,
     instance: String,
     readiness: Arc<Readiness>,
-    run_id: Arc<Mutex<Option<String>>>,
 }
 
 impl RebuildGuard {
@@ -37,31 +37,20 @@ impl RebuildGuard {
             reconciler,
             instance,
             readiness,
-            run_id: Arc::default(),
         }
     }
 
-    /// One look: a Redis that restarted (its run id changed) may have come
-    /// back without its last moments (an AOF written every second), so it is
-    /// marked not ready; a Redis that is not ready is rebuilt.
+    /// One look: a Redis that is not rebuilt, or restarted since it was
+    /// (its ready marker names another server run: it may have come back
+    /// without its last moments), is rebuilt from the ledger.
     pub async fn try_execute_task(&self) -> anyhow::Result<(Outcome, bool)> {
         let engine = self.reconciler.engine();
-        let run_id = engine.server_run_id().await?;
-        let previous = self
-            .run_id
-            .lock()
-            .expect("run id lock")
-            .replace(run_id.clone());
-        if previous.is_some_and(|p| p != run_id) {
-            tracing::warn!("Redis restarted; rebuilding its live counts from the ledger");
-            engine.mark_not_ready().await?;
-        }
-        if engine.is_ready().await? {
+        if engine.server_state().await? == ServerState::Ready {
             self.readiness.set(true);
             return Ok((Outcome::Idle, false));
         }
         self.readiness.set(false);
-        self.reconciler.start_up(&self.instance).await?;
+        self.reconciler.ensure_rebuilt(&self.instance).await?;
         self.readiness.set(true);
         Ok((Outcome::Worked(1), false))
     }

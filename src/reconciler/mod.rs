@@ -15,10 +15,12 @@ mod rebuild;
 pub use drain::Drain;
 pub use guard::{Readiness, RebuildGuard};
 pub use reaper::Reaper;
-pub use rebuild::{Reconciler, Report};
+pub use rebuild::{Reconciler, Report, REBUILD_LEASE};
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,10 +34,12 @@ pub enum Outcome {
 }
 
 /// Runs `step` every `interval` (at once again while it reports a full
-/// batch) until `shutdown` is cancelled. Errors are logged and retried.
+/// batch, or when `wake` is notified) until `shutdown` is cancelled. Errors
+/// are logged and retried.
 pub fn spawn<F, Fut>(
     name: &'static str,
     interval: Duration,
+    wake: Option<Arc<Notify>>,
     shutdown: CancellationToken,
     mut step: F,
 ) -> JoinHandle<()>
@@ -43,6 +47,7 @@ where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<(Outcome, bool)>> + Send,
 {
+    let wake = wake.unwrap_or_default();
     tokio::spawn(async move {
         tracing::info!(task = name, "background task started");
         loop {
@@ -63,6 +68,7 @@ where
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => {}
             }
         }
         tracing::info!(task = name, "background task stopped");

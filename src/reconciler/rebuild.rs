@@ -10,7 +10,7 @@
 //! script. See DESIGN.md, "Rebuild and reconciliation".
 
 use crate::domain::{Drift, ReconcileMode, Sku, StreamId};
-use crate::engine::Engine;
+use crate::engine::{Engine, LeaseOp, ServerState};
 use crate::ledger::{Ledger, Snapshot};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -21,9 +21,13 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 2000;
 /// Outbox entries read per round trip.
 const PAGE: usize = 1000;
-/// How long a rebuild lease lasts; renewed never, so sized for the largest
-/// catalogue (a rebuild of 1 000 000 SKUs takes seconds).
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a rebuild lease lasts unless its holder renews it (every
+/// `RENEW_EVERY` while it rebuilds): a holder that dies blocks the others'
+/// rebuild this long at most. The lease ends with the rebuild.
+pub const REBUILD_LEASE: Duration = Duration::from_secs(5);
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How often an instance waiting for another's rebuild looks again.
+const WAIT_FOR_REBUILD: Duration = Duration::from_millis(100);
 
 /// What a reconciliation found and did.
 #[derive(Debug, Clone)]
@@ -65,6 +69,16 @@ impl Reconciler {
         mode: ReconcileMode,
         only: Option<&[Sku]>,
     ) -> anyhow::Result<Report> {
+        self.reconcile_as(mode, only, "").await
+    }
+
+    /// As `reconcile`; a rebuild passes its lease's `owner`.
+    async fn reconcile_as(
+        &self,
+        mode: ReconcileMode,
+        only: Option<&[Sku]>,
+        owner: &str,
+    ) -> anyhow::Result<Report> {
         let started = Instant::now();
         let names: Option<Vec<String>> = only.map(|s| s.iter().map(|s| s.to_string()).collect());
         let snapshot = self
@@ -80,7 +94,11 @@ impl Reconciler {
                 .iter()
                 .map(|r| (r, r.on_hand + pending.get(&r.sku).copied().unwrap_or(0)))
                 .collect();
-            drifted.extend(self.engine.reconcile_batch(mode, read_up_to, &rows).await?);
+            drifted.extend(
+                self.engine
+                    .reconcile_batch(mode, read_up_to, owner, &rows)
+                    .await?,
+            );
         }
         if mode != ReconcileMode::Check {
             let repairs: Vec<(String, i64, String)> = drifted
@@ -148,41 +166,105 @@ impl Reconciler {
         }
     }
 
-    /// Start-up: a Redis that lost its data (no ready marker) is rebuilt by
-    /// one instance holding the lease while write scripts refuse to run;
-    /// the others wait for it. A Redis with live data is reconciled in
-    /// repair mode. Returns when Redis is ready.
+    /// Start-up: a Redis that is not rebuilt (new, lost its data, or
+    /// restarted) is rebuilt (see `ensure_rebuilt`); a Redis with live data
+    /// is reconciled in repair mode. Returns when Redis is ready.
     pub async fn start_up(&self, instance: &str) -> anyhow::Result<Option<Report>> {
-        loop {
-            if self.engine.is_ready().await? {
-                return self.reconcile(ReconcileMode::Repair, None).await.map(Some);
-            }
-            if self.engine.try_rebuild_lease(instance, LEASE).await? {
-                let report = self.rebuild_lost_redis().await?;
-                return Ok(Some(report));
-            }
-            tracing::info!("another instance is rebuilding Redis; waiting");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        match self.ensure_rebuilt(instance).await? {
+            Some(report) => Ok(Some(report)),
+            None => self.reconcile(ReconcileMode::Repair, None).await.map(Some),
         }
     }
 
-    async fn rebuild_lost_redis(&self) -> anyhow::Result<Report> {
+    /// Returns once Redis holds the state rebuilt from the ledger. A Redis
+    /// that restarted since its rebuild is treated as not rebuilt (it may
+    /// have lost its last writes). One instance rebuilds, under a lease it
+    /// renews while it works and releases when done, while write scripts
+    /// refuse to run; the others wait for it. The report, if this call
+    /// rebuilt.
+    pub async fn ensure_rebuilt(&self, instance: &str) -> anyhow::Result<Option<Report>> {
+        let mut waited = false;
+        loop {
+            match self.engine.server_state().await? {
+                ServerState::Ready => return Ok(None),
+                ServerState::Restarted { marker } => {
+                    tracing::warn!(
+                        "Redis restarted since it was rebuilt (it may have lost its last writes); \
+                         rebuilding its live counts from the ledger"
+                    );
+                    self.engine.forget_rebuild(&marker).await?;
+                }
+                ServerState::NotRebuilt { run_id } => {
+                    if self
+                        .engine
+                        .rebuild_lease(LeaseOp::Acquire, instance, REBUILD_LEASE)
+                        .await?
+                    {
+                        return self.rebuild_under_lease(instance, &run_id).await.map(Some);
+                    }
+                    if !waited {
+                        tracing::info!("another instance is rebuilding Redis; waiting");
+                        waited = true;
+                    }
+                    tokio::time::sleep(WAIT_FOR_REBUILD).await;
+                }
+            }
+        }
+    }
+
+    /// Rebuilds while renewing the lease; stops if the lease is lost, and
+    /// gives it up if the rebuild fails, so the next attempt (this
+    /// instance's or another's) starts at once.
+    async fn rebuild_under_lease(&self, owner: &str, run_id: &str) -> anyhow::Result<Report> {
+        let renew = async {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                match self
+                    .engine
+                    .rebuild_lease(LeaseOp::Renew, owner, REBUILD_LEASE)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return anyhow::anyhow!("the rebuild lease ran out"),
+                    Err(e) => tracing::warn!(error = ?e, "could not renew the rebuild lease"),
+                }
+            }
+        };
+        let result = tokio::select! {
+            rebuilt = self.rebuild(owner, run_id) => rebuilt,
+            lost = renew => Err(lost),
+        };
+        if result.is_err() {
+            let _ = self
+                .engine
+                .rebuild_lease(LeaseOp::Release, owner, Duration::ZERO)
+                .await;
+        }
+        result
+    }
+
+    /// The rebuild itself; every write is fenced by the lease of `owner`.
+    async fn rebuild(&self, owner: &str, run_id: &str) -> anyhow::Result<Report> {
         tracing::warn!("Redis has no rebuilt state (new, restarted or lost data); rebuilding");
         // A Redis that came back without its last moments may show holds
         // as held whose sale the ledger has: settle them first.
         let live = self.engine.live_holds().await?;
         for chunk in live.chunks(1000) {
             for order in self.ledger.orders_of_reservations(chunk).await? {
-                if self.engine.settle(&order).await? {
+                if self.engine.settle(owner, &order).await? {
                     tracing::warn!(reservation = %order.reservation_id, order = %order.order_id,
                         "a committed hold came back as held; settled from the ledger");
                 }
             }
         }
-        let report = self.reconcile(ReconcileMode::Rebuild, None).await?;
+        let report = self
+            .reconcile_as(ReconcileMode::Rebuild, None, owner)
+            .await?;
         let bought = self.ledger.bought_of_limited_skus().await?;
-        self.engine.set_customer_counts(&bought).await?;
-        self.engine.mark_ready().await?;
+        self.engine.set_customer_counts(owner, &bought).await?;
+        if !self.engine.mark_ready(owner, run_id).await? {
+            anyhow::bail!("the rebuild lease ran out before the rebuild was done");
+        }
         tracing::info!(
             skus = report.checked,
             customers = bought.len(),

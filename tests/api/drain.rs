@@ -24,7 +24,7 @@ async fn commit_in_redis_only(app: &TestApp, skus: &[Sku], n: usize) {
         let committed = app
             .stock
             .engine
-            .commit(&id, &OrderId::generate(), None)
+            .commit(&id, &OrderId::for_reservation(&id), None)
             .await
             .unwrap();
         assert!(committed.outbox.is_some());

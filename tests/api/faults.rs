@@ -110,20 +110,43 @@ impl Drop for Proxy {
     }
 }
 
-/// A redis-server of the test's own on a free port, without persistence.
+/// A redis-server of the test's own on a free port: without persistence, or
+/// (`start_persistent`) with an AOF written on every command, so a test
+/// knows exactly what is on disk and can cut it back, as a crash with
+/// `appendfsync everysec` would.
 pub struct TestRedis {
     pub port: u16,
     child: Option<Child>,
+    /// The data directory of a persistent Redis, removed when dropped.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl TestRedis {
     pub async fn start() -> TestRedis {
+        Self::start_in(None).await
+    }
+
+    /// A Redis whose AOF survives `kill` and replays on `restart`.
+    pub async fn start_persistent() -> TestRedis {
+        let dir = std::env::temp_dir().join(format!(
+            "stockhold-test-redis-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(Some(dir)).await
+    }
+
+    async fn start_in(dir: Option<std::path::PathBuf>) -> TestRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut redis = TestRedis { port, child: None };
+        let mut redis = TestRedis {
+            port,
+            child: None,
+            dir,
+        };
         redis.spawn().await;
         redis
     }
@@ -133,25 +156,40 @@ impl TestRedis {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match &self.dir {
+            Some(dir) => command
+                .arg("--dir")
+                .arg(dir)
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .args(["--auto-aof-rewrite-percentage", "0"]),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh installs it)");
         self.child = Some(child);
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..250 {
+            // PING answers once the AOF is loaded (LOADING before).
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -160,6 +198,17 @@ impl TestRedis {
 
     /// SIGKILL, then a fresh start on the same port without any data.
     pub async fn restart_empty(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        self.spawn().await;
+    }
+
+    /// SIGKILL (if running), then a start on the same port and data: the AOF
+    /// replays.
+    pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;
     }
@@ -171,15 +220,54 @@ impl TestRedis {
         }
     }
 
+    /// Where the AOF of a persistent Redis ends now: Redis 7 appends to the
+    /// newest incremental file in `appendonlydir/`.
+    pub fn aof_end(&self) -> (std::path::PathBuf, u64) {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("a persistent Redis")
+            .join("appendonlydir");
+        let mut incr: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".incr.aof"))
+            .collect();
+        incr.sort();
+        let file = incr.pop().expect("an incremental AOF file");
+        let len = std::fs::metadata(&file).unwrap().len();
+        (file, len)
+    }
+
+    /// With Redis killed: cuts the AOF back to an earlier end, as if what was
+    /// written since never reached the disk.
+    pub fn cut_aof_to(&self, end: &(std::path::PathBuf, u64)) {
+        assert!(self.child.is_none(), "cut the AOF of a running Redis");
+        assert_eq!(self.aof_end().0, end.0, "the AOF moved to another file");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&end.0)
+            .unwrap();
+        file.set_len(end.1).unwrap();
+    }
+
     pub async fn flushall(&self) {
+        self.command(&mut redis::cmd("FLUSHALL")).await;
+    }
+
+    /// Runs one command on this Redis (a new connection each time).
+    pub async fn command(&self, cmd: &mut redis::Cmd) -> redis::Value {
         let client = redis::Client::open(self.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+        cmd.query_async(&mut conn).await.unwrap()
     }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -73,6 +73,12 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings().await;
     change(&mut settings);
+    spawn_app_on(settings).await
+}
+
+/// An app on exactly these settings: a second instance on the same
+/// database and key prefix, or one started again after another stopped.
+pub async fn spawn_app_on(settings: Settings) -> TestApp {
     let shutdown = CancellationToken::new();
     let app = Application::build(settings.clone(), shutdown.clone())
         .await
@@ -118,6 +124,24 @@ impl TestApp {
             .get_multiplexed_async_connection()
             .await
             .unwrap()
+    }
+
+    /// A storefront request with an `Idempotency-Key`.
+    pub async fn keyed(
+        &self,
+        method: Method,
+        path: &str,
+        idempotency_key: &str,
+        body: Value,
+    ) -> Response {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(STOREFRONT)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Any request: method, path, key (None: no Authorization), JSON body.

@@ -18,6 +18,7 @@ mod randomized;
 mod reconcile;
 mod recovery;
 mod reservations;
+mod restarts;
 mod returns;
 mod skus;
 mod validation;

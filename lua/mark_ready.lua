@@ -1,0 +1,16 @@
+-- mark_ready.lua: ends a rebuild: Redis holds the state rebuilt from the
+-- ledger, so write scripts may run again; the rebuild lease is released.
+--
+-- KEYS[1]  the ready marker (base.."ready")
+-- ARGV[1]  base prefix
+-- ARGV[2]  the rebuild lease's owner
+-- ARGV[3]  the run id of the Redis server that was rebuilt (INFO server):
+--          a Redis that restarts comes back with this marker but another
+--          run id, and every instance then knows its last writes may be lost
+--
+-- Returns 1, or 0 (nothing done) if the caller no longer holds the lease.
+local base, owner = ARGV[1], ARGV[2]
+if redis.call('GET', base .. 'rebuild-lock') ~= owner then return 0 end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('DEL', base .. 'rebuild-lock')
+return 1

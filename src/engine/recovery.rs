@@ -1,0 +1,373 @@
+//! What the engine knows about the Redis server behind it, and the calls a
+//! rebuild makes: the ready marker (which Redis run was rebuilt), the rebuild
+//! lease, settling holds the ledger sold, customer totals and the batch
+//! comparison of live counts with the ledger.
+//!
+//! A Redis that restarts may come back without its last writes (an AOF
+//! written every second), so the marker holds the run id of the server that
+//! was rebuilt: a marker of another run means "restarted", and the instance
+//! that notices deletes it, which makes every write script refuse until the
+//! rebuild is done. Calls notice it on their own too: after any connection
+//! failure the next write checks the server before it runs (see
+//! `Engine::check_server`), and wakes the rebuild guard.
+
+use super::{rejection_or_bug, Engine, EngineError};
+use crate::domain::{Drift, Order, ReconcileMode, ReservationId, Sku, StreamId};
+use anyhow::{anyhow, Context};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Whether Redis holds the state rebuilt from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerState {
+    /// Rebuilt, and not restarted since.
+    Ready,
+    /// Rebuilt on an earlier run of the server (`marker`): it restarted, and
+    /// may have lost its last writes.
+    Restarted {
+        /// The marker left by that rebuild.
+        marker: String,
+    },
+    /// Not rebuilt (new, lost its data, or a rebuild is under way) on the
+    /// server run `run_id`.
+    NotRebuilt {
+        /// The server's run id now.
+        run_id: String,
+    },
+}
+
+/// What calls learn about the server between the rebuild guard's looks.
+#[derive(Debug)]
+pub(super) struct Watch {
+    /// A call failed on its connection (or none has been checked yet): the
+    /// server may have restarted, so the next write checks it first.
+    suspect: AtomicBool,
+    /// Wakes the rebuild guard when a call finds Redis not rebuilt.
+    rebuild_wanted: Arc<Notify>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            suspect: AtomicBool::new(true),
+            rebuild_wanted: Arc::default(),
+        }
+    }
+}
+
+impl Watch {
+    /// Notes a failed call: the connection may now lead to another run of
+    /// the server.
+    pub(super) fn connection_failed(&self) {
+        self.suspect.store(true, Ordering::Relaxed);
+    }
+
+    /// Wakes the rebuild guard.
+    pub(super) fn want_rebuild(&self) {
+        self.rebuild_wanted.notify_one();
+    }
+}
+
+/// The operations on a key held by its owner (`lua/lease.lua`).
+#[derive(Debug, Clone, Copy)]
+pub enum LeaseOp {
+    /// Take it if free or ours.
+    Acquire,
+    /// Restart its time if ours.
+    Renew,
+    /// Give it up if ours.
+    Release,
+}
+
+impl LeaseOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            LeaseOp::Acquire => "acquire",
+            LeaseOp::Renew => "renew",
+            LeaseOp::Release => "release",
+        }
+    }
+}
+
+impl Engine {
+    /// Wakes whoever rebuilds (the rebuild guard) when a call finds Redis
+    /// restarted or not rebuilt.
+    pub fn rebuild_wanted(&self) -> Arc<Notify> {
+        self.watch.rebuild_wanted.clone()
+    }
+
+    /// Before a write: once a connection failed, checks that the server is
+    /// still the one that was rebuilt, so no write lands on a Redis that
+    /// came back without its last moments before a rebuild looked at it.
+    pub(super) async fn check_server(&self) -> Result<(), EngineError> {
+        if !self.watch.suspect.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let why = match self.server_state().await? {
+            ServerState::Ready => {
+                self.watch.suspect.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            ServerState::Restarted { marker } => {
+                self.forget_rebuild(&marker).await?;
+                "Redis restarted and is being checked against the ledger"
+            }
+            ServerState::NotRebuilt { .. } => "Redis is being rebuilt from the ledger",
+        };
+        self.watch.want_rebuild();
+        Err(EngineError::Unavailable(anyhow!(why)))
+    }
+
+    /// The server's run id and the ready marker, read together.
+    pub async fn server_state(&self) -> Result<ServerState, EngineError> {
+        let key = self.keys.ready();
+        let (info, marker): (String, Option<String>) = self
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .cmd("INFO")
+                    .arg("server")
+                    .cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let run_id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| EngineError::Internal(anyhow!("INFO server without run_id")))?;
+        Ok(match marker {
+            Some(m) if m == run_id => ServerState::Ready,
+            Some(marker) => ServerState::Restarted { marker },
+            None => ServerState::NotRebuilt { run_id },
+        })
+    }
+
+    /// Deletes the ready marker `marker` of an earlier server run (if it is
+    /// still that one): write scripts refuse until the next rebuild.
+    pub async fn forget_rebuild(&self, marker: &str) -> Result<bool, EngineError> {
+        self.lease_call(self.keys.ready(), LeaseOp::Release, marker, Duration::ZERO)
+            .await
+    }
+
+    /// Takes, renews or releases the rebuild lease for `owner`; whether it
+    /// is (or was) `owner`'s.
+    pub async fn rebuild_lease(
+        &self,
+        op: LeaseOp,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, EngineError> {
+        self.lease_call(self.keys.rebuild_lock(), op, owner, ttl)
+            .await
+    }
+
+    pub(super) async fn lease_call(
+        &self,
+        key: String,
+        op: LeaseOp,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, EngineError> {
+        let mut invocation = self.scripts.lease.key(key);
+        invocation
+            .arg(op.as_str())
+            .arg(owner)
+            .arg(ttl.as_millis() as u64);
+        let done: i64 = self
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Ends a rebuild by `owner` of the server run `run_id`: write scripts
+    /// run again and the lease is released. False if `owner` lost the lease.
+    pub async fn mark_ready(&self, owner: &str, run_id: &str) -> Result<bool, EngineError> {
+        let args = vec![
+            self.keys.base().to_owned(),
+            owner.to_owned(),
+            run_id.to_owned(),
+        ];
+        let reply = self
+            .script(&self.scripts.mark_ready, self.keys.ready(), args)
+            .await?;
+        Ok(reply.code == "1")
+    }
+
+    /// Compares, and with `mode` other than check sets, the live counts of
+    /// `rows` (sku, expected on_hand counting outbox entries up to `after`,
+    /// and the ledger's settings) in one atomic step. A rebuild passes the
+    /// lease's `owner`, and nothing is written if it lost the lease.
+    pub async fn reconcile_batch(
+        &self,
+        mode: ReconcileMode,
+        after: StreamId,
+        owner: &str,
+        rows: &[(&crate::ledger::SkuRecord, i64)],
+    ) -> Result<Vec<Drift>, EngineError> {
+        let mut args = Vec::with_capacity(5 + rows.len() * 5);
+        args.extend([
+            self.keys.base().to_owned(),
+            mode.as_str().to_owned(),
+            after.to_string(),
+            owner.to_owned(),
+            rows.len().to_string(),
+        ]);
+        for (record, expected) in rows {
+            args.push(record.sku.clone());
+            args.push(expected.to_string());
+            args.push(record.backorder_limit.to_string());
+            args.push(
+                record
+                    .per_customer_limit
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            );
+            args.push(
+                record
+                    .sale_starts_at
+                    .map(|t| t.timestamp_millis().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        let reply = self
+            .script(&self.scripts.reconcile, self.keys.expiry(), args)
+            .await?;
+        if reply.code == "lease_lost" {
+            return Err(lease_lost());
+        }
+        reply
+            .fields
+            .chunks_exact(5)
+            .map(|c| {
+                let num = |s: &str| {
+                    s.parse::<i64>()
+                        .with_context(|| format!("reconcile reply {c:?}"))
+                };
+                Ok(Drift {
+                    sku: Sku::parse(&c[0]).map_err(|m| anyhow!(m))?,
+                    expected_on_hand: num(&c[1])?,
+                    expected_held: num(&c[2])?,
+                    actual_on_hand: if c[3].is_empty() {
+                        None
+                    } else {
+                        Some(num(&c[3])?)
+                    },
+                    actual_held: num(&c[4])?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()
+            .map_err(EngineError::Internal)
+    }
+
+    /// Restores per-customer totals while `owner` rebuilds Redis: the old
+    /// totals are deleted, then bought (from the ledger) and held (from the
+    /// live holds) are added up again.
+    pub async fn set_customer_counts(
+        &self,
+        owner: &str,
+        bought: &[crate::ledger::Bought],
+    ) -> Result<(), EngineError> {
+        // Write scripts refuse to run until Redis is ready again, so these
+        // keys change under no one's feet.
+        let pattern = format!("{}cust:*", self.keys.base());
+        let mut cursor: u64 = 0;
+        loop {
+            let pattern = pattern.clone();
+            let (next, keys): (u64, Vec<String>) = self
+                .run(|mut conn| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(5000)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            if !keys.is_empty() {
+                self.customer_counts(owner, "clear", keys).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for chunk in bought.chunks(5000) {
+            let mut args = Vec::with_capacity(chunk.len() * 3);
+            for b in chunk {
+                args.extend([b.customer_id.clone(), b.sku.clone(), b.qty.to_string()]);
+            }
+            self.customer_counts(owner, "bought", args).await?;
+        }
+        self.customer_counts(owner, "held", Vec::new()).await
+    }
+
+    async fn customer_counts(
+        &self,
+        owner: &str,
+        op: &str,
+        rest: Vec<String>,
+    ) -> Result<(), EngineError> {
+        let mut args = vec![self.keys.base().to_owned(), owner.to_owned(), op.to_owned()];
+        args.extend(rest);
+        let reply = self
+            .script(&self.scripts.set_customer_counts, self.keys.expiry(), args)
+            .await?;
+        if reply.code == "lease_lost" {
+            return Err(lease_lost());
+        }
+        Ok(())
+    }
+
+    /// Ids of the holds in state held (the reaper's queue).
+    pub async fn live_holds(&self) -> Result<Vec<ReservationId>, EngineError> {
+        let key = self.keys.expiry();
+        let ids: Vec<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| ReservationId::parse(id))
+            .collect())
+    }
+
+    /// Marks a held hold committed as `order` (whose sale the ledger has),
+    /// while `owner` rebuilds Redis.
+    pub async fn settle(&self, owner: &str, order: &Order) -> Result<bool, EngineError> {
+        let id = &order.reservation_id;
+        let args = vec![
+            self.keys.base().to_owned(),
+            id.to_string(),
+            order.order_id.to_string(),
+            order.committed_at.timestamp_millis().to_string(),
+            owner.to_owned(),
+        ];
+        let reply = self
+            .script(&self.scripts.settle, self.keys.hold(id), args)
+            .await?;
+        match reply.code.as_str() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            "lease_lost" => Err(lease_lost()),
+            _ => Err(rejection_or_bug(&reply)),
+        }
+    }
+}
+
+fn lease_lost() -> EngineError {
+    EngineError::Unavailable(anyhow!(
+        "the rebuild lease ran out (another instance took over the rebuild)"
+    ))
+}
