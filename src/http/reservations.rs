@@ -42,7 +42,7 @@ fn reservation_id(path: &str) -> Result<ReservationId, ApiError> {
         (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "insufficient_stock, per_customer_limit_exceeded, sale_not_started, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed, unknown_sku", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
@@ -112,7 +112,7 @@ pub(crate) async fn get_reservation(
         (status = 409, description = "insufficient_stock, per_customer_limit_exceeded, sale_not_started, reservation_released, reservation_committed, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "reservation_expired", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed, unknown_sku", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
@@ -148,7 +148,7 @@ pub(crate) async fn patch_reservation(
         (status = 409, description = "reservation_released, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "reservation_expired", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed: no lines left, or order_id used by another order", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
@@ -181,7 +181,7 @@ pub(crate) async fn commit_reservation(
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "reservation_committed, idempotency_conflict", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed: a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]

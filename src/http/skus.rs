@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "insufficient_stock: available would drop below what holds need", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed (on_hand is required on create)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
@@ -244,7 +244,7 @@ pub(crate) async fn ledger(
         (status = 404, description = "not_found: SKU never set up", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "insufficient_stock: on_hand would drop below held; idempotency_conflict: adjustment_id used for another change", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: Redis or Postgres unreachable; nothing was changed", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]

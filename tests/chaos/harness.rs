@@ -21,6 +21,41 @@ pub const CLIENTS: usize = 200;
 /// runs the rest of the suite on the same two cores meanwhile.
 pub const READY_WITHIN: Duration = Duration::from_secs(60);
 
+/// DESIGN.md, invariant 9: writes succeed again within 2 s of the failed
+/// component answering again.
+pub const WRITES_RESUME_WITHIN: Duration = Duration::from_secs(2);
+
+/// Waits for the first reserve that succeeds after `back` (when the failed
+/// component answered again), notes how long it took, and returns it.
+pub async fn note_writes_resumed(
+    load: &Load,
+    faults: &mut Faults,
+    back: Instant,
+    what: &str,
+) -> Duration {
+    let took = load
+        .stats()
+        .reserve_succeeded_after(back, Duration::from_secs(30))
+        .await
+        .unwrap_or(Duration::MAX);
+    faults.note(format!(
+        "first reserve held {:.2} s after {what}",
+        took.as_secs_f64()
+    ));
+    took
+}
+
+/// Fails the test if writes took longer than `WRITES_RESUME_WITHIN` to
+/// resume after any fault.
+pub fn assert_writes_resumed(test: &str, gaps: &[Duration]) {
+    let worst = gaps.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst <= WRITES_RESUME_WITHIN,
+        "{test}: writes resumed {worst:?} after the component answered again \
+         (allowed {WRITES_RESUME_WITHIN:?}); all: {gaps:?}"
+    );
+}
+
 /// 200 clients keep 200+ sockets open, besides the children's own.
 pub fn raise_fd_limit() {
     rlimit::increase_nofile_limit(10_000).expect("raise the open files limit");

@@ -5,15 +5,12 @@
 //! every acknowledged commit is in Postgres, that stock is conserved per
 //! SKU, and that the service's own reconcile finds no drift.
 //!
-//! `aof_faults` is ignored: it shows a service bug (a Redis that comes back
-//! without its last second of AOF is not reconciled, and sells units twice);
-//! run it with `cargo nextest run --test chaos --run-ignored all`.
-//!
 //! Needs the test Postgres (127.0.0.1:5434, or STOCKHOLD_TEST_DATABASE_URL)
 //! that scripts/test.sh starts, `redis-server` on PATH, and the Postgres 15
 //! server binaries (for the test that stops a Postgres of its own).
 
 mod aof_faults;
+mod combined_faults;
 mod harness;
 mod instance_faults;
 mod postgres_faults;

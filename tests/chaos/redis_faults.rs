@@ -1,7 +1,7 @@
 //! Redis SIGKILLed under load and restarted on the same data directory.
 
 use crate::harness::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_three_times() {
@@ -19,6 +19,7 @@ async fn redis_killed_three_times() {
     let plan = LoadPlan::new("redis", CLIENTS, Duration::from_secs(15), &catalogue);
     let load = Load::start(plan, vec![service.url()]);
     let mut faults = Faults::new();
+    let mut gaps = Vec::new();
     for round in 0..3u32 {
         faults
             .until(Duration::from_secs(3 + 4 * round as u64))
@@ -31,6 +32,8 @@ async fn redis_killed_three_times() {
         faults.record(format!("Redis SIGKILLed ({in_flight} commits in flight)"));
         tokio::time::sleep(Duration::from_secs(1)).await;
         redis.restart().await;
+        let back = Instant::now();
+        gaps.push(note_writes_resumed(&load, &mut faults, back, "Redis answered again").await);
     }
     let outcome = load.finish().await;
 
@@ -38,4 +41,5 @@ async fn redis_killed_three_times() {
     service.wait_ready(READY_WITHIN).await;
     let findings = check(&[service.url()], &db.url, &catalogue, &outcome).await;
     report("redis_killed_three_times", &faults, &outcome, &findings);
+    assert_writes_resumed("redis_killed_three_times", &gaps);
 }

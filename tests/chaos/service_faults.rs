@@ -2,7 +2,7 @@
 //! times, and once more while it starts up.
 
 use crate::harness::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_killed_three_times() {
@@ -21,6 +21,7 @@ async fn service_killed_three_times() {
     let plan = LoadPlan::new("service", CLIENTS, Duration::from_secs(16), &catalogue);
     let load = Load::start(plan, vec![service.url()]);
     let mut faults = Faults::new();
+    let mut gaps = Vec::new();
     for round in 0..3u32 {
         faults
             .until(Duration::from_secs(3 + 4 * round as u64))
@@ -45,11 +46,14 @@ async fn service_killed_three_times() {
             service.restart();
         }
         let took = service.wait_ready(READY_WITHIN).await;
+        let back = Instant::now();
         faults.note(format!("service ready after {:.1} s", took.as_secs_f64()));
+        gaps.push(note_writes_resumed(&load, &mut faults, back, "the service was ready").await);
     }
     let outcome = load.finish().await;
 
     // Assert
     let findings = check(&[service.url()], &db.url, &catalogue, &outcome).await;
     report("service_killed_three_times", &faults, &outcome, &findings);
+    assert_writes_resumed("service_killed_three_times", &gaps);
 }

@@ -1,7 +1,11 @@
 //! The load generator: concurrent clients, each bounded in time and in
 //! rounds, that reserve random baskets and commit, release or abandon them,
-//! tolerating refused connections and 503s. Every commit attempt is kept
-//! with what the client learnt about it, for the invariant checker.
+//! tolerating refused connections and 503s. Every write carries an
+//! Idempotency-Key, and a write whose answer was lost (or that was answered
+//! 503, or "still in progress") is sent again with the same key, as a
+//! careful client does. Every commit attempt is kept with what the client
+//! learnt about it, for the invariant checker; every reserve that succeeded
+//! is timed, so a test can tell how soon writes resumed after a fault.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -9,7 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -22,6 +26,8 @@ pub const ADMIN: &str = "dev-admin-key";
 /// know yet (connection died, 503) before calling it unknown.
 const COMMIT_PATIENCE: Duration = Duration::from_secs(8);
 const COMMIT_ATTEMPTS: usize = 12;
+/// Attempts of a reserve (same key) before the client moves on.
+const RESERVE_ATTEMPTS: usize = 4;
 
 /// The SKUs a test sets up: a few hot ones with little stock, which sell
 /// out under load (the edge where a double sale would show), and plenty of
@@ -138,6 +144,8 @@ pub struct Stats {
     pub acked: AtomicU64,
     /// Commits answered 202 so far.
     pub accepted: AtomicU64,
+    /// When each reserve answered 201 came back.
+    reserved_at: Mutex<Vec<Instant>>,
 }
 
 impl Stats {
@@ -151,6 +159,33 @@ impl Stats {
                 return now;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits (at most `within`) for a reserve answered 201 after `since`;
+    /// how long after `since` the first one came back.
+    pub async fn reserve_succeeded_after(
+        &self,
+        since: Instant,
+        within: Duration,
+    ) -> Option<Duration> {
+        let end = Instant::now() + within;
+        loop {
+            let first = self
+                .reserved_at
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| **t >= since)
+                .min()
+                .copied();
+            if let Some(t) = first {
+                return Some(t - since);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
@@ -356,8 +391,9 @@ impl Client {
                 .map(|(s, _)| format!("sku={s}"))
                 .collect();
             let path = format!("/v1/availability?{}", query.join("&"));
-            if let Answer::Status(200, body) =
-                self.call("availability", Method::GET, &path, None).await
+            if let Answer::Status(200, body) = self
+                .call("availability", Method::GET, &path, None, None)
+                .await
             {
                 let items = body["items"].as_array().cloned().unwrap_or_default();
                 for item in items {
@@ -374,29 +410,58 @@ impl Client {
             "customer_id": format!("c-{}", self.idx),
             "channel": "chaos",
         });
-        let id = match self
-            .call("reserve", Method::POST, "/v1/reservations", Some(body))
-            .await
-        {
-            Answer::Status(201, body) => body["id"].as_str().map(str::to_owned),
-            Answer::Status(409, _) => None,
-            _ => {
-                self.back_off(1).await;
-                None
+        let key = self.key("rsv");
+        let mut id = None;
+        for attempt in 1..=RESERVE_ATTEMPTS {
+            match self
+                .call(
+                    "reserve",
+                    Method::POST,
+                    "/v1/reservations",
+                    Some(&key),
+                    Some(body.clone()),
+                )
+                .await
+            {
+                Answer::Status(201, body) => {
+                    self.shared
+                        .stats
+                        .reserved_at
+                        .lock()
+                        .unwrap()
+                        .push(Instant::now());
+                    id = body["id"].as_str().map(str::to_owned);
+                    break;
+                }
+                Answer::Status(409, body) if body["code"] != "idempotency_conflict" => break,
+                // Lost, 503, "still in progress": the same again, a little later.
+                _ => self.back_off(attempt).await,
             }
-        };
+        }
         let Some(id) = id else { return };
         self.reserved += 1;
         match self.rng.gen_range(0..100) {
             0..=69 => self.commit(id, lines).await,
             70..=84 => {
                 let path = format!("/v1/reservations/{id}");
-                if let Answer::Lost = self.call("release", Method::DELETE, &path, None).await {
-                    self.call("release", Method::DELETE, &path, None).await;
+                let key = self.key("rel");
+                for attempt in 1..=2 {
+                    match self
+                        .call("release", Method::DELETE, &path, Some(&key), None)
+                        .await
+                    {
+                        Answer::Status(s, _) if s < 500 => break,
+                        _ => self.back_off(attempt).await,
+                    }
                 }
             }
             _ => {} // abandoned: the reaper expires it
         }
+    }
+
+    /// An idempotency key for one write of this client's current round.
+    fn key(&self, op: &str) -> String {
+        format!("{op}-{}-{}-{}", self.shared.plan.tag, self.idx, self.rounds)
     }
 
     /// 1 to 4 distinct SKUs, a hot one in a quarter of the baskets, sorted.
@@ -426,6 +491,7 @@ impl Client {
         let order_id = format!("ord-{}-{}-{}", self.shared.plan.tag, self.idx, self.rounds);
         let path = format!("/v1/reservations/{reservation_id}/commit");
         let body = json!({ "order_id": order_id, "payment_ref": "chaos" });
+        let key = self.key("cmt");
         let started = Instant::now();
         let mut unanswered = false;
         let mut attempts = 0;
@@ -434,12 +500,25 @@ impl Client {
             attempts += 1;
             stats.commits_in_flight.fetch_add(1, Ordering::SeqCst);
             let answer = self
-                .call("commit", Method::POST, &path, Some(body.clone()))
+                .call(
+                    "commit",
+                    Method::POST,
+                    &path,
+                    Some(&key),
+                    Some(body.clone()),
+                )
                 .await;
             stats.commits_in_flight.fetch_sub(1, Ordering::SeqCst);
             match answer {
                 Answer::Status(s @ 200..=202, _) => break CommitOutcome::Acked(s),
+                // Sent, maybe made: only a later answer tells.
+                Answer::Status(503, body) if body["code"] == "outcome_unknown" => unanswered = true,
                 Answer::Status(503, _) => {}
+                // The same commit still in flight (on an instance that died,
+                // say): ask again.
+                Answer::Status(409, body) if body["code"] == "idempotency_conflict" => {
+                    unanswered = true
+                }
                 // Any other 5xx says nothing about what happened.
                 Answer::Status(s, _) if s >= 500 => unanswered = true,
                 Answer::Status(s, _) => break CommitOutcome::Rejected(s),
@@ -475,7 +554,14 @@ impl Client {
 
     /// One HTTP request to the client's endpoint; an unanswered one moves
     /// the client on to the next endpoint.
-    async fn call(&mut self, op: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
+    async fn call(
+        &mut self,
+        op: &str,
+        method: Method,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let base = &self.shared.endpoints[self.home];
         self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut req = self
@@ -483,6 +569,9 @@ impl Client {
             .http
             .request(method, format!("{base}{path}"))
             .bearer_auth(STOREFRONT);
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }
