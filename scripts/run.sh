@@ -21,8 +21,8 @@ cargo build --release
 
 # Values already set in the environment win, so e.g. another port is one variable away.
 export STOCKHOLD_PROFILE=${STOCKHOLD_PROFILE:-development}
-export STOCKHOLD_REDIS__URL=${STOCKHOLD_REDIS__URL:-redis://127.0.0.1:6380/}
-export STOCKHOLD_DATABASE__URL=${STOCKHOLD_DATABASE__URL:-postgres://stockhold@127.0.0.1:5433/stockhold}
+export STOCKHOLD_REDIS__URL=${STOCKHOLD_REDIS__URL:-redis://127.0.0.1:${STOCKHOLD_DEV_REDIS_PORT:-6380}/}
+export STOCKHOLD_DATABASE__URL=${STOCKHOLD_DATABASE__URL:-postgres://stockhold@127.0.0.1:${STOCKHOLD_DEV_PG_PORT:-5433}/stockhold}
 export STOCKHOLD_APPLICATION__HOST=${STOCKHOLD_APPLICATION__HOST:-127.0.0.1}
 export STOCKHOLD_APPLICATION__PORT=${STOCKHOLD_APPLICATION__PORT:-8080}
 

@@ -10,7 +10,9 @@
 #
 # STOCKHOLD_TEST_REDIS_PORT and STOCKHOLD_TEST_PG_PORT move the test services
 # elsewhere (data in .data/test-<redis port>), so two checkouts can run their
-# suites at once without one flushing the other's Redis.
+# suites at once without one flushing the other's Redis; STOCKHOLD_DEV_REDIS_PORT
+# and STOCKHOLD_DEV_PG_PORT do the same for the dev services (scripts/run.sh
+# follows them).
 #
 # Progress goes to stderr; `up` prints `export REDIS_URL=... DATABASE_URL=...` lines on
 # stdout, so `eval "$(scripts/services.sh up dev)"` works. Sourcing the script
@@ -36,12 +38,13 @@ action=$1 profile=$2
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case $profile in
-    dev)  redis_port=6380 pg_port=5433 db=stockhold ;;
+    dev)  redis_port=${STOCKHOLD_DEV_REDIS_PORT:-6380} pg_port=${STOCKHOLD_DEV_PG_PORT:-5433} db=stockhold ;;
     test) redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381} pg_port=${STOCKHOLD_TEST_PG_PORT:-5434} db=postgres ;;
     *) usage ;;
 esac
 datadir=$ROOT/.data/$profile
 [[ $profile == test && $redis_port != 6381 ]] && datadir=$ROOT/.data/test-$redis_port
+[[ $profile == dev && $redis_port != 6380 ]] && datadir=$ROOT/.data/dev-$redis_port
 redis_dir=$datadir/redis
 
 # Postgres refuses to run as root, so as root every Postgres command runs as the
