@@ -1,8 +1,8 @@
 -- common.lua: helpers prepended to every other script when it is loaded (see
 -- src/engine/scripts.rs). Defines functions only; touches no keys by itself.
 --
--- Key layout, all under one partition prefix `base` = "<prefix>:{p0}:" so that
--- every key a script touches hashes to the same Redis Cluster slot:
+-- Key layout, all under one partition's prefix `base` = "<prefix>:{pN}:" so
+-- that every key a script touches hashes to the same Redis Cluster slot:
 --   base.."avail"         hash  sku -> available = on_hand - held + backorder
 --                               limit; the one counter a reserve reads and
 --                               writes (a field exists for every SKU set up)
@@ -10,23 +10,38 @@
 --   base.."bo"            hash  sku -> backorder limit (only when not 0)
 --   base.."rules"         hash  sku -> "pcl ssa": per-customer limit and sale
 --                               start in ms, '-' for none (only SKUs with one)
---   base.."hold:"..id     string  the hold record (see read_hold)
---   base.."exp"           zset  hold id scored by expires_at ms (the reaper's queue)
+--   base.."hold:"..id     string  the hold's record in this partition (see
+--                               read_hold): its home record, or a part
+--   base.."exp"           zset  hold id scored by expires_at ms (the reaper's
+--                               queue); a part is scored by when the reaper
+--                               must ask its home about it
+--   base.."committing"    zset  home holds whose commit over several
+--                               partitions is under way, by start ms
 --   base.."cust:"..cust   hash  sku -> units held + bought by that customer
 --                               (only lines of SKUs with a per-customer limit)
---   base.."order:"..oid   string  hold id of the order (order ids are unique)
+--   base.."order:"..oid   string  hold id of the order (order ids are unique;
+--                               the entry lives in the order id's partition)
 --   base.."outbox"        stream  every change of on_hand, for the ledger
---   base.."ready"         string  set once Redis has been rebuilt from the
---                               ledger, to the run id of the Redis server
---                               rebuilt; a Redis that lost its data lacks it,
---                               and every write script then refuses to run
+--   base.."ready"         string  set once the partition has been rebuilt
+--                               from the ledger, to the run id of the Redis
+--                               server rebuilt; a partition that lost its
+--                               data lacks it, and every write script then
+--                               refuses to run
 --   base.."rebuild-lock"  string  the rebuild lease: the owner's id, with a
 --                               short TTL the owner renews (lua/lease.lua)
+--   base.."lost-at"       string  ms of the last rebuild that may have lost
+--                               holds (restart, failover, data loss)
 --   base.."marks:"..id    string  adjustment / return ids already applied
 --
 -- `held` is not stored: it is on_hand + backorder limit - available. A
 -- reserve touches one field per line (avail), a commit one (onhand: on_hand
 -- and held drop together, so available stays), a release one (avail).
+--
+-- A basket whose SKUs live in several partitions has a record in each: the
+-- home record (in the partition its id names) decides its status, expiry
+-- and version; each other partition keeps a part with its own lines. A part
+-- is changed in two steps: staged (units taken, the change and its version
+-- kept in `pv`/`chg`), then confirmed or undone once the home has decided.
 --
 -- SKUs never contain spaces (the API restricts them to A-Z a-z 0-9 . _ : -),
 -- and customer ids, channels, order ids and payment references never contain
@@ -79,12 +94,18 @@ local function words(s)
   return out
 end
 
--- The hold record: st cust chan ca ea oid cat pref counted skus qtys, joined
--- by \31. st is held|committed|released|expired; ca, ea, cat are ms; counted
--- lists the SKUs whose units count in the customer's total; skus and qtys
--- list the lines in basket order.
-local RECORD = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31'
-  .. '([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
+-- The hold record: st cust chan ca ea oid cat pref counted skus qtys, then
+-- for baskets over several partitions: home parts basket ver pv chg; joined
+-- by \31 (trailing empty fields are left out). st is held | committing |
+-- committed | released | expired; ca, ea, cat are ms; counted lists the SKUs
+-- whose units count in the customer's total; skus and qtys list this
+-- partition's lines in basket order. home is '' in a home record, else the
+-- home partition's number; parts (home only) the other partitions; basket
+-- (home only, when it has parts) every SKU of the basket in basket order;
+-- ver the confirmed version; pv (parts only) "version:token" of a staged
+-- change, chg its "sku old new ..." (the lines hold the larger of old, new).
+local FIELDS = { 'st', 'cust', 'chan', 'ca', 'ea', 'oid', 'cat', 'pref', 'counted', 'skus', 'qtys',
+  'home', 'parts', 'basket', 'ver', 'pv', 'chg' }
 
 -- Reads a hold; nil when it does not exist.
 local function read_hold(key)
@@ -92,21 +113,40 @@ local function read_hold(key)
   if not rec then
     return nil
   end
-  local st, cust, chan, ca, ea, oid, cat, pref, counted, skus, qtys = string.match(rec, RECORD)
-  return { st = st, cust = cust, chan = chan, ca = ca, ea = ea, oid = oid, cat = cat,
-    pref = pref, counted = counted, skus = skus, qtys = qtys }
+  local h, i, from = {}, 1, 1
+  while true do
+    local at = string.find(rec, '\31', from, true)
+    if not at then
+      h[FIELDS[i]] = string.sub(rec, from)
+      break
+    end
+    h[FIELDS[i]] = string.sub(rec, from, at - 1)
+    i, from = i + 1, at + 1
+  end
+  for k = i + 1, #FIELDS do h[FIELDS[k]] = '' end
+  return h
 end
 
 local function encode_hold(h)
-  return table.concat({ h.st, h.cust, h.chan, h.ca, h.ea, h.oid, h.cat, h.pref,
-    h.counted, h.skus, h.qtys }, '\31')
+  local last = 11
+  for k = #FIELDS, 12, -1 do
+    if h[FIELDS[k]] ~= '' then last = k break end
+  end
+  local out = {}
+  for k = 1, last do out[k] = h[FIELDS[k]] end
+  return table.concat(out, '\31')
+end
+
+-- The version number of "version:token" ('' -> 0).
+local function version_of(pv)
+  return tonumber(string.match(pv, '^(%d+)') or '0')
 end
 
 -- Writes a held hold (no TTL: the reaper ends it) or an ended one (kept
 -- readable for ENDED_TTL_MS). Returns the record written.
 local function write_hold(key, h)
   local rec = encode_hold(h)
-  if h.st == 'held' then
+  if h.st == 'held' or h.st == 'committing' then
     redis.call('SET', key, rec)
   else
     redis.call('SET', key, rec, 'PX', ENDED_TTL_MS)
@@ -170,6 +210,50 @@ local function end_hold(base, key, id, h, state)
   give_back(base, h, back, order)
   add_available(base, order, back)
   return close_hold(base, key, id, h, state)
+end
+
+-- Sets a hold's lines from parallel lists, dropping lines of 0 units; the
+-- counted set keeps the SKUs still there.
+local function set_lines(h, skus, qtys, counted)
+  local s, q, c = {}, {}, {}
+  for i, sku in ipairs(skus) do
+    local n = qty(qtys[i])
+    if n > 0 then
+      s[#s + 1], q[#q + 1] = sku, int(n)
+      if counted[sku] then c[#c + 1] = sku end
+    end
+  end
+  h.skus, h.qtys, h.counted = table.concat(s, ' '), table.concat(q, ' '), table.concat(c, ' ')
+end
+
+-- Ends a part's staged change: 'confirm' keeps the new quantities (giving
+-- back what went down), 'undo' the old ones (giving back what went up).
+-- Updates avail, the customer's totals and the record (not written here).
+local function settle_stage(base, h, op)
+  if h.pv == '' then return end
+  local skus, qtys, counted = hold_lines(h)
+  local at = {}
+  for i, sku in ipairs(skus) do at[sku] = i end
+  local back, order = {}, {}
+  local cust_key = base .. 'cust:' .. h.cust
+  local c = words(h.chg)
+  for k = 1, #c, 3 do
+    local sku, old, new = c[k], tonumber(c[k + 1]), tonumber(c[k + 2])
+    local keep = op == 'confirm' and new or old
+    local held = old > new and old or new
+    if keep < held then
+      back[sku] = held - keep
+      order[#order + 1] = sku
+      if counted[sku] and redis.call('HINCRBY', cust_key, sku, keep - held) <= 0 then
+        redis.call('HDEL', cust_key, sku)
+      end
+    end
+    if at[sku] then qtys[at[sku]] = int(keep) end
+  end
+  add_available(base, order, back)
+  set_lines(h, skus, qtys, counted)
+  if op == 'confirm' then h.ver = int(version_of(h.pv)) end
+  h.pv, h.chg = '', ''
 end
 
 -- A held hold whose time has run out is expired on the spot, so no operation

@@ -7,10 +7,12 @@
 -- ARGV[3]  the run id of the Redis server that was rebuilt (INFO server):
 --          a Redis that restarts comes back with this marker but another
 --          run id, and every instance then knows its last writes may be lost
---
+-- ARGV[4]  ms of this rebuild if it may have lost holds (a restart, a
+--          failover, data lost), recorded as base.."lost-at"; '' if not
 -- Returns 1, or 0 (nothing done) if the caller no longer holds the lease.
 local base, owner = ARGV[1], ARGV[2]
 if redis.call('GET', base .. 'rebuild-lock') ~= owner then return 0 end
 redis.call('SET', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('SET', base .. 'lost-at', ARGV[4]) end
 redis.call('DEL', base .. 'rebuild-lock')
 return 1

@@ -5,14 +5,27 @@
 -- ARGV[1]  base prefix
 -- ARGV[2]  hold id
 -- ARGV[3]  new ttl in ms, or '' to keep expires_at
--- ARGV[4]  number of lines n (distinct SKUs; may be 0)
--- ARGV[5 .. 4+n]      the SKUs
--- ARGV[5+n .. 4+2n]   their new quantities (>= 0; 0 removes the line)
+-- ARGV[4]  mode: '' (the hold lives here alone, or the change is here
+--          alone), 'home' (the home record of a basket whose other parts of
+--          this change are staged already) or 'check' (the checks only, on
+--          whatever part of the hold is here, writing nothing)
+-- ARGV[5]  home: the version the change is made on; ARGV[6] its new version
+--          (check: ARGV[5] is the hold's customer, for a partition where
+--          the hold has no part yet)
+-- ARGV[7]  home: ms when the first part was staged; refused after ARGV[8] ms
+-- ARGV[9]  home: the other partitions after the change; ARGV[10] every SKU
+--          of the basket after the change, in basket order
+-- ARGV[11] number of lines n (distinct SKUs; may be 0)
+-- ARGV[12 .. 11+n]    the SKUs
+-- ARGV[12+n .. 11+2n] their new quantities (>= 0; 0 removes the line)
 --
 -- Returns one of
---   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
+--   {'not_ready'}  the partition is not rebuilt yet (nothing done)
 --   {'ok', record}
---   {'not_found'} | {'expired'} | {'released'} | {'committed'}
+--   {'not_found'} | {'expired'} | {'released'} | {'committed'} | {'committing'}
+--   {'conflict'}   home: another change of the basket came first
+--   {'too_late'}   home: the parts' stages ran out
+--   {'checked', unknown, nocust, early, over, short}   mode 'check'
 --   {'unknown_sku', sku, ...} | {'customer_required', sku, ...}
 --   {'sale_not_started', sku, starts_ms, ...}
 --   {'limit_exceeded', sku, limit, already, requested, ...}
@@ -22,14 +35,19 @@
 local argv = ARGV
 local base, id, key = argv[1], argv[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
+local mode = argv[4]
 local h = read_hold(key)
-if not h then return { 'not_found' } end
 local now = now_ms()
-if expire_if_due(base, key, id, h, now) then return { 'expired' } end
-if h.st ~= 'held' then return { h.st } end
+if mode == 'check' then
+  h = h or { cust = argv[5], counted = '', skus = '', qtys = '' }
+else
+  if not h then return { 'not_found' } end
+  if expire_if_due(base, key, id, h, now) then return { 'expired' } end
+  if h.st ~= 'held' then return { h.st } end
+end
 
-local n = tonumber(argv[4])
-local sku0, q0 = 4, 4 + n
+local n = tonumber(argv[11])
+local sku0, q0 = 11, 11 + n
 local cust = h.cust
 local cust_key = base .. 'cust:' .. cust
 local skus, qtys, counted = hold_lines(h)
@@ -82,8 +100,19 @@ for i = 1, n do
     new_qty[sku] = q
   end
 end
+if mode == 'check' then
+  local out = { 'checked' }
+  for _, failed in ipairs({ unknown, nocust, early, over, short }) do
+    out[#out + 1] = table.concat(failed, ' ', 2)
+  end
+  return out
+end
 for _, failed in ipairs({ unknown, nocust, early, over, short }) do
   if #failed > 1 then return failed end
+end
+if mode == 'home' then
+  if (h.ver == '' and '1' or h.ver) ~= argv[5] then return { 'conflict' } end
+  if now - tonumber(argv[7]) > tonumber(argv[8]) then return { 'too_late' } end
 end
 
 if #writes > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
@@ -114,5 +143,18 @@ h.skus, h.qtys, h.counted = table.concat(out_s, ' '), table.concat(out_q, ' '), 
 if argv[3] ~= '' then
   h.ea = int(now + tonumber(argv[3]))
   redis.call('ZADD', base .. 'exp', h.ea, id)
+end
+if mode == 'home' then
+  h.ver, h.parts, h.basket = argv[6], argv[9], argv[10]
+elseif h.basket ~= '' then
+  -- A change here alone of a basket over several partitions: SKUs new to
+  -- the basket join its order at the end.
+  local known = {}
+  for sku in string.gmatch(h.basket, '%S+') do known[sku] = true end
+  local order = { h.basket }
+  for _, sku in ipairs(out_s) do
+    if not known[sku] then order[#order + 1] = sku end
+  end
+  h.basket = table.concat(order, ' ')
 end
 return { 'ok', write_hold(key, h) }

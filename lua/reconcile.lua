@@ -16,7 +16,8 @@
 -- Returns {'lease_lost'} (nothing done) in mode 'rebuild' when the caller no
 -- longer holds the rebuild lease, else {'ok', …} with 5 values per drifted SKU:
 --   sku, expected on_hand, expected held, actual on_hand ('' = missing), actual held
--- Expected held is the sum of the SKU's lines over all holds in state held;
+-- Expected held is the sum of the SKU's lines over all holds (and parts) in
+-- state held or committing;
 -- actual held is on_hand + backorder limit - available. A repair writes
 -- on_hand and available (= on_hand + backorder limit - held) of drifted SKUs.
 -- Runs atomically, so under full load it sees one consistent instant.
@@ -38,8 +39,8 @@ for _, entry in ipairs(tail) do
   local f = {}
   local kv = entry[2]
   for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
-  if f.kind == 'commit' or f.kind == 'return' then
-    local sign = f.kind == 'commit' and -1 or 1
+  if f.kind == 'commit' or f.kind == 'part' or f.kind == 'return' then
+    local sign = f.kind == 'return' and 1 or -1
     for sku, q in string.gmatch(f.lines, '(%S+) (%d+) %-?%d+') do
       if expected_on_hand[sku] then
         expected_on_hand[sku] = expected_on_hand[sku] + sign * tonumber(q)
@@ -50,14 +51,17 @@ for _, entry in ipairs(tail) do
   end
 end
 
--- Live holds.
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = read_hold(base .. 'hold:' .. id)
-  if h and h.st == 'held' then
-    local hs, hq = hold_lines(h)
-    for i, sku in ipairs(hs) do
-      if expected_held[sku] then
-        expected_held[sku] = expected_held[sku] + qty(hq[i])
+-- Live holds: those in the reaper's queue, and the homes of commits over
+-- several partitions under way (out of the queue while committing).
+for _, queue in ipairs({ KEYS[1], base .. 'committing' }) do
+  for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+    local h = read_hold(base .. 'hold:' .. id)
+    if h and (h.st == 'held' or h.st == 'committing') then
+      local hs, hq = hold_lines(h)
+      for i, sku in ipairs(hs) do
+        if expected_held[sku] then
+          expected_held[sku] = expected_held[sku] + qty(hq[i])
+        end
       end
     end
   end

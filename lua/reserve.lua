@@ -1,23 +1,34 @@
--- reserve.lua: holds every line of a basket, or nothing.
+-- reserve.lua: holds every line of a basket (or of its part in this
+-- partition, as the home of a basket over several), or nothing.
 --
 -- KEYS[1]  hold key (base.."hold:"..id); must not exist yet
--- ARGV[1]  base prefix "<prefix>:{p0}:"
+-- ARGV[1]  base prefix "<prefix>:{pN}:"
 -- ARGV[2]  hold id
 -- ARGV[3]  ttl in ms
 -- ARGV[4]  customer id ('' = none)
 -- ARGV[5]  channel ('' = none)
 -- ARGV[6]  allow_partial: '1' or '0'
--- ARGV[7]  number of lines n (distinct SKUs)
--- ARGV[8]  the SKUs joined by spaces, ARGV[9] their quantities likewise (the
+-- ARGV[7]  mode: '' (the whole basket is here), 'home' (the home record of a
+--          basket whose other parts are staged already) or 'check' (run the
+--          checks only, write nothing)
+-- ARGV[8]  home: ms when the first part was staged; the home refuses after
+--          ARGV[9] ms more (the parts' stages are undone by then)
+-- ARGV[10] home: the other partitions; ARGV[11] home: every SKU of the
+--          basket in basket order
+-- ARGV[12] number of lines n (distinct SKUs)
+-- ARGV[13] the SKUs joined by spaces, ARGV[14] their quantities likewise (the
 --          hold record's lines when every line is held in full)
--- ARGV[10 .. 9+n]     the SKUs
--- ARGV[10+n .. 9+2n]  their quantities (>= 1)
+-- ARGV[15 .. 14+n]     the SKUs
+-- ARGV[15+n .. 14+2n]  their quantities (>= 1)
 --
 -- Returns one of
---   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
+--   {'not_ready'}  the partition is not rebuilt yet (nothing done)
 --   {'ok', record, shortages}   record as in common.lua (read_hold);
 --        shortages = "sku requested available ..." of lines held short
 --   {'exists'}                             the hold id is taken (idempotent retry)
+--   {'too_late'}                           home: the parts' stages ran out
+--   {'checked', unknown, nocust, early, over, short}   mode 'check': each
+--        a space-joined list as in the refusals below ('' when none)
 --   {'unknown_sku', sku, ...}
 --   {'customer_required', sku, ...}        SKUs with a per-customer limit
 --   {'sale_not_started', sku, starts_ms, ...}
@@ -29,12 +40,13 @@
 local argv = ARGV
 local base, id, key = argv[1], argv[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
-if redis.call('EXISTS', key) == 1 then
+local mode = argv[7]
+if mode ~= 'check' and redis.call('EXISTS', key) == 1 then
   return { 'exists' }
 end
-local cust, chan, partial = argv[4], argv[5], argv[6] == '1'
-local n = tonumber(argv[7])
-local sku0, q0 = 9, 9 + n -- argv[sku0 + i], argv[q0 + i]
+local cust, chan, partial = argv[4], argv[5], argv[6] == '1' and mode ~= 'check'
+local n = tonumber(argv[12])
+local sku0, q0 = 14, 14 + n -- argv[sku0 + i], argv[q0 + i]
 local now = now_ms()
 local cust_key = base .. 'cust:' .. cust
 
@@ -46,7 +58,7 @@ local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
 -- (or a partial hold) goes through the full checks below; nothing has been
 -- written either way.
 local writes, j = {}, 0 -- avail field/value pairs
-local plain = rules == nil and not partial
+local plain = rules == nil and not partial and mode ~= 'check'
 if plain then
   for i = 1, n do
     local a = avail[i]
@@ -98,11 +110,22 @@ if not plain then
     end
   end
 end
+if mode == 'check' then
+  local out = { 'checked' }
+  for _, failed in ipairs({ unknown, nocust, early, over, short }) do
+    out[#out + 1] = table.concat(failed, ' ', 2)
+  end
+  return out
+end
 for _, failed in ipairs({ unknown, nocust, early, over }) do
   if #failed > 1 then return failed end
 end
-if #short > 1 and (not partial or j == 0) then
+-- A home may hold nothing itself when its parts hold the rest.
+if #short > 1 and (not partial or (j == 0 and (mode ~= 'home' or argv[10] == ''))) then
   return short
+end
+if mode == 'home' and now - tonumber(argv[8]) > tonumber(argv[9]) then
+  return { 'too_late' }
 end
 
 if j > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
@@ -117,11 +140,15 @@ if taken then
   for k, t in ipairs(taken) do s[k], q[k] = t[1], t[2] end
   skus, qtys = table.concat(s, ' '), table.concat(q, ' ')
 else
-  skus, qtys = argv[8], argv[9]
+  skus, qtys = argv[13], argv[14]
 end
 local h = { st = 'held', cust = cust, chan = chan, ca = int(now),
   ea = int(now + tonumber(argv[3])), oid = '', cat = '', pref = '',
-  counted = table.concat(counted_skus, ' '), skus = skus, qtys = qtys }
+  counted = table.concat(counted_skus, ' '), skus = skus, qtys = qtys,
+  home = '', parts = '', basket = '', ver = '', pv = '', chg = '' }
+if mode == 'home' then
+  h.parts, h.basket, h.ver = argv[10], argv[11], '1'
+end
 local rec = write_hold(key, h)
 redis.call('ZADD', base .. 'exp', h.ea, id)
 local short_text = {}

@@ -30,14 +30,17 @@ if ARGV[3] == 'bought' then
   end
   return added
 end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = read_hold(base .. 'hold:' .. id)
-  if h and h.st == 'held' and h.cust ~= '' then
-    local skus, qtys, counted = hold_lines(h)
-    for i, sku in ipairs(skus) do
-      if counted[sku] then
-        redis.call('HINCRBY', base .. 'cust:' .. h.cust, sku, qtys[i])
-        added = added + 1
+-- The reaper's queue and the commits over several partitions under way.
+for _, queue in ipairs({ KEYS[1], base .. 'committing' }) do
+  for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+    local h = read_hold(base .. 'hold:' .. id)
+    if h and (h.st == 'held' or h.st == 'committing') and h.cust ~= '' then
+      local skus, qtys, counted = hold_lines(h)
+      for i, sku in ipairs(skus) do
+        if counted[sku] then
+          redis.call('HINCRBY', base .. 'cust:' .. h.cust, sku, qtys[i])
+          added = added + 1
+        end
       end
     end
   end

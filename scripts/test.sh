@@ -38,12 +38,20 @@ redis-cli -p "$redis_port" flushall >/dev/null
 
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
+    api=(cargo nextest run --test api --no-fail-fast)
 else
     runner=(cargo test --workspace --all-targets)
+    api=(cargo test --test api)
 fi
 echo "[test] ${runner[*]} $*" >&2
 status=0
 "${runner[@]}" "$@" || status=$?
+
+# The API suite again with the live state in 4 partitions (the service's
+# default is 1): baskets then span partitions, and every promise of API.md
+# must hold for them too.
+echo "[test] STOCKHOLD_TEST_PARTITIONS=4 ${api[*]} $*" >&2
+STOCKHOLD_TEST_PARTITIONS=4 "${api[@]}" "$@" || status=$?
 
 echo "[test] test services left running; stop them with: scripts/services.sh down test" >&2
 exit "$status"

@@ -61,6 +61,10 @@ pub struct RedisSettings {
     pub connections: usize,
     /// How long one Redis call may take before the request gives up on it.
     pub call_timeout_ms: u64,
+    /// Whether `url` lists the seed nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Partitions of the live state (SKU -> partition by a stable hash).
+    pub partitions: u16,
 }
 
 /// `[database]`.
@@ -235,6 +239,10 @@ impl Settings {
                 "application.backlog, .client_request_timeout_ms and .max_connections must be at least 1"
                     .into(),
             );
+        }
+        let max = crate::domain::MAX_PARTITIONS;
+        if !(1..=max).contains(&self.redis.partitions) {
+            problems.push(format!("redis.partitions must be 1 to {max}"));
         }
         if self.redis.call_timeout_ms == 0 {
             problems.push("redis.call_timeout_ms must be at least 1".into());

@@ -3,10 +3,11 @@
 
 use crate::domain::{
     AdjustmentRequest, CommitRequest, Hold, HoldStatus, Order, OrderId, PutSkuRequest, Rejection,
-    ReservationId, ReturnRequest, Sku, SkuView, StreamId,
+    ReservationId, ReturnRequest, Sku, SkuView,
 };
-use crate::engine::{Adjusted, Engine, EngineError, SkuPut};
+use crate::engine::{Adjusted, Engine, EngineError, EntryRef, SkuPut};
 use crate::ledger::{GroupCommit, Ledger, LedgerError, ReturnRecorded};
+use futures_util::future::join_all;
 
 /// A commit's outcome.
 #[derive(Debug, Clone)]
@@ -69,6 +70,11 @@ impl Stock {
                         order,
                         fresh: false,
                     }),
+                    Ok(None)
+                        if refused == Rejection::NotFound && self.engine.maybe_lost(id).await? =>
+                    {
+                        Err(Rejection::Lost.into())
+                    }
                     Ok(None) => Err(refused.into()),
                     // Without the ledger, a refusal could be wrong.
                     Err(e) => Err(unavailable(e)),
@@ -77,19 +83,24 @@ impl Stock {
             Err(e) => return Err(e),
         };
         let mut order = committed.order;
-        let fresh = committed.outbox.is_some();
-        match committed.outbox {
-            Some(entry) => {
-                order.persisted = self.recorder.record(entry).await;
-                if !order.persisted {
-                    metrics::counter!(crate::metrics::COMMITS_NOT_PERSISTED).increment(1);
-                }
-            }
+        let fresh = committed.fresh;
+        if committed.outbox.is_empty() {
             // Committed before: the ledger's copy also knows about returns.
-            None => {
-                if let Ok(Some(persisted)) = self.ledger.order(&order.order_id).await {
-                    order = persisted;
-                }
+            if let Ok(Some(persisted)) = self.ledger.order(&order.order_id).await {
+                order = persisted;
+            }
+        } else {
+            // The order's entry and those of its parts in other partitions:
+            // persisted only when every one is.
+            let recorded = join_all(
+                committed
+                    .outbox
+                    .into_iter()
+                    .map(|e| self.recorder.record(e)),
+            );
+            order.persisted = recorded.await.into_iter().all(|done| done);
+            if !order.persisted {
+                metrics::counter!(crate::metrics::COMMITS_NOT_PERSISTED).increment(1);
             }
         }
         Ok(CommitOutcome { order, fresh })
@@ -181,7 +192,7 @@ impl Stock {
         order_id: &OrderId,
         lines: &[(Sku, i64)],
     ) -> Result<(), EngineError> {
-        if let Some(entry) = self.engine.restock(return_id, order_id, lines).await? {
+        for entry in self.engine.restock(return_id, order_id, lines).await? {
             self.persist(entry).await;
         }
         Ok(())
@@ -189,12 +200,13 @@ impl Stock {
 
     /// Writes one outbox entry to the ledger; false if that failed (the
     /// outbox drain will retry it).
-    async fn persist(&self, entry: StreamId) -> bool {
-        match self.engine.outbox_entry(entry).await {
+    async fn persist(&self, (p, entry): EntryRef) -> bool {
+        match self.engine.outbox_entry(p, entry).await {
             Ok(Some(e)) => self.recorder.record(e).await,
             Ok(None) => false,
             Err(e) => {
-                tracing::warn!(error = ?e, %entry, "could not read outbox entry to persist it");
+                tracing::warn!(error = ?e, partition = %p, %entry,
+                    "could not read outbox entry to persist it");
                 false
             }
         }
@@ -223,6 +235,9 @@ impl Stock {
         }
         match self.ledger.order_for_reservation(id).await {
             Ok(Some(order)) => Ok(Some(order.as_committed_hold())),
+            Ok(None) if hold.is_none() && self.engine.maybe_lost(id).await? => {
+                Err(Rejection::Lost.into())
+            }
             Ok(None) => Ok(hold),
             Err(e) => {
                 tracing::warn!(error = ?e, "ledger unavailable; answering from Redis alone");

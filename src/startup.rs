@@ -35,6 +35,10 @@ impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         crate::metrics::handle();
         let stock = connect(&settings).await?;
+        // A Redis that is not up yet is checked by the rebuild guard later.
+        if let Ok(Err(mismatch)) = stock.engine.check_layout().await {
+            anyhow::bail!(mismatch);
+        }
         let app = &settings.application;
         let listener = bind(&app.host, app.port, app.backlog)
             .with_context(|| format!("binding {}:{}", app.host, app.port))?;

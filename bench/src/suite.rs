@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockhold::configuration::{get_configuration, Settings};
-use stockhold::domain::{OrderId, ReservationId, ReserveRequest, StreamId};
+use stockhold::domain::{OrderId, Partition, ReservationId, ReserveRequest, StreamId};
 use stockhold::reconciler::{Drain, Outcome, Reconciler};
 use stockhold::service::Stock;
 use stockhold::startup::{connect, Application};
@@ -441,7 +441,12 @@ async fn day_worker(
 /// watermark: entries after it, and the age of the watermark against the
 /// newest entry.
 async fn sample_lag(stock: Stock, mut redis: MultiplexedConnection, stop: Arc<AtomicBool>) -> Lag {
-    let key = stock.engine.keys().outbox();
+    let keys = stock.engine.keys();
+    let streams: Vec<(Partition, String)> = keys
+        .partitions()
+        .all()
+        .map(|p| (p, keys.part(p).outbox()))
+        .collect();
     let count = redis::Script::new(
         "local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]) return #r",
     );
@@ -450,7 +455,14 @@ async fn sample_lag(stock: Stock, mut redis: MultiplexedConnection, stop: Arc<At
     let mut stopped_at: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let Some((n, ms)) = lag_sample(&stock, &key, &count, &mut redis).await else {
+        let mut sample = Some((0, 0));
+        for (p, key) in &streams {
+            sample = match (sample, lag_sample(&stock, *p, key, &count, &mut redis).await) {
+                (Some((n, ms)), Some((m, ms2))) => Some((n + m, ms.max(ms2))),
+                _ => None,
+            };
+        }
+        let Some((n, ms)) = sample else {
             continue;
         };
         match stopped_at {
@@ -479,15 +491,16 @@ async fn sample_lag(stock: Stock, mut redis: MultiplexedConnection, stop: Arc<At
     lag
 }
 
-/// `(entries after the watermark, ms between the oldest and the newest of
-/// them)`.
+/// In partition `p`: `(entries after the watermark, ms between the oldest
+/// and the newest of them)`.
 async fn lag_sample(
     stock: &Stock,
+    p: Partition,
     key: &str,
     count: &redis::Script,
     redis: &mut MultiplexedConnection,
 ) -> Option<(u64, i64)> {
-    let wm: StreamId = stock.ledger.watermark().await.ok()?;
+    let wm: StreamId = stock.ledger.watermark(p).await.ok()?;
     let n: u64 = count
         .key(key)
         .arg(format!("({wm}"))
@@ -922,7 +935,6 @@ async fn drain_rate(
             let mut rng = SmallRng::seed_from_u64(99 + i as u64);
             while let Some(start) = pacer.next().await {
                 let idx = sample(&mut rng, cat.uniform, lines).into_vec();
-                let id = ReservationId::random();
                 let req = ReserveRequest {
                     lines: idx.iter().map(|&i| (cat.skus[i].clone(), 1)).collect(),
                     ttl_seconds: 600,
@@ -930,6 +942,7 @@ async fn drain_rate(
                     channel: None,
                     allow_partial: false,
                 };
+                let id = ReservationId::random(stock.engine.home_for(&req.lines));
                 let t = Instant::now();
                 let r = stock
                     .engine

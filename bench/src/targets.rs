@@ -235,7 +235,6 @@ impl Target {
                 })
             }
             Target::Direct(stock) => {
-                let id = ReservationId::random();
                 let req = ReserveRequest {
                     lines: cat.lines(idx),
                     ttl_seconds: ttl,
@@ -243,6 +242,7 @@ impl Target {
                     channel: None,
                     allow_partial: false,
                 };
+                let id = ReservationId::random(stock.engine.home_for(&req.lines));
                 stock
                     .engine
                     .reserve(&id, &req)

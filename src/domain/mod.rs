@@ -4,6 +4,7 @@
 mod drift;
 mod order;
 mod outbox;
+mod partition;
 mod rejection;
 mod requests;
 mod reservation;
@@ -14,6 +15,7 @@ mod validation;
 pub use drift::{Drift, ReconcileMode};
 pub use order::{Order, OrderId, OrderLine};
 pub use outbox::{OutboxEntry, OutboxEvent, SkuSettings, SoldLine, StreamId};
+pub use partition::{Partition, Partitions, MAX_PARTITIONS};
 pub use rejection::{LimitBreach, Rejection, ReturnExcess};
 pub use requests::{
     AdjustmentRequest, CommitRequest, Limits, PatchRequest, PutSkuRequest, ReserveRequest,

@@ -111,7 +111,7 @@ mod tests {
         assert!(OrderId::parse("").is_err());
         assert!(OrderId::parse(&"x".repeat(129)).is_err());
         assert!(OrderId::parse("a\tb").is_err());
-        let id = ReservationId::random();
+        let id = ReservationId::random(crate::domain::Partition(0));
         let order = OrderId::for_reservation(&id);
         assert!(OrderId::parse(order.as_str()).is_ok());
         assert_eq!(order, OrderId::for_reservation(&id));

@@ -1,7 +1,7 @@
 //! Outbox events: every change of `on_hand`, appended by the Lua script that
 //! makes it and persisted to the ledger afterwards.
 
-use super::{Order, Sku};
+use super::{Order, OrderId, Partition, ReservationId, Sku};
 use chrono::{DateTime, Utc};
 use std::fmt;
 use std::str::FromStr;
@@ -61,9 +61,10 @@ pub struct SkuSettings {
 pub enum OutboxEvent {
     /// A reservation was committed.
     Commit {
-        /// The order (with `persisted: false`).
+        /// The order (with `persisted: false`), with every line of the basket.
         order: Order,
-        /// Its lines with `on_hand` after the sale.
+        /// The lines sold in this partition (all of them, unless the basket
+        /// spans partitions), with `on_hand` after the sale.
         sold: Vec<SoldLine>,
     },
     /// A SKU was created or its stock or settings were set.
@@ -96,6 +97,19 @@ pub enum OutboxEvent {
         /// When (Redis time).
         at: DateTime<Utc>,
     },
+    /// The part of a committed basket's sale made in another partition than
+    /// the basket's home: stock movements only (the order is in the home's
+    /// `Commit` entry).
+    Part {
+        /// The order.
+        order_id: OrderId,
+        /// The reservation committed.
+        reservation_id: ReservationId,
+        /// This partition's lines with `on_hand` after the sale.
+        sold: Vec<SoldLine>,
+        /// When the sale was made (the home's time).
+        at: DateTime<Utc>,
+    },
     /// Returned units put back into `on_hand`.
     Return {
         /// The client's id of the return.
@@ -112,7 +126,10 @@ pub enum OutboxEvent {
 /// An outbox entry: its stream id and what it records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
-    /// Position in the stream; also the ledger's idempotency key.
+    /// The partition whose stream it is in.
+    pub partition: Partition,
+    /// Position in the stream; with the partition, the ledger's
+    /// idempotency key.
     pub id: StreamId,
     /// The change.
     pub event: OutboxEvent,
@@ -122,7 +139,9 @@ impl OutboxEvent {
     /// The change of `on_hand` this event made, per SKU.
     pub fn on_hand_deltas(&self) -> Vec<(&Sku, i64)> {
         match self {
-            OutboxEvent::Commit { sold, .. } => sold.iter().map(|s| (&s.sku, -s.qty)).collect(),
+            OutboxEvent::Commit { sold, .. } | OutboxEvent::Part { sold, .. } => {
+                sold.iter().map(|s| (&s.sku, -s.qty)).collect()
+            }
             OutboxEvent::Sku { sku, delta, .. } | OutboxEvent::Adjustment { sku, delta, .. } => {
                 vec![(sku, *delta)]
             }

@@ -43,6 +43,10 @@ pub enum Rejection {
     /// The reservation was committed.
     #[error("reservation committed")]
     Committed,
+    /// Redis lost the reservation (or a part of it) with the last writes of
+    /// a partition that restarted or failed over; its units went back.
+    #[error("reservation lost")]
+    Lost,
     /// The reservation has no lines left to commit.
     #[error("reservation has no lines")]
     Empty,

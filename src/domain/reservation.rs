@@ -1,5 +1,6 @@
 //! Reservations (holds): their ids, states and lines.
 
+use super::Partition;
 use super::{OrderId, Sku};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -10,20 +11,29 @@ use std::fmt;
 pub struct ReservationId(String);
 
 impl ReservationId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        ReservationId(format!("res_{}", uuid::Uuid::new_v4().simple()))
+    /// A fresh random id whose home partition is `home` (its last four hex
+    /// digits).
+    pub fn random(home: Partition) -> Self {
+        let hex = uuid::Uuid::new_v4().simple().to_string();
+        ReservationId(format!("res_{}{:04x}", &hex[..28], home.0))
     }
 
     /// The id a request with an idempotency key always gets, so a retry after
     /// a lost answer finds the hold it already made instead of making another.
-    pub fn for_idempotency_key(caller: &str, key: &str) -> Self {
+    /// The same key with the same basket gives the same home.
+    pub fn for_idempotency_key(caller: &str, key: &str, home: Partition) -> Self {
         let digest = Sha256::new()
             .chain_update(caller)
             .chain_update([0])
             .chain_update(key)
             .finalize();
-        ReservationId(format!("res_{}", &hex::encode(digest)[..32]))
+        ReservationId(format!("res_{}{:04x}", &hex::encode(digest)[..28], home.0))
+    }
+
+    /// The number written in the id's last four hex digits: its home
+    /// partition, modulo the partition count.
+    pub fn home_hint(&self) -> u16 {
+        u16::from_str_radix(&self.0[self.0.len() - 4..], 16).unwrap_or(0)
     }
 
     /// Parses an id from a path; `None` if it cannot be one of ours.
@@ -132,8 +142,9 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_foreign_ids_are_refused() {
-        let id = ReservationId::random();
-        assert_eq!(ReservationId::parse(id.as_str()), Some(id));
+        let id = ReservationId::random(Partition(7));
+        assert_eq!(ReservationId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(id.home_hint(), 7);
         assert_eq!(ReservationId::parse("res_123"), None);
         assert_eq!(
             ReservationId::parse("ord_0123456789abcdef0123456789abcdef"),
@@ -143,9 +154,16 @@ mod tests {
 
     #[test]
     fn an_idempotency_key_always_gives_the_same_id_per_caller() {
-        let a = ReservationId::for_idempotency_key("caller-1", "k");
-        assert_eq!(a, ReservationId::for_idempotency_key("caller-1", "k"));
-        assert_ne!(a, ReservationId::for_idempotency_key("caller-2", "k"));
+        let a = ReservationId::for_idempotency_key("caller-1", "k", Partition(3));
+        assert_eq!(
+            a,
+            ReservationId::for_idempotency_key("caller-1", "k", Partition(3))
+        );
+        assert_ne!(
+            a,
+            ReservationId::for_idempotency_key("caller-2", "k", Partition(3))
+        );
+        assert_eq!(a.home_hint(), 3);
         assert!(ReservationId::parse(a.as_str()).is_some());
     }
 }

@@ -5,74 +5,196 @@
 //! PINGs on every checkout doubled the round trips of each script call).
 //! A connection that fails is reconnected by the next call that uses it.
 //!
+//! On a single Redis: a few connections, used in turn. On a Redis Cluster:
+//! one cluster connection (itself multiplexed, one socket per node), which
+//! routes each call by its first key's slot and follows the cluster through
+//! failovers and slot moves.
+//!
 //! The tasks that drive the sockets run on a thread of their own: on a
 //! request worker they would wait behind every request queued there, and
 //! in a flash sale that is thousands, so every answer would be late.
 
 use super::EngineError;
 use anyhow::{anyhow, Context};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, OnceCell};
 
-/// A few shared connections, used in turn.
+/// A connection to a single Redis or to a cluster; cheap to clone.
+// Cloned for every call: boxing the bigger variant would allocate per call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Connection {
+    /// Runs `cmd` (which names no key) on the master that serves `key`'s
+    /// slot: on a cluster, the node owning a partition.
+    pub async fn on_master_of(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Connection::Single(c) => cmd.query_async(c).await,
+            Connection::Cluster(c) => {
+                let slot = redis::cluster_routing::get_slot(key.as_bytes());
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(slot, SlotAddr::Master),
+                ));
+                c.route_command(cmd, route).await
+            }
+        }
+    }
+}
+
+enum Clients {
+    Single {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        slots: Box<[OnceCell<ConnectionManager>]>,
+        next: AtomicUsize,
+    },
+    Cluster {
+        client: ClusterClient,
+        conn: OnceCell<ClusterConnection>,
+    },
+}
+
+/// The shared connections.
 pub(crate) struct Connections {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    slots: Box<[OnceCell<ConnectionManager>]>,
-    next: AtomicUsize,
+    clients: Clients,
     io: Handle,
     /// Stops the I/O thread when the connections are dropped.
     _stop: oneshot::Sender<()>,
 }
 
 impl Connections {
-    /// `count` connections to `url`, each opened on first use; an attempt
-    /// to connect or to get an answer gives up after `timeout`.
-    pub fn new(url: &str, count: usize, timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        // One quick attempt per call: while Redis is away, calls answer 503
-        // at once instead of queueing behind retries; the next call tries
-        // again.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout);
+    /// `count` connections to the Redis at `url` or, with `cluster`, one
+    /// connection to the cluster whose seed nodes `url` lists (comma
+    /// separated); each opened on first use. An attempt to connect or to
+    /// get an answer gives up after `timeout`.
+    pub fn new(url: &str, cluster: bool, count: usize, timeout: Duration) -> anyhow::Result<Self> {
+        let clients = if cluster {
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            // A few quick retries: they carry calls over a failover (a
+            // MOVED, a master being replaced) without the caller seeing it;
+            // the call's own timeout bounds them.
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(3)
+                .min_retry_wait(50)
+                .max_retry_wait(500)
+                .build()?;
+            Clients::Cluster {
+                client,
+                conn: OnceCell::new(),
+            }
+        } else {
+            // One quick attempt per call: while Redis is away, calls answer
+            // 503 at once instead of queueing behind retries; the next call
+            // tries again.
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(0)
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            Clients::Single {
+                client: redis::Client::open(url)?,
+                config,
+                slots: (0..count.max(1)).map(|_| OnceCell::new()).collect(),
+                next: AtomicUsize::new(0),
+            }
+        };
         let (io, stop) = io_thread()?;
         Ok(Connections {
-            client,
-            config,
-            slots: (0..count.max(1)).map(|_| OnceCell::new()).collect(),
-            next: AtomicUsize::new(0),
+            clients,
             io,
             _stop: stop,
         })
     }
 
     /// The next connection in turn (a cheap handle onto the shared one).
-    pub async fn get(&self) -> Result<ConnectionManager, EngineError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        slot.get_or_try_init(|| async {
-            // Made on the I/O thread, so its driver task (and every
-            // reconnection) runs there.
-            let connect =
-                ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
-            match self.io.spawn(connect).await {
-                Ok(made) => made.map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow!(e)),
+    pub async fn get(&self) -> Result<Connection, EngineError> {
+        // Made on the I/O thread, so the driver tasks (and every
+        // reconnection) run there.
+        let made = match &self.clients {
+            Clients::Single {
+                client,
+                config,
+                slots,
+                next,
+            } => {
+                let slot = &slots[next.fetch_add(1, Ordering::Relaxed) % slots.len()];
+                slot.get_or_try_init(|| async {
+                    let connect =
+                        ConnectionManager::new_with_config(client.clone(), config.clone());
+                    match self.io.spawn(connect).await {
+                        Ok(made) => made.map_err(anyhow::Error::from),
+                        Err(e) => Err(anyhow!(e)),
+                    }
+                })
+                .await
+                .cloned()
+                .map(Connection::Single)
             }
-        })
-        .await
-        .cloned()
-        .map_err(|e| EngineError::Unavailable(e.context("connecting to Redis")))
+            Clients::Cluster { client, conn } => conn
+                .get_or_try_init(|| async {
+                    let client = client.clone();
+                    let connect = async move { client.get_async_connection().await };
+                    match self.io.spawn(connect).await {
+                        Ok(made) => made.map_err(anyhow::Error::from),
+                        Err(e) => Err(anyhow!(e)),
+                    }
+                })
+                .await
+                .cloned()
+                .map(Connection::Cluster),
+        };
+        made.map_err(|e| EngineError::Unavailable(e.context("connecting to Redis")))
     }
 
     /// Connections opened so far, and how many there may be.
     pub fn opened(&self) -> (usize, usize) {
-        let open = self.slots.iter().filter(|s| s.initialized()).count();
-        (open, self.slots.len())
+        match &self.clients {
+            Clients::Single { slots, .. } => {
+                let open = slots.iter().filter(|s| s.initialized()).count();
+                (open, slots.len())
+            }
+            Clients::Cluster { conn, .. } => (usize::from(conn.initialized()), 1),
+        }
     }
 }
 

@@ -1,26 +1,87 @@
-//! Redis key naming. Every key carries the partition hash tag `{p0}` so that
-//! all keys a script touches live in one Redis Cluster slot; version 1 runs
-//! one partition, and more partitions are an extension of this module.
+//! Redis key naming. Every key of a partition starts with its base
+//! `<prefix>:{pN}:`; the braces make `pN` the Redis Cluster hash tag, so all
+//! keys a script touches live in one slot, and partitions spread over the
+//! cluster's slots (and masters).
 
-use crate::domain::{OrderId, ReservationId};
+use crate::domain::{OrderId, Partition, Partitions, ReservationId, Sku};
+use std::sync::Arc;
 
-/// The keys of one deployment (one key prefix) in one partition.
+/// The keys of one deployment (one key prefix), over all its partitions.
 #[derive(Debug, Clone)]
 pub struct Keys {
-    base: String,
+    prefix: Arc<str>,
+    partitions: Partitions,
+    bases: Arc<[String]>,
 }
 
 impl Keys {
-    /// Keys under `<prefix>:{p0}:`.
-    pub fn new(prefix: &str) -> Self {
+    /// Keys under `<prefix>:{pN}:` for each of `partitions`.
+    pub fn new(prefix: &str, partitions: Partitions) -> Self {
         Keys {
-            base: format!("{prefix}:{{p0}}:"),
+            prefix: prefix.into(),
+            partitions,
+            bases: partitions
+                .all()
+                .map(|p| format!("{prefix}:{{{}}}:", p.name()))
+                .collect(),
         }
     }
 
+    /// The partitions.
+    pub fn partitions(&self) -> Partitions {
+        self.partitions
+    }
+
+    /// The keys of partition `p`.
+    pub fn part(&self, p: Partition) -> PartKeys<'_> {
+        PartKeys {
+            base: &self.bases[p.0 as usize],
+        }
+    }
+
+    /// The partition of a SKU.
+    pub fn of_sku(&self, sku: &Sku) -> Partition {
+        self.partitions.of_sku(sku)
+    }
+
+    /// The home partition of a reservation.
+    pub fn home(&self, id: &ReservationId) -> Partition {
+        self.partitions.home_of(id)
+    }
+
+    /// Where the partition count this deployment runs with is recorded, so
+    /// instances with another count refuse to start (string).
+    pub fn layout(&self) -> String {
+        format!("{}:{{meta}}:layout", self.prefix)
+    }
+
+    /// A stored idempotent response (string), in a partition by its key.
+    pub fn idempotency(&self, caller: &str, key: &str) -> String {
+        let p = self.partitions.of_key(&[caller, key]);
+        format!("{}idem:{caller}:{key}", self.bases[p.0 as usize])
+    }
+
+    /// The partition keeping an order id's index entry.
+    pub fn order_partition(&self, order_id: &OrderId) -> Partition {
+        self.partitions.of_key(&[order_id.as_str()])
+    }
+
+    /// The hold an order id belongs to (string), in `order_partition`.
+    pub fn order(&self, order_id: &OrderId) -> String {
+        self.part(self.order_partition(order_id)).order(order_id)
+    }
+}
+
+/// The keys of one partition.
+#[derive(Debug, Clone, Copy)]
+pub struct PartKeys<'a> {
+    base: &'a str,
+}
+
+impl PartKeys<'_> {
     /// The prefix the scripts build derived keys from.
     pub fn base(&self) -> &str {
-        &self.base
+        self.base
     }
 
     /// Every SKU's available count (hash, sku -> on_hand - held + backorder
@@ -45,7 +106,7 @@ impl Keys {
         format!("{}rules", self.base)
     }
 
-    /// A hold (string: the record of lua/common.lua).
+    /// A hold's record in this partition (string, lua/common.lua).
     pub fn hold(&self, id: &ReservationId) -> String {
         format!("{}hold:{id}", self.base)
     }
@@ -53,6 +114,12 @@ impl Keys {
     /// The reaper's queue: hold ids by expiry (sorted set).
     pub fn expiry(&self) -> String {
         format!("{}exp", self.base)
+    }
+
+    /// Commits of baskets over several partitions under way, by start time
+    /// (sorted set): the reaper finishes those a crash cut off.
+    pub fn committing(&self) -> String {
+        format!("{}committing", self.base)
     }
 
     /// The hold an order id belongs to (string).
@@ -65,24 +132,19 @@ impl Keys {
         format!("{}outbox", self.base)
     }
 
-    /// Present once Redis holds the state rebuilt from the ledger (string).
+    /// The run id of the Redis server this partition was rebuilt on (string).
     pub fn ready(&self) -> String {
         format!("{}ready", self.base)
     }
 
-    /// The lease of the instance rebuilding a Redis that lost its data.
+    /// The lease of the instance rebuilding this partition.
     pub fn rebuild_lock(&self) -> String {
         format!("{}rebuild-lock", self.base)
     }
 
-    /// The once-only mark of a restocking return (string).
+    /// The once-only mark of a restocking return in this partition (string).
     pub fn return_mark(&self, return_id: &str) -> String {
         format!("{}marks:ret:{return_id}", self.base)
-    }
-
-    /// A stored idempotent response (string).
-    pub fn idempotency(&self, caller: &str, key: &str) -> String {
-        format!("{}idem:{caller}:{key}", self.base)
     }
 }
 
@@ -91,10 +153,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_carries_the_partition_tag() {
-        let keys = Keys::new("shop");
-        assert_eq!(keys.avail(), "shop:{p0}:avail");
-        assert_eq!(keys.outbox(), "shop:{p0}:outbox");
-        assert!(keys.idempotency("c", "k").starts_with("shop:{p0}:"));
+    fn every_key_carries_its_partition_tag() {
+        let keys = Keys::new("shop", Partitions::new(4));
+        assert_eq!(keys.part(Partition(0)).avail(), "shop:{p0}:avail");
+        assert_eq!(keys.part(Partition(3)).outbox(), "shop:{p3}:outbox");
+        assert!(keys.idempotency("c", "k").starts_with("shop:{p"));
+        assert_eq!(keys.layout(), "shop:{meta}:layout");
     }
 }

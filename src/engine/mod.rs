@@ -3,29 +3,31 @@
 //! and atomic with respect to every other change.
 
 mod connections;
+mod holds;
 mod idempotency;
 mod keys;
+mod outbox;
 mod recovery;
 mod replies;
 mod scripts;
+mod skus;
 
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
-pub use keys::Keys;
+pub use keys::{Keys, PartKeys};
 pub use recovery::{LeaseOp, ServerState};
 
 use crate::configuration::RedisSettings;
 use crate::domain::{
-    AdjustmentRequest, Hold, Order, OrderId, OutboxEntry, OutboxEvent, PatchRequest, PutSkuRequest,
-    Rejection, ReservationId, ReserveRequest, Setting, Shortage, Sku, SkuView, StreamId,
+    Hold, Order, OutboxEntry, Partition, Partitions, Rejection, ReservationId, Shortage, Sku,
+    SkuView, StreamId,
 };
 use crate::metrics as m;
 use anyhow::{anyhow, Context};
-use connections::Connections;
+use connections::{Connection, Connections};
 use recovery::Watch;
-use redis::aio::ConnectionManager as Connection;
 use replies::Reply;
 use scripts::Scripts;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +102,9 @@ impl From<anyhow::Error> for EngineError {
     }
 }
 
+/// Where an outbox entry is: its partition's stream, and its id there.
+pub type EntryRef = (Partition, StreamId);
+
 /// A new hold, with what it could not hold when partial holds were allowed.
 #[derive(Debug, Clone)]
 pub struct Reserved {
@@ -116,9 +121,11 @@ pub struct Reserved {
 pub struct Committed {
     /// The order made, not yet known to be in Postgres.
     pub order: Order,
-    /// The outbox entry of this sale when this call made it; `None` when the
-    /// hold had been committed before.
-    pub outbox: Option<OutboxEntry>,
+    /// Whether this call made the sale (false: it was made before).
+    pub fresh: bool,
+    /// The outbox entries this call wrote (one per partition of the basket
+    /// it sold in; none when the sale was made before).
+    pub outbox: Vec<OutboxEntry>,
 }
 
 /// A SKU after `put_sku`.
@@ -129,14 +136,14 @@ pub struct SkuPut {
     /// Whether this call created it.
     pub created: bool,
     /// The outbox entry of the change, if anything changed.
-    pub outbox: Option<StreamId>,
+    pub outbox: Option<EntryRef>,
 }
 
 /// The outcome of an adjustment in Redis.
 #[derive(Debug, Clone)]
 pub enum Adjusted {
     /// Applied now; the SKU after it and the outbox entry.
-    Applied(SkuView, StreamId),
+    Applied(SkuView, EntryRef),
     /// Applied before, to this SKU by this delta.
     Before(Sku, i64),
 }
@@ -152,16 +159,23 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine on the Redis of `settings`; connects lazily.
+    /// An engine on the Redis (or Redis Cluster) of `settings`; connects
+    /// lazily.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
         let call_timeout = Duration::from_millis(settings.call_timeout_ms);
-        let conns = Connections::new(&settings.url, settings.connections, call_timeout)
-            .context("parsing redis.url")?;
+        let conns = Connections::new(
+            &settings.url,
+            settings.cluster,
+            settings.connections,
+            call_timeout,
+        )
+        .context("parsing redis.url")?;
+        let partitions = Partitions::new(settings.partitions);
         Ok(Engine {
             conns: Arc::new(conns),
-            keys: Keys::new(&settings.key_prefix),
+            keys: Keys::new(&settings.key_prefix, partitions),
             scripts: Arc::new(Scripts::load()),
-            watch: Arc::default(),
+            watch: Arc::new(Watch::new(partitions)),
             call_timeout,
         })
     }
@@ -169,6 +183,11 @@ impl Engine {
     /// The key layout in use.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The partitions of the live state.
+    pub fn partitions(&self) -> Partitions {
+        self.keys.partitions()
     }
 
     /// Redis connections open, and how many there may be (for metrics).
@@ -215,32 +234,35 @@ impl Engine {
         })
     }
 
-    /// Runs a script that may write: after a connection failure the server
-    /// is checked first (`check_server`), and an unanswered call is an
-    /// unknown outcome.
+    /// Runs a script that may write, in partition `p`: after a connection
+    /// failure the partition's server is checked first (`check_server`),
+    /// and an unanswered call is an unknown outcome.
     async fn write_script(
         &self,
+        p: Partition,
         script: &redis::Script,
         key: String,
         args: Vec<String>,
     ) -> Result<Reply, EngineError> {
-        self.check_server().await?;
-        self.invoke(Effect::Writes, script, key, args).await
+        self.check_server(p).await?;
+        self.invoke(p, Effect::Writes, script, key, args).await
     }
 
     /// Runs a script that only reads, or one of a rebuild (which checks
     /// its lease itself).
     async fn script(
         &self,
+        p: Partition,
         script: &redis::Script,
         key: String,
         args: Vec<String>,
     ) -> Result<Reply, EngineError> {
-        self.invoke(Effect::Reads, script, key, args).await
+        self.invoke(p, Effect::Reads, script, key, args).await
     }
 
     async fn invoke(
         &self,
+        p: Partition,
         effect: Effect,
         script: &redis::Script,
         key: String,
@@ -258,7 +280,7 @@ impl Engine {
         if reply.code == "not_ready" {
             self.watch.want_rebuild();
             return Err(EngineError::Unavailable(anyhow!(
-                "Redis is being rebuilt from the ledger"
+                "partition {p} of Redis is being rebuilt from the ledger"
             )));
         }
         Ok(reply)
@@ -266,392 +288,25 @@ impl Engine {
 
     /// Answers when Redis does.
     pub async fn ping(&self) -> Result<(), EngineError> {
-        self.run(
-            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Holds every line of `req` under `id`, or nothing.
-    #[tracing::instrument(skip_all, fields(reservation = %id, lines = req.lines.len()))]
-    pub async fn reserve(
-        &self,
-        id: &ReservationId,
-        req: &ReserveRequest,
-    ) -> Result<Reserved, EngineError> {
-        let mut args = vec![
-            self.keys.base().to_owned(),
-            id.to_string(),
-            (req.ttl_seconds * 1000).to_string(),
-            req.customer_id.clone().unwrap_or_default(),
-            req.channel.clone().unwrap_or_default(),
-            if req.allow_partial { "1" } else { "0" }.to_owned(),
-        ];
-        push_lines_with_record(&mut args, &req.lines);
-        let reply = self
-            .write_script(&self.scripts.reserve, self.keys.hold(id), args)
-            .await?;
-        if reply.code == "exists" {
-            let hold = self.hold(id).await?.ok_or(Rejection::NotFound)?;
-            return Ok(Reserved {
-                hold,
-                shortages: Vec::new(),
-                replayed: true,
-            });
-        }
-        let hold = hold_from(id, &reply)?;
-        metrics::counter!(m::RESERVATIONS_CREATED).increment(1);
-        let words: Vec<String> = reply.fields[1]
-            .split_ascii_whitespace()
-            .map(str::to_owned)
-            .collect();
-        Ok(Reserved {
-            hold,
-            shortages: replies::shortages(&words)?,
-            replayed: false,
-        })
-    }
-
-    /// Sets line quantities and/or restarts the TTL of a held hold.
-    #[tracing::instrument(skip_all, fields(reservation = %id, lines = req.lines.len()))]
-    pub async fn patch(&self, id: &ReservationId, req: &PatchRequest) -> Result<Hold, EngineError> {
-        let mut args = vec![
-            self.keys.base().to_owned(),
-            id.to_string(),
-            req.ttl_seconds
-                .map(|s| (s * 1000).to_string())
-                .unwrap_or_default(),
-        ];
-        push_lines(&mut args, &req.lines);
-        let reply = self
-            .write_script(&self.scripts.patch, self.keys.hold(id), args)
-            .await?;
-        hold_from(id, &reply)
-    }
-
-    /// Turns a held hold into a sale and its outbox entry.
-    #[tracing::instrument(skip_all, fields(reservation = %id, order = %order_id))]
-    pub async fn commit(
-        &self,
-        id: &ReservationId,
-        order_id: &OrderId,
-        payment_ref: Option<&str>,
-    ) -> Result<Committed, EngineError> {
-        let args = vec![
-            self.keys.base().to_owned(),
-            id.to_string(),
-            order_id.to_string(),
-            payment_ref.unwrap_or_default().to_owned(),
-        ];
-        let reply = self
-            .write_script(&self.scripts.commit, self.keys.hold(id), args)
-            .await?;
-        let hold = hold_from(id, &reply)?;
-        let order = replies::order_of(&hold)?;
-        let outbox = match reply.fields[1].as_str() {
-            "1" => {
-                metrics::counter!(m::RESERVATIONS_COMMITTED).increment(1);
-                Some(OutboxEntry {
-                    id: reply.fields[2].parse().map_err(|m: String| anyhow!(m))?,
-                    event: OutboxEvent::Commit {
-                        order: order.clone(),
-                        sold: replies::sold_lines(&reply.fields[3])?,
-                    },
-                })
-            }
-            _ => None,
-        };
-        Ok(Committed { order, outbox })
-    }
-
-    /// Gives a hold's units back (an expired hold is left expired).
-    #[tracing::instrument(skip_all, fields(reservation = %id))]
-    pub async fn release(&self, id: &ReservationId) -> Result<Hold, EngineError> {
-        let args = vec![self.keys.base().to_owned(), id.to_string()];
-        let reply = self
-            .write_script(&self.scripts.release, self.keys.hold(id), args)
-            .await?;
-        let hold = hold_from(id, &reply)?;
-        if hold.status == crate::domain::HoldStatus::Released {
-            metrics::counter!(m::RESERVATIONS_RELEASED).increment(1);
-        }
-        Ok(hold)
-    }
-
-    /// Reads a hold as the API shows it.
-    pub async fn hold(&self, id: &ReservationId) -> Result<Option<Hold>, EngineError> {
-        let reply = self
-            .script(&self.scripts.get_hold, self.keys.hold(id), Vec::new())
-            .await?;
-        if reply.code != "ok" {
-            return match rejection_or_bug(&reply) {
-                EngineError::Rejected(Rejection::NotFound) => Ok(None),
-                e => Err(e),
-            };
-        }
-        let now: i64 = reply.fields[1].parse().context("get_hold reply")?;
-        Ok(Some(replies::hold(id, &reply.fields[0], Some(now))?))
-    }
-
-    /// Expires up to `batch` due holds; returns how many it expired.
-    pub async fn expire_due(&self, batch: usize) -> Result<usize, EngineError> {
-        let args = vec![self.keys.base().to_owned(), batch.to_string()];
-        let reply = self
-            .write_script(&self.scripts.expire, self.keys.expiry(), args)
-            .await?;
-        let expired: usize = reply.code.parse().context("expire reply")?;
-        metrics::counter!(m::RESERVATIONS_EXPIRED).increment(expired as u64);
-        Ok(expired)
-    }
-
-    /// Creates or updates a SKU; returns it and the outbox entry written, if any.
-    #[tracing::instrument(skip_all, fields(sku = %sku))]
-    pub async fn put_sku(&self, sku: &Sku, req: &PutSkuRequest) -> Result<SkuPut, EngineError> {
-        let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
-        let setting = |s: Setting<String>| match s {
-            Setting::Keep => String::new(),
-            Setting::Clear => "-".to_owned(),
-            Setting::Set(v) => v,
-        };
-        let pcl = match req.per_customer_limit {
-            Setting::Set(n) => Setting::Set(n.to_string()),
-            Setting::Clear => Setting::Clear,
-            Setting::Keep => Setting::Keep,
-        };
-        let ssa = match req.sale_starts_at {
-            Setting::Set(t) => Setting::Set(t.timestamp_millis().to_string()),
-            Setting::Clear => Setting::Clear,
-            Setting::Keep => Setting::Keep,
-        };
-        let args = vec![
-            self.keys.base().to_owned(),
-            sku.to_string(),
-            opt(req.on_hand),
-            opt(req.backorder_limit),
-            setting(pcl),
-            setting(ssa),
-        ];
-        let reply = self
-            .write_script(&self.scripts.put_sku, self.keys.avail(), args)
-            .await?;
-        let f = &reply.fields;
-        match reply.code.as_str() {
-            "created" | "updated" => Ok(SkuPut {
-                view: sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
-                created: reply.code == "created",
-                outbox: f[5].parse().ok(),
-            }),
-            "insufficient" => Err(Rejection::BelowHeld {
-                sku: sku.clone(),
-                requested: f[0].parse().context("put_sku reply")?,
-                held: f[1].parse().context("put_sku reply")?,
-            }
-            .into()),
-            _ => Err(rejection_or_bug(&reply)),
-        }
-    }
-
-    /// Changes a SKU's on_hand by `delta`, once per adjustment id.
-    #[tracing::instrument(skip_all, fields(sku = %sku))]
-    pub async fn adjust(
-        &self,
-        sku: &Sku,
-        req: &AdjustmentRequest,
-    ) -> Result<Adjusted, EngineError> {
-        let args = vec![
-            self.keys.base().to_owned(),
-            sku.to_string(),
-            req.adjustment_id.clone(),
-            req.delta.to_string(),
-            req.reason.clone().unwrap_or_default(),
-        ];
-        let reply = self
-            .write_script(&self.scripts.adjust, self.keys.avail(), args)
-            .await?;
-        let f = &reply.fields;
-        match reply.code.as_str() {
-            "ok" => Ok(Adjusted::Applied(
-                sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
-                f[5].parse().map_err(|m: String| anyhow!(m))?,
-            )),
-            "repeat" => Ok(Adjusted::Before(
-                Sku::parse(&f[0]).map_err(|m| anyhow!(m))?,
-                f[1].parse().context("adjust reply")?,
-            )),
-            "not_found" => Err(Rejection::SkuNotFound.into()),
-            "insufficient" => {
-                let on_hand: i64 = f[0].parse().context("adjust reply")?;
-                let held: i64 = f[1].parse().context("adjust reply")?;
-                // Units asked to take out, against units that may be taken.
-                Err(Rejection::Insufficient(vec![Shortage {
-                    sku: sku.clone(),
-                    requested: -req.delta,
-                    available: (on_hand - held).max(0),
-                }])
-                .into())
-            }
-            _ => Err(rejection_or_bug(&reply)),
-        }
-    }
-
-    /// Puts returned units back into on_hand, once per return id; the
-    /// outbox entry when this call did it.
-    pub async fn restock(
-        &self,
-        return_id: &str,
-        order_id: &OrderId,
-        lines: &[(Sku, i64)],
-    ) -> Result<Option<StreamId>, EngineError> {
-        let args = vec![
-            self.keys.base().to_owned(),
-            return_id.to_owned(),
-            order_id.to_string(),
-            pairs(lines),
-        ];
-        let reply = self
-            .write_script(
-                &self.scripts.restock,
-                self.keys.return_mark(return_id),
-                args,
-            )
-            .await?;
-        match reply.code.as_str() {
-            "ok" => Ok(Some(
-                reply.fields[0].parse().map_err(|m: String| anyhow!(m))?,
-            )),
-            "repeat" => Ok(None),
-            _ => Err(rejection_or_bug(&reply)),
-        }
-    }
-
-    /// One SKU's live view, `None` if it was never set up. Its four fields
-    /// are read in one MULTI, so the view is of one instant.
-    pub async fn sku(&self, sku: &Sku) -> Result<Option<SkuView>, EngineError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in [
-            self.keys.avail(),
-            self.keys.on_hand(),
-            self.keys.backorder(),
-            self.keys.rules(),
-        ] {
-            pipe.cmd("HGET").arg(key).arg(sku.as_str());
-        }
-        let (avail, on_hand, bo, rules): (Option<i64>, Option<i64>, Option<i64>, Option<String>) =
-            self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
-                .await?;
-        let Some(avail) = avail else {
-            return Ok(None);
-        };
-        let (on_hand, bo) = (on_hand.unwrap_or(0), bo.unwrap_or(0));
-        let rules = rules.unwrap_or_default();
-        let (pcl, ssa) = rules.split_once(' ').unwrap_or(("-", "-"));
-        let setting = |v: &str| -> String {
-            if v == "-" {
-                String::new()
-            } else {
-                v.to_owned()
-            }
-        };
-        Ok(Some(sku_view(
-            sku,
-            &on_hand.to_string(),
-            &(on_hand + bo - avail).to_string(),
-            &bo.to_string(),
-            &setting(pcl),
-            &setting(ssa),
-        )?))
-    }
-
-    /// `available` of each SKU in one command; `None` for unknown SKUs.
-    pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
-        let key = self.keys.avail();
-        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let rows: Vec<Option<i64>> = self
-            .run(|mut conn| async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(&names)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(rows.into_iter().map(|a| a.map(|a| a.max(0))).collect())
-    }
-
-    /// A committed order still known to Redis (through its hold).
-    pub async fn order(&self, order_id: &OrderId) -> Result<Option<Order>, EngineError> {
-        let key = self.keys.order(order_id);
-        let hold_id: Option<String> = self
-            .run(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await })
-            .await?;
-        let Some(id) = hold_id.as_deref().and_then(ReservationId::parse) else {
-            return Ok(None);
-        };
-        match self.hold(&id).await? {
-            Some(hold) if hold.order_id.as_ref() == Some(order_id) => {
-                Ok(Some(replies::order_of(&hold)?))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// Outbox entries after `after`, oldest first, at most `count`.
-    pub async fn outbox_after(
-        &self,
-        after: StreamId,
-        count: usize,
-    ) -> Result<Vec<OutboxEntry>, EngineError> {
-        let key = self.keys.outbox();
-        let raw: Vec<(String, HashMap<String, String>)> = self
-            .run(|mut conn| async move {
-                redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg(format!("({after}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        raw.iter()
-            .map(|(id, fields)| replies::outbox_entry(id, fields).map_err(EngineError::Internal))
-            .collect()
-    }
-
-    /// One outbox entry by id.
-    pub async fn outbox_entry(&self, id: StreamId) -> Result<Option<OutboxEntry>, EngineError> {
-        let key = self.keys.outbox();
-        let raw: Vec<(String, HashMap<String, String>)> = self
-            .run(|mut conn| async move {
-                redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg(id.to_string())
-                    .arg(id.to_string())
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        raw.first()
-            .map(|(id, fields)| replies::outbox_entry(id, fields).map_err(EngineError::Internal))
-            .transpose()
-    }
-
-    /// Drops outbox entries older than `min` (they are in Postgres).
-    pub async fn trim_outbox(&self, min: StreamId) -> Result<(), EngineError> {
-        let key = self.keys.outbox();
         self.run(|mut conn| async move {
-            redis::cmd("XTRIM")
-                .arg(key)
-                .arg("MINID")
-                .arg(min.to_string())
-                .query_async::<i64>(&mut conn)
-                .await
+            let key = "ping";
+            conn.on_master_of(key, &redis::cmd("PING")).await
         })
         .await
         .map(drop)
+    }
+
+    /// Lines grouped by partition, each group in basket order; the
+    /// partitions in the fixed order multi-partition steps take.
+    fn by_partition(&self, lines: &[(Sku, i64)]) -> BTreeMap<Partition, Vec<(Sku, i64)>> {
+        let mut groups: BTreeMap<Partition, Vec<(Sku, i64)>> = BTreeMap::new();
+        for line in lines {
+            groups
+                .entry(self.keys.of_sku(&line.0))
+                .or_default()
+                .push(line.clone());
+        }
+        groups
     }
 
     /// The idempotency store on the same Redis.

@@ -12,7 +12,9 @@
 //! `Engine::check_server`), and wakes the rebuild guard.
 
 use super::{rejection_or_bug, Engine, EngineError};
-use crate::domain::{Drift, Order, ReconcileMode, ReservationId, Sku, StreamId};
+use crate::domain::{
+    Drift, Order, Partition, Partitions, ReconcileMode, ReservationId, Sku, StreamId,
+};
 use anyhow::{anyhow, Context};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,30 +40,31 @@ pub enum ServerState {
     },
 }
 
-/// What calls learn about the server between the rebuild guard's looks.
+/// What calls learn about the servers between the rebuild guard's looks.
 #[derive(Debug)]
 pub(super) struct Watch {
-    /// A call failed on its connection (or none has been checked yet): the
-    /// server may have restarted, so the next write checks it first.
-    suspect: AtomicBool,
+    /// Per partition: a call failed on its connection (or none has been
+    /// checked yet), so the partition's server may have restarted or failed
+    /// over, and the next write there checks it first.
+    suspect: Box<[AtomicBool]>,
     /// Wakes the rebuild guard when a call finds Redis not rebuilt.
     rebuild_wanted: Arc<Notify>,
 }
 
-impl Default for Watch {
-    fn default() -> Self {
+impl Watch {
+    pub(super) fn new(partitions: Partitions) -> Watch {
         Watch {
-            suspect: AtomicBool::new(true),
+            suspect: partitions.all().map(|_| AtomicBool::new(true)).collect(),
             rebuild_wanted: Arc::default(),
         }
     }
-}
 
-impl Watch {
-    /// Notes a failed call: the connection may now lead to another run of
-    /// the server.
+    /// Notes a failed call: a connection may now lead to another run of a
+    /// server (which one is not known, so every partition is checked).
     pub(super) fn connection_failed(&self) {
-        self.suspect.store(true, Ordering::Relaxed);
+        for s in self.suspect.iter() {
+            s.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Wakes the rebuild guard.
@@ -101,18 +104,19 @@ impl Engine {
     /// Before a write: once a connection failed, checks that the server is
     /// still the one that was rebuilt, so no write lands on a Redis that
     /// came back without its last moments before a rebuild looked at it.
-    pub(super) async fn check_server(&self) -> Result<(), EngineError> {
-        if !self.watch.suspect.load(Ordering::Relaxed) {
+    pub(super) async fn check_server(&self, p: Partition) -> Result<(), EngineError> {
+        let suspect = &self.watch.suspect[p.0 as usize];
+        if !suspect.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let why = match self.server_state().await? {
+        let why = match self.server_state(p).await? {
             ServerState::Ready => {
-                self.watch.suspect.store(false, Ordering::Relaxed);
+                suspect.store(false, Ordering::Relaxed);
                 return Ok(());
             }
             ServerState::Restarted { marker } => {
-                self.forget_rebuild(&marker).await?;
-                "Redis restarted and is being checked against the ledger"
+                self.forget_rebuild(p, &marker).await?;
+                "Redis restarted (or failed over) and is being checked against the ledger"
             }
             ServerState::NotRebuilt { .. } => "Redis is being rebuilt from the ledger",
         };
@@ -120,18 +124,46 @@ impl Engine {
         Err(EngineError::Unavailable(anyhow!(why)))
     }
 
-    /// The server's run id and the ready marker, read together.
-    pub async fn server_state(&self) -> Result<ServerState, EngineError> {
-        let key = self.keys.ready();
-        let (info, marker): (String, Option<String>) = self
+    /// Records the partition count in Redis on first use and compares it
+    /// after: live state laid out for one count cannot be read with another
+    /// (SKUs would be looked for in the wrong partitions). The outer error
+    /// is Redis's; the inner one says what does not match.
+    pub async fn check_layout(&self) -> Result<Result<(), String>, EngineError> {
+        let key = self.keys.layout();
+        let want = format!("partitions={}", self.partitions().count());
+        let value = want.clone();
+        let found: Option<String> = self
             .run(|mut conn| async move {
-                redis::pipe()
-                    .cmd("INFO")
-                    .arg("server")
-                    .cmd("GET")
-                    .arg(key)
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .arg("NX")
+                    .arg("GET")
                     .query_async(&mut conn)
                     .await
+            })
+            .await?;
+        Ok(match found {
+            Some(found) if found != want => Err(format!(
+                "Redis holds live state laid out as {found}, but redis.partitions is {}: \
+                 change the partition count only by the offline step in the README",
+                self.partitions().count()
+            )),
+            _ => Ok(()),
+        })
+    }
+
+    /// Partition `p`'s ready marker, and the run id of the Redis server
+    /// serving it (on a cluster: the master of its slot).
+    pub async fn server_state(&self, p: Partition) -> Result<ServerState, EngineError> {
+        let key = self.keys.part(p).ready();
+        let (info, marker): (String, Option<String>) = self
+            .run(|mut conn| async move {
+                let info = conn
+                    .on_master_of(&key, redis::cmd("INFO").arg("server"))
+                    .await?;
+                let marker = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+                Ok((redis::FromRedisValue::from_redis_value(&info)?, marker))
             })
             .await?;
         let run_id = info
@@ -148,8 +180,9 @@ impl Engine {
 
     /// Deletes the ready marker `marker` of an earlier server run (if it is
     /// still that one): write scripts refuse until the next rebuild.
-    pub async fn forget_rebuild(&self, marker: &str) -> Result<bool, EngineError> {
-        self.lease_call(self.keys.ready(), LeaseOp::Release, marker, Duration::ZERO)
+    pub async fn forget_rebuild(&self, p: Partition, marker: &str) -> Result<bool, EngineError> {
+        let key = self.keys.part(p).ready();
+        self.lease_call(key, LeaseOp::Release, marker, Duration::ZERO)
             .await
     }
 
@@ -157,12 +190,13 @@ impl Engine {
     /// is (or was) `owner`'s.
     pub async fn rebuild_lease(
         &self,
+        p: Partition,
         op: LeaseOp,
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, EngineError> {
-        self.lease_call(self.keys.rebuild_lock(), op, owner, ttl)
-            .await
+        let key = self.keys.part(p).rebuild_lock();
+        self.lease_call(key, op, owner, ttl).await
     }
 
     pub(super) async fn lease_call(
@@ -185,14 +219,22 @@ impl Engine {
 
     /// Ends a rebuild by `owner` of the server run `run_id`: write scripts
     /// run again and the lease is released. False if `owner` lost the lease.
-    pub async fn mark_ready(&self, owner: &str, run_id: &str) -> Result<bool, EngineError> {
+    pub async fn mark_ready(
+        &self,
+        p: Partition,
+        owner: &str,
+        run_id: &str,
+        lost_at: Option<i64>,
+    ) -> Result<bool, EngineError> {
+        let keys = self.keys.part(p);
         let args = vec![
-            self.keys.base().to_owned(),
+            keys.base().to_owned(),
             owner.to_owned(),
             run_id.to_owned(),
+            lost_at.map(|ms| ms.to_string()).unwrap_or_default(),
         ];
         let reply = self
-            .script(&self.scripts.mark_ready, self.keys.ready(), args)
+            .script(p, &self.scripts.mark_ready, keys.ready(), args)
             .await?;
         Ok(reply.code == "1")
     }
@@ -203,14 +245,16 @@ impl Engine {
     /// lease's `owner`, and nothing is written if it lost the lease.
     pub async fn reconcile_batch(
         &self,
+        p: Partition,
         mode: ReconcileMode,
         after: StreamId,
         owner: &str,
         rows: &[(&crate::ledger::SkuRecord, i64)],
     ) -> Result<Vec<Drift>, EngineError> {
         let mut args = Vec::with_capacity(5 + rows.len() * 5);
+        let keys = self.keys.part(p);
         args.extend([
-            self.keys.base().to_owned(),
+            keys.base().to_owned(),
             mode.as_str().to_owned(),
             after.to_string(),
             owner.to_owned(),
@@ -234,7 +278,7 @@ impl Engine {
             );
         }
         let reply = self
-            .script(&self.scripts.reconcile, self.keys.expiry(), args)
+            .script(p, &self.scripts.reconcile, keys.expiry(), args)
             .await?;
         if reply.code == "lease_lost" {
             return Err(lease_lost());
@@ -268,29 +312,32 @@ impl Engine {
     /// live holds) are added up again.
     pub async fn set_customer_counts(
         &self,
+        p: Partition,
         owner: &str,
         bought: &[crate::ledger::Bought],
     ) -> Result<(), EngineError> {
-        // Write scripts refuse to run until Redis is ready again, so these
-        // keys change under no one's feet.
-        let pattern = format!("{}cust:*", self.keys.base());
+        // Write scripts refuse to run until the partition is ready again, so
+        // these keys change under no one's feet. On a cluster SCAN goes to
+        // the partition's master.
+        let pattern = format!("{}cust:*", self.keys.part(p).base());
+        let slot_key = self.keys.part(p).ready();
         let mut cursor: u64 = 0;
         loop {
-            let pattern = pattern.clone();
+            let (pattern, slot_key) = (pattern.clone(), slot_key.clone());
             let (next, keys): (u64, Vec<String>) = self
                 .run(|mut conn| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(cursor)
                         .arg("MATCH")
                         .arg(pattern)
                         .arg("COUNT")
-                        .arg(5000)
-                        .query_async(&mut conn)
-                        .await
+                        .arg(5000);
+                    let found = conn.on_master_of(&slot_key, &scan).await?;
+                    redis::FromRedisValue::from_redis_value(&found)
                 })
                 .await?;
             if !keys.is_empty() {
-                self.customer_counts(owner, "clear", keys).await?;
+                self.customer_counts(p, owner, "clear", keys).await?;
             }
             if next == 0 {
                 break;
@@ -302,21 +349,23 @@ impl Engine {
             for b in chunk {
                 args.extend([b.customer_id.clone(), b.sku.clone(), b.qty.to_string()]);
             }
-            self.customer_counts(owner, "bought", args).await?;
+            self.customer_counts(p, owner, "bought", args).await?;
         }
-        self.customer_counts(owner, "held", Vec::new()).await
+        self.customer_counts(p, owner, "held", Vec::new()).await
     }
 
     async fn customer_counts(
         &self,
+        p: Partition,
         owner: &str,
         op: &str,
         rest: Vec<String>,
     ) -> Result<(), EngineError> {
-        let mut args = vec![self.keys.base().to_owned(), owner.to_owned(), op.to_owned()];
+        let keys = self.keys.part(p);
+        let mut args = vec![keys.base().to_owned(), owner.to_owned(), op.to_owned()];
         args.extend(rest);
         let reply = self
-            .script(&self.scripts.set_customer_counts, self.keys.expiry(), args)
+            .script(p, &self.scripts.set_customer_counts, keys.expiry(), args)
             .await?;
         if reply.code == "lease_lost" {
             return Err(lease_lost());
@@ -324,9 +373,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Ids of the holds in state held (the reaper's queue).
-    pub async fn live_holds(&self) -> Result<Vec<ReservationId>, EngineError> {
-        let key = self.keys.expiry();
+    /// Ids of partition `p`'s live holds and parts (the reaper's queue, and
+    /// the commits under way).
+    pub async fn live_holds(&self, p: Partition) -> Result<Vec<ReservationId>, EngineError> {
+        let mut ids = self.zset(self.keys.part(p).expiry()).await?;
+        ids.extend(self.zset(self.keys.part(p).committing()).await?);
+        Ok(ids)
+    }
+
+    async fn zset(&self, key: String) -> Result<Vec<ReservationId>, EngineError> {
         let ids: Vec<String> = self
             .run(|mut conn| async move {
                 redis::cmd("ZRANGE")
@@ -345,17 +400,25 @@ impl Engine {
 
     /// Marks a held hold committed as `order` (whose sale the ledger has),
     /// while `owner` rebuilds Redis.
-    pub async fn settle(&self, owner: &str, order: &Order) -> Result<bool, EngineError> {
+    pub async fn settle(
+        &self,
+        p: Partition,
+        owner: &str,
+        order: &Order,
+    ) -> Result<bool, EngineError> {
         let id = &order.reservation_id;
+        let keys = self.keys.part(p);
+        let indexed = self.keys.order_partition(&order.order_id) == p;
         let args = vec![
-            self.keys.base().to_owned(),
+            keys.base().to_owned(),
             id.to_string(),
             order.order_id.to_string(),
             order.committed_at.timestamp_millis().to_string(),
             owner.to_owned(),
+            if indexed { "1" } else { "0" }.to_owned(),
         ];
         let reply = self
-            .script(&self.scripts.settle, self.keys.hold(id), args)
+            .script(p, &self.scripts.settle, keys.hold(id), args)
             .await?;
         match reply.code.as_str() {
             "1" => Ok(true),

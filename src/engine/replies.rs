@@ -3,7 +3,7 @@
 
 use crate::domain::{
     Hold, HoldLine, HoldStatus, LimitBreach, Order, OrderId, OrderLine, OutboxEntry, OutboxEvent,
-    Rejection, ReservationId, Shortage, Sku, SkuSettings, SoldLine, StreamId,
+    Partition, Rejection, ReservationId, Shortage, Sku, SkuSettings, SoldLine, StreamId,
 };
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
@@ -115,54 +115,180 @@ pub(crate) fn shortages(f: &[String]) -> anyhow::Result<Vec<Shortage>> {
         .collect()
 }
 
-/// A hold from its record (`read_hold` in lua/common.lua): `st cust chan ca
-/// ea oid cat pref counted skus qtys` joined by \x1f. With `now_ms`, a held
-/// hold whose expiry is not after it reads as expired.
-pub(crate) fn hold(id: &ReservationId, record: &str, now_ms: Option<i64>) -> anyhow::Result<Hold> {
-    let f: Vec<&str> = record.split('\x1f').collect();
-    let [st, cust, chan, ca, ea, oid, cat, pref, _counted, skus, qtys] = f[..] else {
-        bail!("bad hold record {record:?}");
-    };
-    let qtys: Vec<&str> = qtys.split_ascii_whitespace().collect();
-    let skus: Vec<&str> = skus.split_ascii_whitespace().collect();
-    if skus.len() != qtys.len() {
-        bail!(
-            "hold record with {} SKUs and {} quantities",
-            skus.len(),
-            qtys.len()
-        );
-    }
-    let lines = skus
-        .iter()
-        .zip(&qtys)
-        .map(|(s, q)| {
-            Ok(HoldLine {
-                sku: sku(s)?,
-                qty: number(q)?,
-            })
+/// A hold's record in one partition (`read_hold` in lua/common.lua): its
+/// home record, or one of its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// held, committing, committed, released or expired.
+    pub status: String,
+    pub customer_id: Option<String>,
+    pub channel: Option<String>,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub order_id: Option<String>,
+    pub committed_ms: Option<i64>,
+    pub payment_ref: Option<String>,
+    /// This partition's lines, in basket order (a staged change counts with
+    /// the larger of its old and new quantities).
+    pub lines: Vec<(Sku, i64)>,
+    /// The home partition's number, for a part.
+    pub home: Option<u16>,
+    /// The other partitions, for a home record.
+    pub parts: Vec<u16>,
+    /// Every SKU of the basket in basket order, for a home record with parts.
+    pub basket: Vec<String>,
+    /// The confirmed version.
+    pub version: u64,
+    /// A staged change: "version:token:ms", and its (sku, old, new).
+    pub staged: Option<String>,
+    pub changes: Vec<(String, i64, i64)>,
+}
+
+impl Record {
+    /// Parses a record: `st cust chan ca ea oid cat pref counted skus qtys`
+    /// then, optionally, `home parts basket ver pv chg`, joined by \x1f.
+    pub fn parse(record: &str) -> anyhow::Result<Record> {
+        let f: Vec<&str> = record.split('\x1f').collect();
+        if !(11..=17).contains(&f.len()) {
+            bail!("bad hold record {record:?}");
+        }
+        let field = |i: usize| f.get(i).copied().unwrap_or("");
+        let qtys: Vec<&str> = field(10).split_ascii_whitespace().collect();
+        let skus: Vec<&str> = field(9).split_ascii_whitespace().collect();
+        if skus.len() != qtys.len() {
+            bail!(
+                "hold record with {} SKUs and {} quantities",
+                skus.len(),
+                qtys.len()
+            );
+        }
+        let lines = skus
+            .iter()
+            .zip(&qtys)
+            .map(|(s, q)| Ok((sku(s)?, number(q)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let numbers = |s: &str| -> anyhow::Result<Vec<u16>> {
+            s.split_ascii_whitespace()
+                .map(|p| p.parse().with_context(|| format!("bad partition {p:?}")))
+                .collect()
+        };
+        let chg: Vec<&str> = field(16).split_ascii_whitespace().collect();
+        Ok(Record {
+            status: field(0).to_owned(),
+            customer_id: optional(field(1)),
+            channel: optional(field(2)),
+            created_ms: number(field(3))?,
+            expires_ms: number(field(4))?,
+            order_id: optional(field(5)),
+            committed_ms: optional(field(6)).map(|s| number(&s)).transpose()?,
+            payment_ref: optional(field(7)),
+            lines,
+            home: optional(field(11)).map(|s| s.parse()).transpose()?,
+            parts: numbers(field(12))?,
+            basket: field(13)
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            version: optional(field(14))
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(1),
+            staged: optional(field(15)),
+            changes: chg
+                .chunks_exact(3)
+                .map(|c| Ok((c[0].to_owned(), number(c[1])?, number(c[2])?)))
+                .collect::<anyhow::Result<_>>()?,
         })
-        .collect::<anyhow::Result<_>>()?;
-    let expires_at = time(ea)?;
-    let mut status = HoldStatus::parse(st).ok_or_else(|| anyhow!("bad hold state {st:?}"))?;
-    if status == HoldStatus::Held && now_ms.is_some_and(|now| expires_at.timestamp_millis() <= now)
-    {
+    }
+
+    /// The version of the staged change, if any.
+    pub fn staged_version(&self) -> Option<u64> {
+        self.staged
+            .as_deref()
+            .and_then(|pv| pv.split(':').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// When the staged change was staged (ms), if any.
+    pub fn staged_at(&self) -> Option<i64> {
+        self.staged
+            .as_deref()
+            .and_then(|pv| pv.rsplit(':').next())
+            .and_then(|ms| ms.parse().ok())
+    }
+
+    /// The lines as confirmed: a staged change counts with its new
+    /// quantities if `taken` (the home took it), else with its old ones.
+    pub fn confirmed_lines(&self, taken: bool) -> Vec<(Sku, i64)> {
+        let mut lines = self.lines.clone();
+        for (name, old, new) in &self.changes {
+            let keep = if taken { *new } else { *old };
+            match lines.iter_mut().find(|(s, _)| s.as_str() == name) {
+                Some(line) => line.1 = keep,
+                None if keep > 0 => {
+                    if let Ok(s) = Sku::parse(name) {
+                        lines.push((s, keep));
+                    }
+                }
+                None => {}
+            }
+        }
+        lines.retain(|(_, q)| *q > 0);
+        lines
+    }
+}
+
+/// A hold from its home record and the confirmed lines of its parts (none
+/// for a basket in one partition). With `now_ms`, a held hold whose expiry
+/// is not after it reads as expired.
+pub(crate) fn hold_of(
+    id: &ReservationId,
+    home: &Record,
+    part_lines: Vec<(Sku, i64)>,
+    now_ms: Option<i64>,
+) -> anyhow::Result<Hold> {
+    let mut status = match home.status.as_str() {
+        // A commit under way is decided: only its last steps are left.
+        "committing" => HoldStatus::Committed,
+        st => HoldStatus::parse(st).ok_or_else(|| anyhow!("bad hold state {st:?}"))?,
+    };
+    if status == HoldStatus::Held && now_ms.is_some_and(|now| home.expires_ms <= now) {
         status = HoldStatus::Expired;
+    }
+    let mut lines: Vec<(Sku, i64)> = home.lines.clone();
+    lines.extend(part_lines);
+    if !home.basket.is_empty() {
+        let at = |s: &Sku| home.basket.iter().position(|b| b == s.as_str());
+        lines.sort_by_key(|(s, _)| at(s).unwrap_or(usize::MAX));
     }
     Ok(Hold {
         id: id.clone(),
         status,
-        customer_id: optional(cust),
-        channel: optional(chan),
-        lines,
-        created_at: time(ca)?,
-        expires_at,
-        order_id: optional(oid)
-            .map(|s| OrderId::parse(&s))
+        customer_id: home.customer_id.clone(),
+        channel: home.channel.clone(),
+        lines: lines
+            .into_iter()
+            .map(|(sku, qty)| HoldLine { sku, qty })
+            .collect(),
+        created_at: time(&home.created_ms.to_string())?,
+        expires_at: time(&home.expires_ms.to_string())?,
+        order_id: home
+            .order_id
+            .as_deref()
+            .map(OrderId::parse)
             .transpose()
             .map_err(|m| anyhow!(m))?,
-        committed_at: optional(cat).map(|s| time(&s)).transpose()?,
-        payment_ref: optional(pref),
+        committed_at: home
+            .committed_ms
+            .map(|ms| time(&ms.to_string()))
+            .transpose()?,
+        payment_ref: home.payment_ref.clone(),
     })
+}
+
+/// A hold kept in one partition, from its record.
+pub(crate) fn hold(id: &ReservationId, record: &str, now_ms: Option<i64>) -> anyhow::Result<Hold> {
+    hold_of(id, &Record::parse(record)?, Vec::new(), now_ms)
 }
 
 /// The order a committed hold became (not yet known to be persisted).
@@ -190,6 +316,21 @@ pub(crate) fn order_of(hold: &Hold) -> anyhow::Result<Order> {
     })
 }
 
+/// "sku qty …" pairs as order lines.
+pub(crate) fn order_lines(s: &str) -> anyhow::Result<Vec<OrderLine>> {
+    let words: Vec<&str> = s.split_ascii_whitespace().collect();
+    words
+        .chunks_exact(2)
+        .map(|c| {
+            Ok(OrderLine {
+                sku: sku(c[0])?,
+                qty: number(c[1])?,
+                returned_qty: 0,
+            })
+        })
+        .collect()
+}
+
 /// "sku qty on_hand_after …" triples.
 pub(crate) fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
     let words: Vec<&str> = s.split_ascii_whitespace().collect();
@@ -206,7 +347,11 @@ pub(crate) fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
 }
 
 /// An outbox stream entry (fields as the scripts write them).
-pub(crate) fn outbox_entry(id: &str, f: &HashMap<String, String>) -> anyhow::Result<OutboxEntry> {
+pub(crate) fn outbox_entry(
+    partition: Partition,
+    id: &str,
+    f: &HashMap<String, String>,
+) -> anyhow::Result<OutboxEntry> {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     let id: StreamId = id.parse().map_err(|m: String| anyhow!(m))?;
     let event = match get("kind") {
@@ -219,19 +364,30 @@ pub(crate) fn outbox_entry(id: &str, f: &HashMap<String, String>) -> anyhow::Res
                 customer_id: optional(get("cust")),
                 channel: optional(get("chan")),
                 payment_ref: optional(get("pref")),
-                lines: sold
-                    .iter()
-                    .map(|s| OrderLine {
-                        sku: s.sku.clone(),
-                        qty: s.qty,
-                        returned_qty: 0,
-                    })
-                    .collect(),
+                lines: match optional(get("all")) {
+                    // A basket over several partitions: every line.
+                    Some(all) => order_lines(&all)?,
+                    None => sold
+                        .iter()
+                        .map(|s| OrderLine {
+                            sku: s.sku.clone(),
+                            qty: s.qty,
+                            returned_qty: 0,
+                        })
+                        .collect(),
+                },
                 committed_at: time(get("at"))?,
                 persisted: false,
             };
             OutboxEvent::Commit { order, sold }
         }
+        "part" => OutboxEvent::Part {
+            order_id: OrderId::parse(get("order")).map_err(|m| anyhow!(m))?,
+            reservation_id: ReservationId::parse(get("res"))
+                .ok_or_else(|| anyhow!("bad reservation id in outbox"))?,
+            sold: sold_lines(get("lines"))?,
+            at: time(get("at"))?,
+        },
         "sku" => OutboxEvent::Sku {
             sku: sku(get("sku"))?,
             created: get("created") == "1",
@@ -260,7 +416,11 @@ pub(crate) fn outbox_entry(id: &str, f: &HashMap<String, String>) -> anyhow::Res
         },
         other => bail!("unknown outbox entry kind {other:?} at {id}"),
     };
-    Ok(OutboxEntry { id, event })
+    Ok(OutboxEntry {
+        partition,
+        id,
+        event,
+    })
 }
 
 #[cfg(test)]
@@ -289,7 +449,7 @@ mod tests {
 
     #[test]
     fn a_hold_record_parses_lines_and_empty_fields() {
-        let id = ReservationId::random();
+        let id = ReservationId::random(Partition(0));
         let record = [
             "held", "", "web", "1000", "2000", "", "", "", "B", "A B", "2 1",
         ]
@@ -304,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_held_hold_past_its_expiry_reads_as_expired() {
-        let id = ReservationId::random();
+        let id = ReservationId::random(Partition(0));
         let record = ["held", "c", "", "1000", "2000", "", "", "", "", "A", "1"].join("\x1f");
         assert_eq!(
             hold(&id, &record, Some(1999)).unwrap().status,
@@ -317,8 +477,38 @@ mod tests {
     }
 
     #[test]
+    fn a_part_record_reads_its_home_its_stage_and_lines_as_confirmed() {
+        let record = [
+            "held",
+            "c",
+            "",
+            "1000",
+            "2000",
+            "",
+            "",
+            "",
+            "",
+            "A B",
+            "3 1",
+            "5",
+            "",
+            "",
+            "1",
+            "2:t:1500",
+            "A 1 3 B 1 0",
+        ]
+        .join("\x1f");
+        let r = Record::parse(&record).unwrap();
+        assert_eq!(r.home, Some(5));
+        assert_eq!((r.staged_version(), r.staged_at()), (Some(2), Some(1500)));
+        let qty = |taken| -> Vec<i64> { r.confirmed_lines(taken).iter().map(|l| l.1).collect() };
+        assert_eq!(qty(true), [3]);
+        assert_eq!(qty(false), [1, 1]);
+    }
+
+    #[test]
     fn a_record_with_missing_fields_is_refused() {
-        let id = ReservationId::random();
+        let id = ReservationId::random(Partition(0));
         assert!(hold(&id, "held\x1fc", None).is_err());
     }
 }

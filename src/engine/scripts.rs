@@ -26,6 +26,10 @@ pub(crate) struct Scripts {
     pub set_customer_counts: Script,
     pub lease: Script,
     pub mark_ready: Script,
+    pub stage: Script,
+    pub finish_stage: Script,
+    pub commit_part: Script,
+    pub end_part: Script,
 }
 
 impl Scripts {
@@ -45,6 +49,10 @@ impl Scripts {
             set_customer_counts: with_common(include_str!("../../lua/set_customer_counts.lua")),
             lease: Script::new(include_str!("../../lua/lease.lua")),
             mark_ready: Script::new(include_str!("../../lua/mark_ready.lua")),
+            stage: with_common(include_str!("../../lua/stage.lua")),
+            finish_stage: with_common(include_str!("../../lua/finish_stage.lua")),
+            commit_part: with_common(include_str!("../../lua/commit_part.lua")),
+            end_part: with_common(include_str!("../../lua/end_part.lua")),
         }
     }
 }

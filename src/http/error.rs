@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 410 `reservation_expired`.
     #[error("reservation expired")]
     Expired,
+    /// 410 `reservation_lost`: Redis lost the hold in a restart or failover.
+    #[error("reservation lost")]
+    Lost,
     /// 409 `reservation_released`.
     #[error("reservation released")]
     Released,
@@ -96,6 +99,7 @@ impl From<Rejection> for ApiError {
             }
             Rejection::ReturnExceedsOrder(lines) => ApiError::ReturnExceedsOrder(lines),
             Rejection::Expired => ApiError::Expired,
+            Rejection::Lost => ApiError::Lost,
             Rejection::Released => ApiError::Released,
             Rejection::Committed => ApiError::Committed,
             Rejection::Empty => field(
@@ -165,6 +169,7 @@ impl ApiError {
             ApiError::LimitExceeded(_) => "per_customer_limit_exceeded",
             ApiError::SaleNotStarted(_) => "sale_not_started",
             ApiError::Expired => "reservation_expired",
+            ApiError::Lost => "reservation_lost",
             ApiError::Released => "reservation_released",
             ApiError::Committed => "reservation_committed",
             ApiError::ReturnExceedsOrder(_) => "return_exceeds_order",
@@ -188,6 +193,7 @@ impl ApiError {
             ApiError::LimitExceeded(_) => "Per-customer limit exceeded",
             ApiError::SaleNotStarted(_) => "Sale not started",
             ApiError::Expired => "Reservation expired",
+            ApiError::Lost => "Reservation lost",
             ApiError::Released => "Reservation released",
             ApiError::Committed => "Reservation committed",
             ApiError::ReturnExceedsOrder(_) => "Return exceeds order",
@@ -225,6 +231,9 @@ impl ApiError {
                 "the reservation ran out of time and its units were released".into()
             }
             ApiError::Released => "the reservation was released".into(),
+            ApiError::Lost => "Redis lost this reservation (or part of it) when it restarted or \
+                failed over; its units went back to stock and nothing was sold: hold them again"
+                .into(),
             ApiError::Committed => "the reservation was committed".into(),
             ApiError::ReturnExceedsOrder(l) => {
                 format!(
@@ -278,7 +287,7 @@ impl ResponseError for ApiError {
             | ApiError::Committed
             | ApiError::ReturnExceedsOrder(_)
             | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
-            ApiError::Expired => StatusCode::GONE,
+            ApiError::Expired | ApiError::Lost => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

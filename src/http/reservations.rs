@@ -57,14 +57,16 @@ pub(crate) async fn reserve(
     let request = ReserveRequest::parse(&body.required()?, caller.role, &limits)
         .map_err(ApiError::Validation)?;
     // With an idempotency key the id is derived from it, so a retry whose
-    // first answer was lost finds its hold instead of holding twice.
+    // first answer was lost finds its hold instead of holding twice. The id
+    // names the hold's home partition.
+    let home = stock.engine.home_for(&request.lines);
     let id = match req
         .headers()
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
     {
-        Some(key) => ReservationId::for_idempotency_key(&caller.id, key),
-        None => ReservationId::random(),
+        Some(key) => ReservationId::for_idempotency_key(&caller.id, key, home),
+        None => ReservationId::random(home),
     };
     let reserved = stock.engine.reserve(&id, &request).await?;
     let shortages = request.allow_partial.then_some(reserved.shortages);

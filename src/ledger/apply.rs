@@ -11,8 +11,8 @@
 //! of entries up to the watermark, and the ledger's on_hand is that plus the
 //! movements after it (see `snapshot`).
 
-use super::{Ledger, LedgerError, PARTITION};
-use crate::domain::{Order, OutboxEntry, OutboxEvent, SkuSettings, StreamId};
+use super::{Ledger, LedgerError};
+use crate::domain::{Order, OutboxEntry, OutboxEvent, Partition, SkuSettings, StreamId};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::collections::HashSet;
@@ -29,13 +29,15 @@ impl Ledger {
         Ok(recorded)
     }
 
-    /// The drain's step: records `entries` (the outbox entries right after
-    /// `from`, in stream order), adds their movements to `skus.on_hand` and
-    /// moves the watermark from `from` to the last of them, in one
-    /// transaction. `None` when the watermark is no longer at `from`
-    /// (another instance's drain moved it): nothing is written then.
+    /// The drain's step in partition `p`: records `entries` (the outbox
+    /// entries of `p` right after `from`, in stream order), adds their
+    /// movements to `skus.on_hand` and moves `p`'s watermark from `from` to
+    /// the last of them, in one transaction. `None` when the watermark is no
+    /// longer at `from` (another instance's drain moved it): nothing is
+    /// written then.
     pub async fn advance(
         &self,
+        p: Partition,
         from: StreamId,
         entries: &[OutboxEntry],
     ) -> Result<Option<usize>, LedgerError> {
@@ -49,13 +51,13 @@ impl Ledger {
             "INSERT INTO outbox_watermark (partition, stream_ms, stream_seq) VALUES ($1, 0, 0)
              ON CONFLICT DO NOTHING",
         )
-        .bind(PARTITION)
+        .bind(p.name())
         .execute(&mut *tx)
         .await?;
         let (ms, seq): (i64, i64) = sqlx::query_as(
             "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = $1 FOR UPDATE",
         )
-        .bind(PARTITION)
+        .bind(p.name())
         .fetch_one(&mut *tx)
         .await?;
         if (StreamId { ms, seq }) != from {
@@ -69,7 +71,8 @@ impl Ledger {
             "UPDATE skus SET on_hand = skus.on_hand + m.delta,
                              updated_at = GREATEST(skus.updated_at, m.at)
              FROM (SELECT sku, sum(delta)::bigint AS delta, max(at) AS at FROM stock_movements
-                   WHERE (outbox_ms, outbox_seq) > ($1, $2) AND (outbox_ms, outbox_seq) <= ($3, $4)
+                   WHERE outbox_partition = $5
+                     AND (outbox_ms, outbox_seq) > ($1, $2) AND (outbox_ms, outbox_seq) <= ($3, $4)
                    GROUP BY sku) m
              WHERE skus.sku = m.sku",
         )
@@ -77,12 +80,13 @@ impl Ledger {
         .bind(from.seq)
         .bind(to.ms)
         .bind(to.seq)
+        .bind(p.name())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE outbox_watermark SET stream_ms = $2, stream_seq = $3 WHERE partition = $1",
         )
-        .bind(PARTITION)
+        .bind(p.name())
         .bind(to.ms)
         .bind(to.seq)
         .execute(&mut *tx)
@@ -96,41 +100,60 @@ impl Ledger {
 /// how many were new.
 async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usize, LedgerError> {
     let fresh = claim(tx, entries).await?;
-    let fresh: Vec<&OutboxEntry> = entries.iter().filter(|e| fresh.contains(&e.id)).collect();
+    let fresh: Vec<&OutboxEntry> = entries
+        .iter()
+        .filter(|e| fresh.contains(&(e.partition.name(), e.id)))
+        .collect();
     let mut moves = Movements::default();
     let mut orders = Vec::new();
+    let mut parts = Vec::new();
+    let mut returns = Vec::new();
     for entry in &fresh {
         match &entry.event {
             OutboxEvent::Commit { .. } => orders.push(*entry),
-            other => record_admin_change(tx, entry.id, other, &mut moves).await?,
+            OutboxEvent::Part { .. } => parts.push(*entry),
+            other => {
+                if let OutboxEvent::Return { return_id, at, .. } = other {
+                    returns.push((return_id.as_str(), *at));
+                }
+                record_admin_change(tx, entry.partition, entry.id, other, &mut moves).await?
+            }
         }
     }
     record_orders(tx, &orders, &mut moves).await?;
+    record_parts(tx, &parts, &mut moves).await?;
     moves.insert(tx).await?;
+    for (return_id, at) in returns {
+        mark_restocked(tx, return_id, at).await?;
+    }
     Ok(fresh.len())
 }
 
 /// Marks the entries as recorded; the ids of those that were not before.
 /// Claims are made in stream order, so two writers claiming overlapping
 /// entries queue instead of deadlocking.
-async fn claim(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<HashSet<StreamId>, LedgerError> {
+async fn claim(
+    tx: &mut Tx<'_>,
+    entries: &[OutboxEntry],
+) -> Result<HashSet<(String, StreamId)>, LedgerError> {
+    let part: Vec<String> = entries.iter().map(|e| e.partition.name()).collect();
     let ms: Vec<i64> = entries.iter().map(|e| e.id.ms).collect();
     let seq: Vec<i64> = entries.iter().map(|e| e.id.seq).collect();
-    let claimed: Vec<(i64, i64)> = sqlx::query_as(
+    let claimed: Vec<(String, i64, i64)> = sqlx::query_as(
         "INSERT INTO outbox_applied (partition, stream_ms, stream_seq)
-         SELECT $1, e.ms, e.seq FROM unnest($2::bigint[], $3::bigint[]) AS e(ms, seq)
-         ORDER BY e.ms, e.seq
+         SELECT e.p, e.ms, e.seq FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS e(p, ms, seq)
+         ORDER BY e.p, e.ms, e.seq
          ON CONFLICT DO NOTHING
-         RETURNING stream_ms, stream_seq",
+         RETURNING partition, stream_ms, stream_seq",
     )
-    .bind(PARTITION)
+    .bind(&part)
     .bind(&ms)
     .bind(&seq)
     .fetch_all(&mut **tx)
     .await?;
     Ok(claimed
         .into_iter()
-        .map(|(ms, seq)| StreamId { ms, seq })
+        .map(|(p, ms, seq)| (p, StreamId { ms, seq }))
         .collect())
 }
 
@@ -143,6 +166,7 @@ struct Movements {
     delta: Vec<i64>,
     after: Vec<i64>,
     reference: Vec<String>,
+    partition: Vec<String>,
     ms: Vec<i64>,
     seq: Vec<i64>,
 }
@@ -151,7 +175,7 @@ impl Movements {
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
-        id: StreamId,
+        (p, id): (Partition, StreamId),
         kind: &'static str,
         reference: &str,
         at: DateTime<Utc>,
@@ -165,6 +189,7 @@ impl Movements {
         self.delta.push(delta);
         self.after.push(after);
         self.reference.push(reference.to_owned());
+        self.partition.push(p.name());
         self.ms.push(id.ms);
         self.seq.push(id.seq);
     }
@@ -174,9 +199,10 @@ impl Movements {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref, outbox_ms, outbox_seq)
+            "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref,
+                                          outbox_partition, outbox_ms, outbox_seq)
              SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[],
-                                  $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])",
+                                  $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])",
         )
         .bind(&self.sku)
         .bind(&self.at)
@@ -184,6 +210,7 @@ impl Movements {
         .bind(&self.delta)
         .bind(&self.after)
         .bind(&self.reference)
+        .bind(&self.partition)
         .bind(&self.ms)
         .bind(&self.seq)
         .execute(&mut **tx)
@@ -198,10 +225,12 @@ async fn record_orders(
     entries: &[&OutboxEntry],
     moves: &mut Movements,
 ) -> Result<(), LedgerError> {
-    let commits: Vec<(StreamId, &Order, &[crate::domain::SoldLine])> = entries
+    let commits: Vec<((Partition, StreamId), &Order, &[crate::domain::SoldLine])> = entries
         .iter()
         .filter_map(|e| match &e.event {
-            OutboxEvent::Commit { order, sold } => Some((e.id, order, sold.as_slice())),
+            OutboxEvent::Commit { order, sold } => {
+                Some(((e.partition, e.id), order, sold.as_slice()))
+            }
             _ => None,
         })
         .collect();
@@ -231,8 +260,18 @@ async fn record_orders(
             .map(|(_, o, _)| o.committed_at)
             .collect::<Vec<_>>(),
     )
-    .bind(commits.iter().map(|(id, _, _)| id.ms).collect::<Vec<_>>())
-    .bind(commits.iter().map(|(id, _, _)| id.seq).collect::<Vec<_>>())
+    .bind(
+        commits
+            .iter()
+            .map(|((_, id), _, _)| id.ms)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        commits
+            .iter()
+            .map(|((_, id), _, _)| id.seq)
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut **tx)
     .await?;
     let mut inserted: HashSet<String> = inserted.into_iter().map(|(o,)| o).collect();
@@ -243,7 +282,9 @@ async fn record_orders(
         let order_id = order.order_id.as_str();
         // Each inserted order id takes its lines once.
         if inserted.remove(order_id) {
-            for (n, line) in sold.iter().enumerate() {
+            // The order's lines: every line of the basket, also those sold
+            // in other partitions (their movements come with their parts).
+            for (n, line) in order.lines.iter().enumerate() {
                 line_order.push(order_id);
                 line_no.push(n as i32 + 1);
                 line_sku.push(line.sku.as_str());
@@ -252,13 +293,13 @@ async fn record_orders(
         } else if same_sale_recorded(tx, order).await? {
             // The same sale under another outbox entry: a Redis that lost its
             // last moments let this hold be committed again. Counted once.
-            tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
+            tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id.1,
                 "sale already in the ledger; outbox entry ignored");
             continue;
         } else {
             // The sale happened in Redis all the same, so its stock movements
             // are recorded below; only the clashing order row is not.
-            tracing::error!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id,
+            tracing::error!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id.1,
                 "order id already in the ledger for another reservation; movements recorded, order row not");
         }
         for line in sold.iter() {
@@ -288,6 +329,90 @@ async fn record_orders(
     Ok(())
 }
 
+/// The movements of parts of baskets sold over several partitions, each
+/// part (order, partition) once.
+async fn record_parts(
+    tx: &mut Tx<'_>,
+    entries: &[&OutboxEntry],
+    moves: &mut Movements,
+) -> Result<(), LedgerError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let orders: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            OutboxEvent::Part { order_id, .. } => Some(order_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let partitions: Vec<String> = entries.iter().map(|e| e.partition.name()).collect();
+    let fresh: HashSet<(String, String)> = sqlx::query_as(
+        "INSERT INTO order_parts (order_id, partition)
+         SELECT * FROM unnest($1::text[], $2::text[])
+         ON CONFLICT DO NOTHING
+         RETURNING order_id, partition",
+    )
+    .bind(&orders)
+    .bind(&partitions)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    for entry in entries {
+        let OutboxEvent::Part {
+            order_id,
+            reservation_id,
+            sold,
+            at,
+        } = &entry.event
+        else {
+            continue;
+        };
+        if !fresh.contains(&(order_id.to_string(), entry.partition.name())) {
+            tracing::warn!(order = %order_id, reservation = %reservation_id, outbox = %entry.id,
+                partition = %entry.partition, "part of a sale already in the ledger; entry ignored");
+            continue;
+        }
+        for line in sold {
+            moves.push(
+                (entry.partition, entry.id),
+                "commit",
+                order_id.as_str(),
+                *at,
+                line.sku.as_str(),
+                -line.qty,
+                line.on_hand_after,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Marks a restocking return as restocked once every one of its lines has
+/// its movement (a return over several partitions restocks each part with
+/// its own outbox entry).
+async fn mark_restocked(
+    tx: &mut Tx<'_>,
+    return_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "UPDATE returns SET restocked_at = $2
+         WHERE return_id = $1 AND restocked_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM return_lines rl
+                           WHERE rl.return_id = $1
+                             AND NOT EXISTS (SELECT 1 FROM stock_movements m
+                                             WHERE m.sku = rl.sku AND m.kind = 'return'
+                                               AND m.ref = $1))",
+    )
+    .bind(return_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Whether the ledger has a sale of this reservation already (a
 /// reservation is sold at most once, whatever its order id).
 async fn same_sale_recorded(tx: &mut Tx<'_>, order: &Order) -> Result<bool, LedgerError> {
@@ -303,12 +428,15 @@ async fn same_sale_recorded(tx: &mut Tx<'_>, order: &Order) -> Result<bool, Ledg
 /// `moves`. These are rare next to commits, so one entry at a time.
 async fn record_admin_change(
     tx: &mut Tx<'_>,
+    p: Partition,
     id: StreamId,
     event: &OutboxEvent,
     moves: &mut Movements,
 ) -> Result<(), LedgerError> {
     match event {
-        OutboxEvent::Commit { .. } => unreachable!("commits are recorded by record_orders"),
+        OutboxEvent::Commit { .. } | OutboxEvent::Part { .. } => {
+            unreachable!("sales are recorded by record_orders and record_parts")
+        }
         OutboxEvent::Sku {
             sku,
             created,
@@ -322,7 +450,7 @@ async fn record_admin_change(
                 let kind = if *created { "created" } else { "adjustment" };
                 let reference = format!("sku-put:{id}");
                 moves.push(
-                    id,
+                    (p, id),
                     kind,
                     &reference,
                     *at,
@@ -353,7 +481,7 @@ async fn record_admin_change(
             .await?;
             let sku = sku.as_str();
             moves.push(
-                id,
+                (p, id),
                 "adjustment",
                 adjustment_id,
                 *at,
@@ -370,7 +498,7 @@ async fn record_admin_change(
         } => {
             for l in lines {
                 moves.push(
-                    id,
+                    (p, id),
                     "return",
                     return_id,
                     *at,
@@ -379,11 +507,6 @@ async fn record_admin_change(
                     l.on_hand_after,
                 );
             }
-            sqlx::query("UPDATE returns SET restocked_at = $2 WHERE return_id = $1")
-                .bind(return_id)
-                .bind(at)
-                .execute(&mut **tx)
-                .await?;
         }
     }
     Ok(())

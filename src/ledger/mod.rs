@@ -16,15 +16,12 @@ pub use returns::{PendingRestock, ReturnRecorded};
 pub use snapshot::{Bought, SkuRecord, Snapshot};
 
 use crate::configuration::DatabaseSettings;
-use crate::domain::StreamId;
+use crate::domain::{Partition, StreamId};
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// The partition of the outbox this ledger follows (one in version 1).
-pub(crate) const PARTITION: &str = "p0";
 
 /// Why a ledger call failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,12 +95,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every outbox entry up to this one is applied.
-    pub async fn watermark(&self) -> Result<StreamId, LedgerError> {
+    /// Every outbox entry of partition `p` up to this one is applied.
+    pub async fn watermark(&self, p: Partition) -> Result<StreamId, LedgerError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = $1",
         )
-        .bind(PARTITION)
+        .bind(p.name())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row

@@ -2,10 +2,10 @@
 //! persisted `on_hand` and settings, read in one snapshot together with the
 //! outbox watermark and the entries applied after it.
 
-use super::{Ledger, LedgerError, PARTITION};
-use crate::domain::StreamId;
+use super::{Ledger, LedgerError};
+use crate::domain::{Partition, StreamId};
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// One SKU as persisted.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -25,10 +25,12 @@ pub struct SkuRecord {
 /// A consistent read of the ledger.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Every outbox entry up to here is applied.
-    pub watermark: StreamId,
-    /// Entries after the watermark applied already (out of order).
-    pub applied_after: HashSet<StreamId>,
+    /// Per partition: every outbox entry up to here is applied (a
+    /// partition not named has none applied).
+    pub watermarks: HashMap<Partition, StreamId>,
+    /// Entries after their partition's watermark applied already (out of
+    /// order).
+    pub applied_after: HashSet<(Partition, StreamId)>,
     /// The SKUs asked for (all when none were named), in SKU order.
     pub skus: Vec<SkuRecord>,
 }
@@ -52,47 +54,46 @@ impl Ledger {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let watermark: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = $1",
+        let watermarks: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT partition, stream_ms, stream_seq FROM outbox_watermark")
+                .fetch_all(&mut *tx)
+                .await?;
+        let applied: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT a.partition, a.stream_ms, a.stream_seq
+             FROM outbox_applied a LEFT JOIN outbox_watermark w USING (partition)
+             WHERE (a.stream_ms, a.stream_seq)
+                   > (coalesce(w.stream_ms, 0), coalesce(w.stream_seq, 0))",
         )
-        .bind(PARTITION)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let watermark = watermark
-            .map(|(ms, seq)| StreamId { ms, seq })
-            .unwrap_or_default();
-        let applied: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT stream_ms, stream_seq FROM outbox_applied
-             WHERE partition = $1 AND (stream_ms, stream_seq) > ($2, $3)",
-        )
-        .bind(PARTITION)
-        .bind(watermark.ms)
-        .bind(watermark.seq)
         .fetch_all(&mut *tx)
         .await?;
-        // skus.on_hand covers the entries up to the watermark; entries after
-        // it that are recorded already (commits persist their own) add their
-        // movements.
+        // skus.on_hand covers the entries up to each partition's watermark;
+        // entries after it that are recorded already (commits persist their
+        // own) add their movements.
         let query = "SELECT s.sku, s.on_hand + coalesce(m.delta, 0) AS on_hand,
                             s.backorder_limit, s.per_customer_limit, s.sale_starts_at
                      FROM skus s
-                     LEFT JOIN (SELECT sku, sum(delta)::bigint AS delta FROM stock_movements
-                                WHERE (outbox_ms, outbox_seq) > ($1, $2) GROUP BY sku) m
+                     LEFT JOIN (SELECT sm.sku, sum(sm.delta)::bigint AS delta
+                                FROM stock_movements sm
+                                LEFT JOIN outbox_watermark w ON w.partition = sm.outbox_partition
+                                WHERE (sm.outbox_ms, sm.outbox_seq)
+                                      > (coalesce(w.stream_ms, 0), coalesce(w.stream_seq, 0))
+                                GROUP BY sm.sku) m
                        USING (sku)
-                     WHERE $3::text[] IS NULL OR s.sku = ANY($3)
+                     WHERE $1::text[] IS NULL OR s.sku = ANY($1)
                      ORDER BY s.sku";
-        let skus: Vec<SkuRecord> = sqlx::query_as(query)
-            .bind(watermark.ms)
-            .bind(watermark.seq)
-            .bind(only)
-            .fetch_all(&mut *tx)
-            .await?;
+        let skus: Vec<SkuRecord> = sqlx::query_as(query).bind(only).fetch_all(&mut *tx).await?;
         tx.commit().await?;
+        // Rows of partitions outside the current layout (none, unless the
+        // layout changed without the offline step) cannot be followed.
+        let known = |name: &str| Partition::parse(name);
         Ok(Snapshot {
-            watermark,
+            watermarks: watermarks
+                .into_iter()
+                .filter_map(|(p, ms, seq)| Some((known(&p)?, StreamId { ms, seq })))
+                .collect(),
             applied_after: applied
                 .into_iter()
-                .map(|(ms, seq)| StreamId { ms, seq })
+                .filter_map(|(p, ms, seq)| Some((known(&p)?, StreamId { ms, seq })))
                 .collect(),
             skus,
         })

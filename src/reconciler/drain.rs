@@ -1,10 +1,11 @@
 //! The outbox drain: records outbox entries in the ledger in stream order,
-//! moves the watermark and `skus.on_hand` with them, and trims what is
-//! safely persisted. Drains of several instances take turns on the
-//! watermark row (see `Ledger::advance`).
+//! partition by partition, moves each partition's watermark and
+//! `skus.on_hand` with them, and trims what is safely persisted. Drains of
+//! several instances take turns on each watermark row (see
+//! `Ledger::advance`).
 
 use super::Outcome;
-use crate::domain::{OutboxEntry, StreamId};
+use crate::domain::{OutboxEntry, Partition, StreamId};
 use crate::service::Stock;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use std::time::Duration;
@@ -19,6 +20,9 @@ const PARALLEL_FROM: usize = 64;
 /// transaction (`Ledger::advance`) updates every SKU the batch touched once,
 /// so a batch much bigger than this is cheaper per entry.
 const RECORD_CHUNK: usize = 250;
+
+/// Partitions drained at once.
+const PARTITIONS_AT_ONCE: usize = 4;
 
 /// Persists the outbox in batches.
 #[derive(Clone)]
@@ -43,16 +47,32 @@ impl Drain {
         }
     }
 
-    /// Applies the next batch after the watermark. The flag says whether
-    /// the batch was full.
+    /// Applies the next batch after each partition's watermark. The flag
+    /// says whether a batch was full.
     pub async fn try_execute_task(&self) -> anyhow::Result<(Outcome, bool)> {
-        let (engine, ledger) = (&self.stock.engine, &self.stock.ledger);
-        let watermark = ledger.watermark().await?;
-        let entries = engine.outbox_after(watermark, self.batch).await?;
-        metrics::gauge!(crate::metrics::OUTBOX_LAG).set(entries.len() as f64);
-        let Some(last) = entries.last().map(|e| e.id) else {
+        let partitions = self.stock.engine.partitions();
+        let steps: Vec<(usize, bool)> = stream::iter(partitions.all())
+            .map(|p| self.drain_partition(p))
+            .buffer_unordered(PARTITIONS_AT_ONCE)
+            .try_collect()
+            .await?;
+        let lag: usize = steps.iter().map(|s| s.0).sum();
+        metrics::gauge!(crate::metrics::OUTBOX_LAG).set(lag as f64);
+        if lag == 0 {
             self.finish_cut_off_restocks().await?;
             return Ok((Outcome::Idle, false));
+        }
+        Ok((Outcome::Worked(lag), steps.iter().any(|s| s.1)))
+    }
+
+    /// One batch of partition `p`: entries read, and whether the batch was
+    /// full (or another drain had the turn).
+    async fn drain_partition(&self, p: Partition) -> anyhow::Result<(usize, bool)> {
+        let (engine, ledger) = (&self.stock.engine, &self.stock.ledger);
+        let watermark = ledger.watermark(p).await?;
+        let entries = engine.outbox_after(p, watermark, self.batch).await?;
+        let Some(last) = entries.last().map(|e| e.id) else {
+            return Ok((0, false));
         };
         // A backlog (Postgres was away) is recorded by several transactions
         // at once, each on its own core; recording is idempotent, and the
@@ -72,26 +92,27 @@ impl Drain {
                 .await?;
             applied = recorded.iter().sum();
         }
-        let advanced = ledger.advance(watermark, &entries).await?;
+        let advanced = ledger.advance(p, watermark, &entries).await?;
         // What this drain recorded counts even when another instance's drain
         // moved the watermark meanwhile.
         applied += advanced.unwrap_or(0);
         metrics::counter!(crate::metrics::OUTBOX_DRAINED).increment(applied as u64);
         if advanced.is_none() {
             // Another instance's drain moved the watermark: its turn.
-            return Ok((Outcome::Worked(0), true));
+            return Ok((entries.len(), true));
         }
         if applied > 0 {
-            tracing::info!(applied, watermark = %last, "outbox entries persisted by the drain");
+            tracing::info!(applied, partition = %p, watermark = %last,
+                "outbox entries persisted by the drain");
         }
         let keep_from = StreamId {
             ms: last.ms - self.retention.as_millis() as i64,
             seq: 0,
         };
         if keep_from.ms > 0 {
-            engine.trim_outbox(keep_from).await?;
+            engine.trim_outbox(p, keep_from).await?;
         }
-        Ok((Outcome::Worked(entries.len()), entries.len() >= self.batch))
+        Ok((entries.len(), entries.len() >= self.batch))
     }
 }
 

@@ -40,12 +40,17 @@ impl RebuildGuard {
         }
     }
 
-    /// One look: a Redis that is not rebuilt, or restarted since it was
-    /// (its ready marker names another server run: it may have come back
-    /// without its last moments), is rebuilt from the ledger.
+    /// One look: a partition of Redis that is not rebuilt, or restarted
+    /// or failed over since it was (its ready marker names another server
+    /// run: it may have come back without its last moments), is rebuilt
+    /// from the ledger.
     pub async fn try_execute_task(&self) -> anyhow::Result<(Outcome, bool)> {
         let engine = self.reconciler.engine();
-        if engine.server_state().await? == ServerState::Ready {
+        let mut all_ready = true;
+        for p in engine.partitions().all() {
+            all_ready &= engine.server_state(p).await? == ServerState::Ready;
+        }
+        if all_ready {
             self.readiness.set(true);
             return Ok((Outcome::Idle, false));
         }

@@ -1,4 +1,5 @@
-//! The reaper: returns the units of holds whose time ran out.
+//! The reaper: returns the units of holds whose time ran out, in every
+//! partition.
 
 use super::Outcome;
 use crate::engine::Engine;
@@ -16,18 +17,26 @@ impl Reaper {
         Reaper { engine, batch }
     }
 
-    /// Expires one batch of due holds. The flag says whether the batch was
+    /// Expires one batch of due holds in each partition, and finishes the
+    /// commits of baskets over several partitions that stalled (their
+    /// client went away between steps). The flag says whether a batch was
     /// full, so there may be more due right now.
     pub async fn try_execute_task(&self) -> anyhow::Result<(Outcome, bool)> {
-        let expired = self.engine.expire_due(self.batch).await?;
-        if expired > 0 {
-            tracing::debug!(expired, "expired due holds");
+        let (mut done, mut full) = (0, false);
+        for p in self.engine.partitions().all() {
+            let expired = self.engine.expire_due(p, self.batch).await?;
+            let finished = self.engine.finish_commits(p, self.batch).await?;
+            if expired > 0 || finished > 0 {
+                tracing::debug!(partition = %p, expired, finished, "expired due holds");
+            }
+            done += expired + finished;
+            full |= expired >= self.batch || finished >= self.batch;
         }
-        let outcome = if expired == 0 {
+        let outcome = if done == 0 {
             Outcome::Idle
         } else {
-            Outcome::Worked(expired)
+            Outcome::Worked(done)
         };
-        Ok((outcome, expired >= self.batch))
+        Ok((outcome, full))
     }
 }

@@ -9,11 +9,11 @@
 //! exactly once. Expected `held` = the sum over live holds, inside the same
 //! script. See DESIGN.md, "Rebuild and reconciliation".
 
-use crate::domain::{Drift, ReconcileMode, Sku, StreamId};
+use crate::domain::{Drift, Partition, ReconcileMode, Sku, StreamId};
 use crate::engine::{Engine, LeaseOp, ServerState};
-use crate::ledger::{Ledger, Snapshot};
+use crate::ledger::{Ledger, SkuRecord, Snapshot};
 use anyhow::Context;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// SKUs compared per script call: big enough to be fast, small enough that
@@ -69,16 +69,19 @@ impl Reconciler {
         mode: ReconcileMode,
         only: Option<&[Sku]>,
     ) -> anyhow::Result<Report> {
-        self.reconcile_as(mode, only, "").await
+        let all: BTreeSet<Partition> = self.engine.partitions().all().collect();
+        Ok(self.reconcile_as(mode, only, &all, "").await?.0)
     }
 
-    /// As `reconcile`; a rebuild passes its lease's `owner`.
+    /// As `reconcile`, over the SKUs of `partitions`; a rebuild passes its
+    /// leases' `owner`. Also says which of the partitions have SKUs.
     async fn reconcile_as(
         &self,
         mode: ReconcileMode,
         only: Option<&[Sku]>,
+        partitions: &BTreeSet<Partition>,
         owner: &str,
-    ) -> anyhow::Result<Report> {
+    ) -> anyhow::Result<(Report, BTreeSet<Partition>)> {
         let started = Instant::now();
         let names: Option<Vec<String>> = only.map(|s| s.iter().map(|s| s.to_string()).collect());
         let snapshot = self
@@ -86,19 +89,31 @@ impl Reconciler {
             .snapshot(names.as_deref())
             .await
             .context("reading the ledger")?;
-        let (read_up_to, pending) = self.pending_deltas(&snapshot).await?;
-
+        let keys = self.engine.keys();
+        let mut by_partition: BTreeMap<Partition, Vec<&SkuRecord>> = BTreeMap::new();
+        for record in &snapshot.skus {
+            let p = keys.partitions().of_name(&record.sku);
+            if partitions.contains(&p) {
+                by_partition.entry(p).or_default().push(record);
+            }
+        }
         let mut drifted = Vec::new();
-        for chunk in snapshot.skus.chunks(BATCH) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|r| (r, r.on_hand + pending.get(&r.sku).copied().unwrap_or(0)))
-                .collect();
-            drifted.extend(
-                self.engine
-                    .reconcile_batch(mode, read_up_to, owner, &rows)
-                    .await?,
-            );
+        let mut checked = 0;
+        let with_skus: BTreeSet<Partition> = by_partition.keys().copied().collect();
+        for (p, records) in by_partition {
+            let (read_up_to, pending) = self.pending_deltas(p, &snapshot).await?;
+            checked += records.len();
+            for chunk in records.chunks(BATCH) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|r| (*r, r.on_hand + pending.get(&r.sku).copied().unwrap_or(0)))
+                    .collect();
+                drifted.extend(
+                    self.engine
+                        .reconcile_batch(p, mode, read_up_to, owner, &rows)
+                        .await?,
+                );
+            }
         }
         if mode != ReconcileMode::Check {
             let repairs: Vec<(String, i64, String)> = drifted
@@ -127,7 +142,7 @@ impl Reconciler {
         }
         metrics::counter!(crate::metrics::DRIFT_FOUND).increment(drifted.len() as u64);
         let report = Report {
-            checked: snapshot.skus.len(),
+            checked,
             drifted,
             repaired: mode != ReconcileMode::Check,
             duration: started.elapsed(),
@@ -138,22 +153,23 @@ impl Reconciler {
             ms = report.duration.as_millis() as u64,
             "reconciliation done"
         );
-        Ok(report)
+        Ok((report, with_skus))
     }
 
-    /// The on_hand deltas of outbox entries the snapshot has not applied,
-    /// per SKU, and the last entry read.
+    /// The on_hand deltas of partition `p`'s outbox entries the snapshot
+    /// has not applied, per SKU, and the last entry read.
     async fn pending_deltas(
         &self,
+        p: Partition,
         snapshot: &Snapshot,
     ) -> anyhow::Result<(StreamId, HashMap<String, i64>)> {
         let mut deltas: HashMap<String, i64> = HashMap::new();
-        let mut cursor = snapshot.watermark;
+        let mut cursor = snapshot.watermarks.get(&p).copied().unwrap_or_default();
         loop {
-            let page = self.engine.outbox_after(cursor, PAGE).await?;
+            let page = self.engine.outbox_after(p, cursor, PAGE).await?;
             for entry in &page {
                 cursor = entry.id;
-                if snapshot.applied_after.contains(&entry.id) {
+                if snapshot.applied_after.contains(&(p, entry.id)) {
                     continue;
                 }
                 for (sku, delta) in entry.event.on_hand_deltas() {
@@ -166,9 +182,9 @@ impl Reconciler {
         }
     }
 
-    /// Start-up: a Redis that is not rebuilt (new, lost its data, or
-    /// restarted) is rebuilt (see `ensure_rebuilt`); a Redis with live data
-    /// is reconciled in repair mode. Returns when Redis is ready.
+    /// Start-up: partitions of Redis that are not rebuilt (new, lost their
+    /// data, or restarted) are rebuilt (see `ensure_rebuilt`); a Redis with
+    /// live data is reconciled in repair mode. Returns when Redis is ready.
     pub async fn start_up(&self, instance: &str) -> anyhow::Result<Option<Report>> {
         match self.ensure_rebuilt(instance).await? {
             Some(report) => Ok(Some(report)),
@@ -176,101 +192,184 @@ impl Reconciler {
         }
     }
 
-    /// Returns once Redis holds the state rebuilt from the ledger. A Redis
-    /// that restarted since its rebuild is treated as not rebuilt (it may
-    /// have lost its last writes). One instance rebuilds, under a lease it
-    /// renews while it works and releases when done, while write scripts
-    /// refuse to run; the others wait for it. The report, if this call
-    /// rebuilt.
+    /// Returns once every partition of Redis holds the state rebuilt from
+    /// the ledger. A partition whose server restarted (or failed over)
+    /// since its rebuild is treated as not rebuilt: it may have lost its
+    /// last writes. Each partition is rebuilt by one instance, under a lease
+    /// it renews while it works and releases when done, while that
+    /// partition's write scripts refuse to run (the other partitions keep
+    /// serving); instances wait for the partitions others rebuild. The
+    /// report, if this call rebuilt any.
     pub async fn ensure_rebuilt(&self, instance: &str) -> anyhow::Result<Option<Report>> {
+        if let Err(mismatch) = self.engine.check_layout().await? {
+            anyhow::bail!(mismatch);
+        }
         let mut waited = false;
+        let mut report: Option<Report> = None;
         loop {
-            match self.engine.server_state().await? {
-                ServerState::Ready => return Ok(None),
-                ServerState::Restarted { marker } => {
-                    tracing::warn!(
-                        "Redis restarted since it was rebuilt (it may have lost its last writes); \
-                         rebuilding its live counts from the ledger"
-                    );
-                    self.engine.forget_rebuild(&marker).await?;
-                }
-                ServerState::NotRebuilt { run_id } => {
-                    if self
-                        .engine
-                        .rebuild_lease(LeaseOp::Acquire, instance, REBUILD_LEASE)
-                        .await?
-                    {
-                        return self.rebuild_under_lease(instance, &run_id).await.map(Some);
+            let mut taken = BTreeMap::new();
+            let mut others = false;
+            for p in self.engine.partitions().all() {
+                match self.engine.server_state(p).await? {
+                    ServerState::Ready => {}
+                    ServerState::Restarted { marker } => {
+                        tracing::warn!(partition = %p,
+                            "Redis restarted or failed over since this partition was rebuilt \
+                             (it may have lost its last writes); rebuilding it from the ledger");
+                        self.engine.forget_rebuild(p, &marker).await?;
+                        others = true; // looked at again at once
                     }
-                    if !waited {
-                        tracing::info!("another instance is rebuilding Redis; waiting");
-                        waited = true;
+                    ServerState::NotRebuilt { run_id } => {
+                        if self
+                            .engine
+                            .rebuild_lease(p, LeaseOp::Acquire, instance, REBUILD_LEASE)
+                            .await?
+                        {
+                            taken.insert(p, run_id);
+                        } else {
+                            others = true;
+                        }
                     }
-                    tokio::time::sleep(WAIT_FOR_REBUILD).await;
                 }
             }
+            if !taken.is_empty() {
+                let rebuilt = self.rebuild_under_lease(instance, &taken).await?;
+                report = Some(match report {
+                    None => rebuilt,
+                    Some(mut r) => {
+                        r.checked += rebuilt.checked;
+                        r.drifted.extend(rebuilt.drifted);
+                        r.duration += rebuilt.duration;
+                        r
+                    }
+                });
+                continue;
+            }
+            if !others {
+                return Ok(report);
+            }
+            if !waited {
+                tracing::info!("another instance is rebuilding part of Redis; waiting");
+                waited = true;
+            }
+            tokio::time::sleep(WAIT_FOR_REBUILD).await;
         }
     }
 
-    /// Rebuilds while renewing the lease; stops if the lease is lost, and
-    /// gives it up if the rebuild fails, so the next attempt (this
+    /// Rebuilds the partitions `taken` (with the run ids of their servers)
+    /// while renewing their leases; stops if a lease is lost, and gives the
+    /// leases up if the rebuild fails, so the next attempt (this
     /// instance's or another's) starts at once.
-    async fn rebuild_under_lease(&self, owner: &str, run_id: &str) -> anyhow::Result<Report> {
+    async fn rebuild_under_lease(
+        &self,
+        owner: &str,
+        taken: &BTreeMap<Partition, String>,
+    ) -> anyhow::Result<Report> {
         let renew = async {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
-                match self
-                    .engine
-                    .rebuild_lease(LeaseOp::Renew, owner, REBUILD_LEASE)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => return anyhow::anyhow!("the rebuild lease ran out"),
-                    Err(e) => tracing::warn!(error = ?e, "could not renew the rebuild lease"),
+                for p in taken.keys() {
+                    match self
+                        .engine
+                        .rebuild_lease(*p, LeaseOp::Renew, owner, REBUILD_LEASE)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return anyhow::anyhow!("the rebuild lease of partition {p} ran out")
+                        }
+                        Err(e) => tracing::warn!(error = ?e, partition = %p,
+                            "could not renew the rebuild lease"),
+                    }
                 }
             }
         };
-        let result = tokio::select! {
-            rebuilt = self.rebuild(owner, run_id) => rebuilt,
+        let rebuilt = tokio::select! {
+            rebuilt = self.rebuild(owner, taken) => rebuilt,
             lost = renew => Err(lost),
         };
+        // Each partition is ready (and its lease released) only after all
+        // of them are rebuilt, so the renewals above never meet a lease
+        // released by its own rebuild. The leases were renewed a moment ago.
+        let result = match rebuilt {
+            Ok((report, lost)) => self.mark_ready(owner, taken, lost).await.map(|()| report),
+            Err(e) => Err(e),
+        };
         if result.is_err() {
-            let _ = self
-                .engine
-                .rebuild_lease(LeaseOp::Release, owner, Duration::ZERO)
-                .await;
+            for p in taken.keys() {
+                let _ = self
+                    .engine
+                    .rebuild_lease(*p, LeaseOp::Release, owner, Duration::ZERO)
+                    .await;
+            }
         }
         result
     }
 
-    /// The rebuild itself; every write is fenced by the lease of `owner`.
-    async fn rebuild(&self, owner: &str, run_id: &str) -> anyhow::Result<Report> {
-        tracing::warn!("Redis has no rebuilt state (new, restarted or lost data); rebuilding");
+    /// Marks the partitions `taken` ready, each with the time its holds
+    /// may have been lost if it is in `lost`.
+    async fn mark_ready(
+        &self,
+        owner: &str,
+        taken: &BTreeMap<Partition, String>,
+        lost: BTreeSet<Partition>,
+    ) -> anyhow::Result<()> {
+        let lost_at = chrono::Utc::now().timestamp_millis();
+        for (p, run_id) in taken {
+            let lost = lost.contains(p).then_some(lost_at);
+            if !self.engine.mark_ready(*p, owner, run_id, lost).await? {
+                anyhow::bail!(
+                    "the rebuild lease of partition {p} ran out before the rebuild was done"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The rebuild itself; every write is fenced by the leases of `owner`.
+    /// Also says which partitions had live state (their holds may be lost).
+    async fn rebuild(
+        &self,
+        owner: &str,
+        taken: &BTreeMap<Partition, String>,
+    ) -> anyhow::Result<(Report, BTreeSet<Partition>)> {
+        let partitions: BTreeSet<Partition> = taken.keys().copied().collect();
+        tracing::warn!(partitions = ?partitions,
+            "partitions of Redis without rebuilt state (new, restarted or lost data); rebuilding");
         // A Redis that came back without its last moments may show holds
         // as held whose sale the ledger has: settle them first.
-        let live = self.engine.live_holds().await?;
-        for chunk in live.chunks(1000) {
-            for order in self.ledger.orders_of_reservations(chunk).await? {
-                if self.engine.settle(owner, &order).await? {
-                    tracing::warn!(reservation = %order.reservation_id, order = %order.order_id,
-                        "a committed hold came back as held; settled from the ledger");
+        for p in &partitions {
+            let live = self.engine.live_holds(*p).await?;
+            for chunk in live.chunks(1000) {
+                for order in self.ledger.orders_of_reservations(chunk).await? {
+                    if self.engine.settle(*p, owner, &order).await? {
+                        tracing::warn!(reservation = %order.reservation_id, order = %order.order_id,
+                            partition = %p, "a committed hold came back as held; settled from the ledger");
+                    }
                 }
             }
         }
-        let report = self
-            .reconcile_as(ReconcileMode::Rebuild, None, owner)
+        let (report, with_skus) = self
+            .reconcile_as(ReconcileMode::Rebuild, None, &partitions, owner)
             .await?;
         let bought = self.ledger.bought_of_limited_skus().await?;
-        self.engine.set_customer_counts(owner, &bought).await?;
-        if !self.engine.mark_ready(owner, run_id).await? {
-            anyhow::bail!("the rebuild lease ran out before the rebuild was done");
+        for p in taken.keys() {
+            let mine: Vec<_> = bought
+                .iter()
+                .filter(|b| self.engine.keys().partitions().of_name(&b.sku) == *p)
+                .cloned()
+                .collect();
+            self.engine.set_customer_counts(*p, owner, &mine).await?;
         }
         tracing::info!(
+            partitions = partitions.len(),
             skus = report.checked,
             customers = bought.len(),
             ms = report.duration.as_millis() as u64,
             "Redis rebuilt from the ledger"
         );
-        Ok(report)
+        // A partition the ledger has SKUs of had live state before: holds
+        // made in it may be lost.
+        Ok((report, with_skus))
     }
 }

@@ -38,6 +38,16 @@ fn test_admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://stockhold@127.0.0.1:5434/postgres".into())
 }
 
+/// Partitions of the live state the tests run with: 1 (the default of the
+/// service) unless STOCKHOLD_TEST_PARTITIONS says otherwise; scripts/test.sh
+/// runs the suite with several too, so baskets span partitions.
+pub fn test_partitions() -> u16 {
+    std::env::var("STOCKHOLD_TEST_PARTITIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Settings for one isolated test: own database, own key prefix, port 0.
 pub async fn test_settings() -> Settings {
     let mut settings = get_configuration().expect("configuration loads");
@@ -48,6 +58,7 @@ pub async fn test_settings() -> Settings {
     settings.application.shutdown_timeout_seconds = 5;
     settings.redis.url = test_redis_url();
     settings.redis.key_prefix = format!("t{id}");
+    settings.redis.partitions = test_partitions();
     settings.database.url = create_database(&format!("test_{id}")).await;
     settings.database.max_connections = 10;
     settings.telemetry.filter = "warn".into();
@@ -403,9 +414,11 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The Redis key prefix of this app's partition (see lua/common.lua).
-    fn redis_base(&self) -> String {
-        format!("{}:{{p0}}:", self.settings.redis.key_prefix)
+    /// The Redis key prefix of the partition of `sku` (see lua/common.lua).
+    pub fn redis_base(&self, sku: &str) -> String {
+        let keys = self.stock.engine.keys();
+        let sku = stockhold::domain::Sku::parse(sku).expect("a valid SKU");
+        keys.part(keys.of_sku(&sku)).base().to_owned()
     }
 
     /// Sets a SKU's live `on_hand` or `held` behind the service's back, the
@@ -426,7 +439,7 @@ impl TestApp {
         );
         let mut conn = self.redis().await;
         let _: i64 = script
-            .arg(self.redis_base())
+            .arg(self.redis_base(sku))
             .arg(sku)
             .arg(field)
             .arg(value)
@@ -437,7 +450,7 @@ impl TestApp {
 
     /// A SKU's live `(on_hand, held)` straight from Redis.
     pub async fn live_counts(&self, sku: &str) -> (Option<i64>, Option<i64>) {
-        let base = self.redis_base();
+        let base = self.redis_base(sku);
         let mut conn = self.redis().await;
         let (avail, on_hand, bo): (Option<i64>, Option<i64>, Option<i64>) = redis::pipe()
             .atomic()
@@ -453,7 +466,7 @@ impl TestApp {
 
     /// Removes a SKU from Redis behind the service's back.
     pub async fn forget_sku(&self, sku: &str) {
-        let base = self.redis_base();
+        let base = self.redis_base(sku);
         let mut conn = self.redis().await;
         let _: () = redis::pipe()
             .atomic()

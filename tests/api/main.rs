@@ -14,6 +14,7 @@ mod helpers;
 mod ledger;
 mod operations;
 mod orders;
+mod partitions;
 mod randomized;
 mod reconcile;
 mod recovery;

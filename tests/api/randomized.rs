@@ -1412,13 +1412,18 @@ struct LiveSku {
     limit: Option<i64>,
 }
 
+/// (sku, qty, counted against the customer's limit)
+type LiveLine = (String, i64, bool);
+
 #[derive(Debug, Clone)]
 struct LiveHold {
     state: String,
     customer: String,
     expires_ms: i64,
-    /// (sku, qty, counted against the customer's limit)
-    lines: Vec<(String, i64, bool)>,
+    lines: Vec<LiveLine>,
+    /// Each record's own state and lines: the home's, and each part's (a
+    /// part follows its home a moment later).
+    records: Vec<(String, Vec<LiveLine>)>,
     order_id: String,
 }
 
@@ -1468,25 +1473,42 @@ fn value<T: redis::FromRedisValue>(run: &Run, v: &redis::Value) -> T {
 }
 
 /// Reads every SKU, hold and per-customer count in one MULTI/EXEC, so that
-/// the reaper cannot expire a hold between two reads.
+/// the reaper cannot expire a hold between two reads. With several
+/// partitions (one Redis here) every partition's keys are read; a basket
+/// over several partitions is one hold made of its home record (which has
+/// its state) and its parts (each with its partition's lines).
 async fn read_live(run: &Run) -> Live {
-    let base = format!("{}:{{p0}}:", run.app.settings.redis.key_prefix);
+    let keys = run.app.stock.engine.keys();
+    let bases: Vec<String> = keys
+        .partitions()
+        .all()
+        .map(|p| keys.part(p).base().to_owned())
+        .collect();
     let mut conn = run.app.redis().await;
-    let hold_keys = scan(&mut conn, &format!("{base}hold:*")).await;
-    let customer_keys = scan(&mut conn, &format!("{base}cust:*")).await;
+    let mut hold_keys = Vec::new();
+    let mut customer_keys = Vec::new();
+    for base in &bases {
+        for key in scan(&mut conn, &format!("{base}hold:*")).await {
+            hold_keys.push((base.len(), key));
+        }
+        for key in scan(&mut conn, &format!("{base}cust:*")).await {
+            customer_keys.push((base.len(), key));
+        }
+    }
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("TIME");
     // Layout of lua/common.lua: per-SKU fields of partition hashes (held is
     // on_hand + backorder limit - available), and holds as \x1f records.
     for spec in &run.skus {
+        let base = run.app.redis_base(&spec.sku);
         for hash in ["avail", "onhand", "bo", "rules"] {
             pipe.cmd("HGET").arg(format!("{base}{hash}")).arg(&spec.sku);
         }
     }
-    for key in &hold_keys {
+    for (_, key) in &hold_keys {
         pipe.cmd("GET").arg(key);
     }
-    for key in &customer_keys {
+    for (_, key) in &customer_keys {
         pipe.cmd("HGETALL").arg(key);
     }
     let values: Vec<redis::Value> = pipe.query_async(&mut conn).await.unwrap();
@@ -1520,33 +1542,61 @@ async fn read_live(run: &Run) -> Live {
             },
         );
     }
-    let mut holds = HashMap::new();
-    for key in &hold_keys {
+    let mut holds: HashMap<String, LiveHold> = HashMap::new();
+    for (base_len, key) in &hold_keys {
         let record: Option<String> = value(run, values.next().unwrap());
         let record = record.unwrap_or_default();
         let f: Vec<&str> = record.split('\x1f').collect();
-        check!(run, f.len() == 11, "hold record {key}: {record:?}");
+        check!(
+            run,
+            (11..=17).contains(&f.len()),
+            "hold record {key}: {record:?}"
+        );
+        let field = |i: usize| f.get(i).copied().unwrap_or("");
+        check!(
+            run,
+            field(15).is_empty(),
+            "hold record {key} has a change pending at a checkpoint: {record:?}"
+        );
         let counted: BTreeSet<&str> = f[8].split_whitespace().collect();
-        let lines = f[9]
+        let lines: Vec<LiveLine> = f[9]
             .split_whitespace()
             .zip(f[10].split_whitespace())
             .map(|(sku, q)| (sku.to_owned(), q.parse().unwrap(), counted.contains(sku)))
             .collect();
-        holds.insert(
-            key[base.len() + "hold:".len()..].to_owned(),
-            LiveHold {
-                state: f[0].to_owned(),
-                customer: f[1].to_owned(),
-                expires_ms: f[4].parse().unwrap_or(0),
-                lines,
-                order_id: f[5].to_owned(),
-            },
+        let id = key[base_len + "hold:".len()..].to_owned();
+        let hold = holds.entry(id).or_insert_with(|| LiveHold {
+            state: String::new(),
+            customer: String::new(),
+            expires_ms: 0,
+            lines: Vec::new(),
+            records: Vec::new(),
+            order_id: String::new(),
+        });
+        hold.lines.extend(lines.iter().cloned());
+        hold.records.push((f[0].to_owned(), lines));
+        // A part names its home (field 12); the home record has the state.
+        if field(11).is_empty() {
+            hold.state = f[0].to_owned();
+            hold.customer = f[1].to_owned();
+            hold.expires_ms = f[4].parse().unwrap_or(0);
+            hold.order_id = f[5].to_owned();
+        }
+    }
+    for (id, hold) in &holds {
+        check!(
+            run,
+            !hold.state.is_empty(),
+            "hold {id} has parts but no home record"
         );
     }
-    let mut customers = BTreeMap::new();
-    for key in &customer_keys {
+    let mut customers: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (base_len, key) in &customer_keys {
         let counts: BTreeMap<String, i64> = value(run, values.next().unwrap());
-        customers.insert(key[base.len() + "cust:".len()..].to_owned(), counts);
+        customers
+            .entry(key[base_len + "cust:".len()..].to_owned())
+            .or_default()
+            .extend(counts);
     }
     Live {
         now_ms: secs * 1000 + micros / 1000,
@@ -1562,14 +1612,20 @@ fn check_redis(run: &Run, live: &Live, model: &Model, label: &str) {
     let mut held = Lines::new();
     let mut sold = Lines::new();
     let mut per_customer: BTreeMap<String, Lines> = BTreeMap::new();
-    for (id, h) in &live.holds {
-        let into = match h.state.as_str() {
+    for (id, h) in live
+        .holds
+        .iter()
+        .flat_map(|(id, h)| h.records.iter().map(move |r| (id, r)))
+    {
+        let (state, lines) = h;
+        let into = match state.as_str() {
             "held" => Some(&mut held),
             "committed" => Some(&mut sold),
             _ => None,
         };
+        let h = &live.holds[id];
         if let Some(into) = into {
-            for (sku, qty, counted) in &h.lines {
+            for (sku, qty, counted) in lines {
                 *into.entry(sku.clone()).or_default() += qty;
                 check!(
                     run,
@@ -1663,7 +1719,11 @@ fn check_redis(run: &Run, live: &Live, model: &Model, label: &str) {
         run,
         live_ids == model_ids,
         "{label}: holds in Redis and holds clients were told about differ: only in Redis {:?}, only told {:?}",
-        live_ids.difference(&model_ids).take(5).collect::<Vec<_>>(),
+        live_ids
+            .difference(&model_ids)
+            .take(5)
+            .map(|id| (id, &live.holds[*id].records))
+            .collect::<Vec<_>>(),
         model_ids.difference(&live_ids).take(5).collect::<Vec<_>>()
     );
     for (id, m) in &model.holds {
@@ -1693,41 +1753,46 @@ fn check_redis(run: &Run, live: &Live, model: &Model, label: &str) {
     }
 }
 
-/// Waits until the drain's watermark has passed the last outbox entry.
+/// Waits until every partition's drain watermark has passed its last
+/// outbox entry.
 async fn wait_for_drain(run: &Run, label: &str) {
-    let key = format!("{}:{{p0}}:outbox", run.app.settings.redis.key_prefix);
-    let mut conn = run.app.redis().await;
-    let last: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-        .arg(&key)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let Some((last, _)) = last.first() else {
-        return;
-    };
-    let (ms, seq) = last.split_once('-').unwrap();
-    let last: (i64, i64) = (ms.parse().unwrap(), seq.parse().unwrap());
-    let drained = run
-        .app
-        .eventually(DRAIN_PATIENCE, || async {
-            sqlx::query_as::<_, (i64, i64)>(
-                "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = 'p0'",
-            )
-            .fetch_optional(run.app.db())
+    let keys = run.app.stock.engine.keys();
+    for p in keys.partitions().all() {
+        let key = keys.part(p).outbox();
+        let mut conn = run.app.redis().await;
+        let last: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
             .await
-            .unwrap()
-            .is_some_and(|w| w >= last)
-        })
-        .await;
-    check!(
-        run,
-        drained,
-        "{label}: the outbox drain did not reach the last entry {last:?} within {DRAIN_PATIENCE:?}"
-    );
+            .unwrap();
+        let Some((last, _)) = last.first() else {
+            continue;
+        };
+        let (ms, seq) = last.split_once('-').unwrap();
+        let last: (i64, i64) = (ms.parse().unwrap(), seq.parse().unwrap());
+        let drained = run
+            .app
+            .eventually(DRAIN_PATIENCE, || async {
+                sqlx::query_as::<_, (i64, i64)>(
+                    "SELECT stream_ms, stream_seq FROM outbox_watermark WHERE partition = $1",
+                )
+                .bind(p.name())
+                .fetch_optional(run.app.db())
+                .await
+                .unwrap()
+                .is_some_and(|w| w >= last)
+            })
+            .await;
+        check!(
+            run,
+            drained,
+            "{label}: the outbox drain of {p} did not reach the last entry {last:?} within {DRAIN_PATIENCE:?}"
+        );
+    }
 }
 
 /// Invariants 3–5 in Postgres, once the outbox is drained.

@@ -309,6 +309,10 @@ async fn run_cli(app: &TestApp, args: &[&str]) -> Output {
             "STOCKHOLD_REDIS__KEY_PREFIX",
             &app.settings.redis.key_prefix,
         )
+        .env(
+            "STOCKHOLD_REDIS__PARTITIONS",
+            app.settings.redis.partitions.to_string(),
+        )
         .env("STOCKHOLD_DATABASE__URL", &app.settings.database.url)
         .env("STOCKHOLD_TELEMETRY__FILTER", "warn")
         .env_remove("RUST_LOG");

@@ -20,6 +20,10 @@ async fn run_binary(settings: &Settings, args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("STOCKHOLD_REDIS__URL", &settings.redis.url)
         .env("STOCKHOLD_REDIS__KEY_PREFIX", &settings.redis.key_prefix)
+        .env(
+            "STOCKHOLD_REDIS__PARTITIONS",
+            settings.redis.partitions.to_string(),
+        )
         .env("STOCKHOLD_DATABASE__URL", &settings.database.url)
         .env("STOCKHOLD_TELEMETRY__FILTER", "warn")
         .env_remove("RUST_LOG");
@@ -154,7 +158,11 @@ async fn the_same_instance_rebuilds_again_at_once() {
     // Arrange
     let app = spawn_app().await;
     app.create_sku("A", 10).await;
-    let ready = app.stock.engine.keys().ready();
+    // The ready marker of the partition of A.
+    let keys = app.stock.engine.keys();
+    let ready = keys
+        .part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()))
+        .ready();
     let mut redis = app.redis().await;
 
     for round in 0..2 {
@@ -182,6 +190,7 @@ async fn a_rebuilder_that_died_holding_the_lease_delays_the_others_only_briefly(
     let app = spawn_app().await;
     app.create_sku("A", 10).await;
     let keys = app.stock.engine.keys();
+    let keys = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()));
     let lease = stockhold::reconciler::REBUILD_LEASE;
     let mut redis = app.redis().await;
     let _: () = redis::pipe()

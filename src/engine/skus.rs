@@ -1,0 +1,220 @@
+//! SKU set-up, adjustments, restocks and reads of live counts: each SKU
+//! lives in one partition, so each of these is one script (or command) in
+//! it; a restock and an availability read over several SKUs take one per
+//! partition.
+
+use super::{pairs, rejection_or_bug, sku_view, Adjusted, Engine, EngineError, EntryRef, SkuPut};
+use crate::domain::{
+    AdjustmentRequest, OrderId, Partition, PutSkuRequest, Rejection, Setting, Shortage, Sku,
+    SkuView,
+};
+use anyhow::{anyhow, Context};
+use std::collections::BTreeMap;
+
+impl Engine {
+    /// Creates or updates a SKU; returns it and the outbox entry written, if any.
+    #[tracing::instrument(skip_all, fields(sku = %sku))]
+    pub async fn put_sku(&self, sku: &Sku, req: &PutSkuRequest) -> Result<SkuPut, EngineError> {
+        let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let setting = |s: Setting<String>| match s {
+            Setting::Keep => String::new(),
+            Setting::Clear => "-".to_owned(),
+            Setting::Set(v) => v,
+        };
+        let pcl = match req.per_customer_limit {
+            Setting::Set(n) => Setting::Set(n.to_string()),
+            Setting::Clear => Setting::Clear,
+            Setting::Keep => Setting::Keep,
+        };
+        let ssa = match req.sale_starts_at {
+            Setting::Set(t) => Setting::Set(t.timestamp_millis().to_string()),
+            Setting::Clear => Setting::Clear,
+            Setting::Keep => Setting::Keep,
+        };
+        let p = self.keys.of_sku(sku);
+        let keys = self.keys.part(p);
+        let args = vec![
+            keys.base().to_owned(),
+            sku.to_string(),
+            opt(req.on_hand),
+            opt(req.backorder_limit),
+            setting(pcl),
+            setting(ssa),
+        ];
+        let reply = self
+            .write_script(p, &self.scripts.put_sku, keys.avail(), args)
+            .await?;
+        let f = &reply.fields;
+        match reply.code.as_str() {
+            "created" | "updated" => Ok(SkuPut {
+                view: sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
+                created: reply.code == "created",
+                outbox: f[5].parse().ok().map(|id| (p, id)),
+            }),
+            "insufficient" => Err(Rejection::BelowHeld {
+                sku: sku.clone(),
+                requested: f[0].parse().context("put_sku reply")?,
+                held: f[1].parse().context("put_sku reply")?,
+            }
+            .into()),
+            _ => Err(rejection_or_bug(&reply)),
+        }
+    }
+
+    /// Changes a SKU's on_hand by `delta`, once per adjustment id.
+    #[tracing::instrument(skip_all, fields(sku = %sku))]
+    pub async fn adjust(
+        &self,
+        sku: &Sku,
+        req: &AdjustmentRequest,
+    ) -> Result<Adjusted, EngineError> {
+        let p = self.keys.of_sku(sku);
+        let keys = self.keys.part(p);
+        let args = vec![
+            keys.base().to_owned(),
+            sku.to_string(),
+            req.adjustment_id.clone(),
+            req.delta.to_string(),
+            req.reason.clone().unwrap_or_default(),
+        ];
+        let reply = self
+            .write_script(p, &self.scripts.adjust, keys.avail(), args)
+            .await?;
+        let f = &reply.fields;
+        match reply.code.as_str() {
+            "ok" => Ok(Adjusted::Applied(
+                sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
+                (p, f[5].parse().map_err(|m: String| anyhow!(m))?),
+            )),
+            "repeat" => Ok(Adjusted::Before(
+                Sku::parse(&f[0]).map_err(|m| anyhow!(m))?,
+                f[1].parse().context("adjust reply")?,
+            )),
+            "not_found" => Err(Rejection::SkuNotFound.into()),
+            "insufficient" => {
+                let on_hand: i64 = f[0].parse().context("adjust reply")?;
+                let held: i64 = f[1].parse().context("adjust reply")?;
+                // Units asked to take out, against units that may be taken.
+                Err(Rejection::Insufficient(vec![Shortage {
+                    sku: sku.clone(),
+                    requested: -req.delta,
+                    available: (on_hand - held).max(0),
+                }])
+                .into())
+            }
+            _ => Err(rejection_or_bug(&reply)),
+        }
+    }
+
+    /// Puts returned units back into on_hand, once per return id (and
+    /// partition); the outbox entries of the partitions this call did.
+    pub async fn restock(
+        &self,
+        return_id: &str,
+        order_id: &OrderId,
+        lines: &[(Sku, i64)],
+    ) -> Result<Vec<EntryRef>, EngineError> {
+        let mut entries = Vec::new();
+        for (p, lines) in self.by_partition(lines) {
+            let keys = self.keys.part(p);
+            let args = vec![
+                keys.base().to_owned(),
+                return_id.to_owned(),
+                order_id.to_string(),
+                pairs(&lines),
+            ];
+            let reply = self
+                .write_script(p, &self.scripts.restock, keys.return_mark(return_id), args)
+                .await?;
+            match reply.code.as_str() {
+                "ok" => entries.push((p, reply.fields[0].parse().map_err(|m: String| anyhow!(m))?)),
+                "repeat" => {}
+                _ => return Err(rejection_or_bug(&reply)),
+            }
+        }
+        Ok(entries)
+    }
+
+    /// One SKU's live view, `None` if it was never set up. Its four fields
+    /// are read in one MULTI, so the view is of one instant.
+    pub async fn sku(&self, sku: &Sku) -> Result<Option<SkuView>, EngineError> {
+        let keys = self.keys.part(self.keys.of_sku(sku));
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in [keys.avail(), keys.on_hand(), keys.backorder(), keys.rules()] {
+            pipe.cmd("HGET").arg(key).arg(sku.as_str());
+        }
+        let (avail, on_hand, bo, rules): (Option<i64>, Option<i64>, Option<i64>, Option<String>) =
+            self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
+                .await?;
+        let Some(avail) = avail else {
+            return Ok(None);
+        };
+        let (on_hand, bo) = (on_hand.unwrap_or(0), bo.unwrap_or(0));
+        let rules = rules.unwrap_or_default();
+        let (pcl, ssa) = rules.split_once(' ').unwrap_or(("-", "-"));
+        let setting = |v: &str| -> String {
+            if v == "-" {
+                String::new()
+            } else {
+                v.to_owned()
+            }
+        };
+        Ok(Some(sku_view(
+            sku,
+            &on_hand.to_string(),
+            &(on_hand + bo - avail).to_string(),
+            &bo.to_string(),
+            &setting(pcl),
+            &setting(ssa),
+        )?))
+    }
+
+    /// `available` of each SKU (`None` for unknown SKUs): one command per
+    /// partition asked, all at once.
+    pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
+        if self.partitions().count() == 1 {
+            return self
+                .available_in(self.keys.part(Partition(0)).avail(), skus)
+                .await;
+        }
+        let mut groups: BTreeMap<Partition, Vec<(usize, Sku)>> = BTreeMap::new();
+        for (i, sku) in skus.iter().enumerate() {
+            groups
+                .entry(self.keys.of_sku(sku))
+                .or_default()
+                .push((i, sku.clone()));
+        }
+        let reads = groups.iter().map(|(p, group)| {
+            let names: Vec<Sku> = group.iter().map(|(_, s)| s.clone()).collect();
+            let key = self.keys.part(*p).avail();
+            async move { self.available_in(key, &names).await }
+        });
+        let answers = futures_util::future::try_join_all(reads).await?;
+        let mut out = vec![None; skus.len()];
+        for (group, answer) in groups.values().zip(answers) {
+            for ((i, _), a) in group.iter().zip(answer) {
+                out[*i] = a;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn available_in(
+        &self,
+        key: String,
+        skus: &[Sku],
+    ) -> Result<Vec<Option<i64>>, EngineError> {
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows: Vec<Option<i64>> = self
+            .run(|mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&names)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(rows.into_iter().map(|a| a.map(|a| a.max(0))).collect())
+    }
+}
