@@ -632,7 +632,7 @@ pub fn probe_reserves(base: String, sku: String, duration: Duration) -> JoinHand
             let res = client
                 .post(format!("{base}/v1/reservations"))
                 .bearer_auth(STOREFRONT)
-                .json(&json!({ "lines": [{ "sku": sku, "qty": 1 }], "ttl_seconds": 60 }))
+                .json(&json!({ "lines": [{ "sku": sku, "qty": 1 }], "ttl_seconds": 5 }))
                 .send()
                 .await;
             if let Ok(res) = res {
@@ -642,7 +642,7 @@ pub fn probe_reserves(base: String, sku: String, duration: Duration) -> JoinHand
                         if let Some(id) = body["id"].as_str() {
                             // Best effort: the hold expires by itself otherwise.
                             let _ = client
-                                .post(format!("{base}/v1/reservations/{id}/release"))
+                                .delete(format!("{base}/v1/reservations/{id}"))
                                 .bearer_auth(STOREFRONT)
                                 .send()
                                 .await;
