@@ -55,9 +55,20 @@ async fn redis_service_and_postgres_fail_in_one_run() {
     );
 
     faults.until(Duration::from_secs(13)).await;
+    let stopped = Instant::now();
+    let probe = probe_reserves(
+        service.url(),
+        catalogue.probe_sku(),
+        Duration::from_secs(10),
+    );
     postgres.stop().await;
     faults.record("Postgres stopped, -m immediate");
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let pg_gap = longest_gap(&probe.await.unwrap(), stopped, Instant::now());
+    faults.note(format!(
+        "longest stretch without a reserve while Postgres was down: {:.2} s",
+        pg_gap.as_secs_f64()
+    ));
     postgres.start_again().await;
     faults.note("Postgres started again");
     let outcome = load.finish().await;
@@ -72,4 +83,8 @@ async fn redis_service_and_postgres_fail_in_one_run() {
         &findings,
     );
     assert_writes_resumed("redis_service_and_postgres_fail_in_one_run", &gaps);
+    assert!(
+        pg_gap <= WRITES_RESUME_WITHIN,
+        "reserves stopped for {pg_gap:?} while Postgres was down"
+    );
 }

@@ -9,7 +9,7 @@ mod load;
 mod processes;
 
 pub use invariants::{check, Findings};
-pub use load::{Catalogue, Load, LoadOutcome, LoadPlan};
+pub use load::{longest_gap, probe_reserves, Catalogue, Load, LoadOutcome, LoadPlan};
 pub use processes::{Database, PgCluster, Redis, Service, ServiceEnv};
 
 use std::time::{Duration, Instant};

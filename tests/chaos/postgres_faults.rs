@@ -27,14 +27,24 @@ async fn postgres_stopped_for_ten_seconds() {
         .await;
     let accepted_before = load.stats().accepted.load(Ordering::SeqCst);
     let stopped = Instant::now();
+    let probe = probe_reserves(
+        service.url(),
+        catalogue.probe_sku(),
+        Duration::from_millis(10_500),
+    );
     postgres.stop().await;
     faults.record(format!(
         "Postgres stopped, -m immediate ({in_flight} commits in flight)"
     ));
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     let accepted_while_down = load.stats().accepted.load(Ordering::SeqCst) - accepted_before;
+    let gap = longest_gap(&probe.await.unwrap(), stopped, Instant::now());
     postgres.start_again().await;
     let down = stopped.elapsed();
+    faults.note(format!(
+        "longest stretch without a reserve while Postgres was down: {:.2} s",
+        gap.as_secs_f64()
+    ));
     faults.note(format!(
         "Postgres started after {:.1} s down ({accepted_while_down} commits answered 202 meanwhile)",
         down.as_secs_f64()
@@ -50,6 +60,10 @@ async fn postgres_stopped_for_ten_seconds() {
         &faults,
         &outcome,
         &findings,
+    );
+    assert!(
+        gap <= WRITES_RESUME_WITHIN,
+        "reserves stopped for {gap:?} while Postgres was down (reserves do not need Postgres)"
     );
     assert!(
         accepted_while_down > 0,

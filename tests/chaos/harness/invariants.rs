@@ -302,9 +302,16 @@ async fn check_counts(
             );
         }
         if repairs > 0 {
+            let refs: Vec<(String, String)> = sqlx::query_as(
+                "SELECT at::text, ref FROM stock_movements WHERE sku = $1 AND kind = 'repair' ORDER BY id",
+            )
+            .bind(sku)
+            .fetch_all(db)
+            .await
+            .unwrap_or_default();
             anomalies.add(
                 "repaired drift",
-                format!("{sku}: {repairs} repair rows (live counts had drifted from the ledger)"),
+                format!("{sku}: {repairs} repair rows (live counts had drifted from the ledger): {refs:?}"),
             );
         }
     }

@@ -64,6 +64,11 @@ impl Catalogue {
         }
     }
 
+    /// A SKU with stock to spare, for a probe that holds and releases.
+    pub fn probe_sku(&self) -> String {
+        self.deep()[0].to_owned()
+    }
+
     fn hot(&self) -> Vec<&str> {
         self.names().filter(|s| s.starts_with("HOT")).collect()
     }
@@ -610,4 +615,60 @@ impl Client {
         let ms = base + self.rng.gen_range(0..=base);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+}
+
+/// A shopper arriving every 20 ms while the fault lasts, independent of the
+/// load's clients (which may all be waiting on slow commits): holds one unit
+/// of `sku` and releases it. Returns when each hold succeeded.
+pub fn probe_reserves(base: String, sku: String, duration: Duration) -> JoinHandle<Vec<Instant>> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let end = Instant::now() + duration;
+        let mut held = Vec::new();
+        while Instant::now() < end {
+            let res = client
+                .post(format!("{base}/v1/reservations"))
+                .bearer_auth(STOREFRONT)
+                .json(&json!({ "lines": [{ "sku": sku, "qty": 1 }], "ttl_seconds": 5 }))
+                .send()
+                .await;
+            if let Ok(res) = res {
+                if res.status() == 201 {
+                    held.push(Instant::now());
+                    if let Ok(body) = res.json::<serde_json::Value>().await {
+                        if let Some(id) = body["id"].as_str() {
+                            // Best effort: the hold expires by itself otherwise.
+                            let _ = client
+                                .delete(format!("{base}/v1/reservations/{id}"))
+                                .bearer_auth(STOREFRONT)
+                                .send()
+                                .await;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        held
+    })
+}
+
+/// The longest stretch between `from` and `to` without one of `times`.
+pub fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = times
+        .iter()
+        .copied()
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    times.sort();
+    let mut longest = Duration::ZERO;
+    let mut last = from;
+    for t in times.into_iter().chain(std::iter::once(to)) {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    longest
 }
