@@ -3,6 +3,11 @@
 #
 #   scripts/services.sh up   dev|test     start (or reuse) both servers, print the URLs
 #   scripts/services.sh down dev|test     stop the servers this script started
+#   scripts/services.sh up   cluster      a Redis Cluster on loopback: 3 masters and
+#                                         3 replicas, AOF on, ports 7001-7006
+#                                         (STOCKHOLD_CLUSTER_PORT moves the first);
+#                                         data in .data/cluster; no Postgres
+#   scripts/services.sh down cluster
 #
 #   profile  data dir     Redis            Postgres
 #   dev      .data/dev    127.0.0.1:6380   127.0.0.1:5433  (database "stockhold")
@@ -32,12 +37,13 @@ set -euo pipefail
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
 
-usage() { die "usage: $0 up|down dev|test"; }
+usage() { die "usage: $0 up|down dev|test|cluster"; }
 [[ $# -eq 2 ]] || usage
 action=$1 profile=$2
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case $profile in
+    cluster) redis_port=${STOCKHOLD_CLUSTER_PORT:-7001} pg_port=0 db='' ;;
     dev)  redis_port=${STOCKHOLD_DEV_REDIS_PORT:-6380} pg_port=${STOCKHOLD_DEV_PG_PORT:-5433} db=stockhold ;;
     test) redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381} pg_port=${STOCKHOLD_TEST_PG_PORT:-5434} db=postgres ;;
     *) usage ;;
@@ -254,6 +260,62 @@ pg_down() {
     log "stopping Postgres on port $pg_port"
     as_pg "$PG_BIN/pg_ctl" -D "$pg_data" -m fast -w -t 30 stop >/dev/null
 }
+
+# A node of the cluster on $1: its own directory, AOF every second.
+cluster_node_up() {
+    local port=$1 dir=$ROOT/.data/cluster/$1
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 3000 \
+        --appendonly yes --appendfsync everysec --save "" \
+        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+}
+
+cluster_up() {
+    local port ports=() i
+    ensure_redis_installed
+    for ((i = 0; i < 6; i++)); do ports+=($((redis_port + i))); done
+    for port in "${ports[@]}"; do
+        if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+            log "starting cluster node on 127.0.0.1:$port"
+            cluster_node_up "$port"
+        fi
+    done
+    for port in "${ports[@]}"; do
+        wait_for "cluster node $port" "$ROOT/.data/cluster/$port/redis.log" \
+            redis-cli -p "$port" ping
+    done
+    if redis-cli -p "$redis_port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+        log "the cluster on ports ${ports[0]}-${ports[5]} is up already"
+    else
+        log "creating the cluster: 3 masters, 3 replicas"
+        redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") \
+            --cluster-replicas 1 --cluster-yes >&2
+        local deadline=$((SECONDS + 30))
+        until redis-cli -p "$redis_port" cluster info | grep -q 'cluster_state:ok'; do
+            ((SECONDS < deadline)) || die "the cluster did not reach state ok within 30 s"
+            sleep 0.5
+        done
+    fi
+    log "cluster is up: REDIS_URL=redis://127.0.0.1:$redis_port/ (with redis.cluster = true)"
+    printf 'export REDIS_URL=%s\n' "redis://127.0.0.1:$redis_port/"
+}
+
+cluster_down() {
+    local i port pid
+    for ((i = 0; i < 6; i++)); do
+        port=$((redis_port + i))
+        pid=$(cat "$ROOT/.data/cluster/$port/redis.pid" 2>/dev/null || true)
+        [[ -n $pid ]] && ps -p "$pid" >/dev/null 2>&1 || continue
+        log "stopping cluster node on port $port (pid $pid)"
+        redis-cli -p "$port" shutdown >/dev/null 2>&1 || true
+    done
+}
+
+case $profile:$action in
+    cluster:up) cluster_up; exit 0 ;;
+    cluster:down) cluster_down; exit 0 ;;
+esac
 
 case $action in
     up)
