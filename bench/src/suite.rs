@@ -457,7 +457,10 @@ async fn sample_lag(stock: Stock, mut redis: MultiplexedConnection, stop: Arc<At
         tokio::time::sleep(Duration::from_millis(250)).await;
         let mut sample = Some((0, 0));
         for (p, key) in &streams {
-            sample = match (sample, lag_sample(&stock, *p, key, &count, &mut redis).await) {
+            sample = match (
+                sample,
+                lag_sample(&stock, *p, key, &count, &mut redis).await,
+            ) {
                 (Some((n, ms)), Some((m, ms2))) => Some((n + m, ms.max(ms2))),
                 _ => None,
             };

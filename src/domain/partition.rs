@@ -59,9 +59,9 @@ impl Partitions {
     }
 
     /// The partition of a name (a SKU, or a stock bucket of one): FNV-1a,
-    /// which never changes, so a name stays where the rebuild put it.
+    /// mixed, which never changes, so a name stays where the rebuild put it.
     pub fn of_name(self, name: &str) -> Partition {
-        Partition((fnv1a(name.as_bytes()) % u64::from(self.count)) as u16)
+        Partition((mix(fnv1a(name.as_bytes())) % u64::from(self.count)) as u16)
     }
 
     /// The partition of a SKU.
@@ -81,12 +81,24 @@ impl Partitions {
             h = fnv1a_from(h, p.as_bytes());
             h = fnv1a_from(h, &[0]);
         }
-        Partition((h % u64::from(self.count)) as u16)
+        Partition((mix(h) % u64::from(self.count)) as u16)
     }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// MurmurHash3's 64-bit finalizer. The low bits of FNV-1a depend only on
+/// the low bits of the input's bytes, so names that differ in a pattern
+/// ("A-1", "B-2", ...) land in few partitions of a power-of-two count;
+/// mixing spreads every bit of the hash over the low ones.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     fnv1a_from(FNV_OFFSET, bytes)
@@ -112,7 +124,7 @@ mod tests {
         assert_eq!(fnv1a(b"MUG-LOGO"), 0x13d5_010f_3d50_8df8);
         assert_eq!(
             p.of_sku(&sku),
-            Partition((0x13d5_010f_3d50_8df8u64 % 16) as u16)
+            Partition((mix(0x13d5_010f_3d50_8df8) % 16) as u16)
         );
         assert_eq!(Partitions::new(1).of_sku(&sku), Partition(0));
     }
@@ -126,6 +138,24 @@ mod tests {
             seen[p.of_sku(&sku).0 as usize] += 1;
         }
         assert!(seen.iter().all(|n| (800..1200).contains(n)), "{seen:?}");
+    }
+
+    #[test]
+    fn names_made_to_a_pattern_spread_too() {
+        // "A-1", "B-2", ..., "Y-9": letter and digit share their low four
+        // bits, which plain FNV-1a cancels out: it puts these 19 names in 4
+        // of 16 partitions.
+        let p = Partitions::new(16);
+        let mut used = std::collections::BTreeSet::new();
+        for c in b'A'..=b'Z' {
+            for d in b'0'..=b'9' {
+                if c & 15 == d & 15 {
+                    let sku = Sku::parse(&format!("{}-{}", c as char, d as char)).unwrap();
+                    used.insert(p.of_sku(&sku));
+                }
+            }
+        }
+        assert!(used.len() >= 10, "{used:?}");
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! Baskets over several partitions of the live state (always 4 here,
 //! whatever STOCKHOLD_TEST_PARTITIONS says): all-or-nothing holds, partial
 //! holds, changes, commits and releases across partitions, and the steps a
-//! crash can cut off. With 4 partitions (FNV-1a of the name, modulo 4):
-//! R14 and R07 live in p0, R08 and R13 in p1, R09 and R16 in p2, R11, R19
-//! and R02 in p3.
+//! crash can cut off. With 4 partitions: R14 and R09 live in p0, R07 and
+//! R19 in p1, R08 and R15 in p2, R13, R06 and R01 in p3.
 
 use crate::helpers::*;
 use serde_json::{json, Value};
@@ -34,24 +33,24 @@ async fn the_skus_of_these_tests_are_where_the_module_says() {
     let keys = app.stock.engine.keys();
     let at = |s: &str| keys.of_sku(&stockhold::domain::Sku::parse(s).unwrap()).0;
     assert_eq!(
-        ["R14", "R07", "R08", "R13", "R09", "R16", "R11", "R19", "R02"].map(at),
+        ["R14", "R09", "R07", "R19", "R08", "R15", "R13", "R06", "R01"].map(at),
         [0, 0, 1, 1, 2, 2, 3, 3, 3]
     );
 }
 
 #[tokio::test]
 async fn a_partial_hold_over_partitions_takes_what_is_there_and_lists_the_rest() {
-    // Arrange: R11 (home partition) has nothing.
+    // Arrange: R13 (in the home partition, p3) has nothing.
     let app = spawn_partitioned().await;
-    for (sku, n) in [("R11", 0), ("R19", 10), ("R09", 10), ("R02", 10)] {
+    for (sku, n) in [("R13", 0), ("R06", 10), ("R08", 10), ("R01", 10)] {
         app.create_sku(sku, n).await;
     }
 
     // Act
     let res = app
         .reserve(json!({ "allow_partial": true, "lines": [
-            { "sku": "R11", "qty": 2 }, { "sku": "R19", "qty": 2 },
-            { "sku": "R09", "qty": 3 }, { "sku": "R02", "qty": 1 } ] }))
+            { "sku": "R13", "qty": 2 }, { "sku": "R06", "qty": 2 },
+            { "sku": "R08", "qty": 3 }, { "sku": "R01", "qty": 1 } ] }))
         .await;
 
     // Assert
@@ -60,11 +59,11 @@ async fn a_partial_hold_over_partitions_takes_what_is_there_and_lists_the_rest()
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         lines(&body),
-        [("R02".into(), 1), ("R09".into(), 3), ("R19".into(), 2)]
+        [("R01".into(), 1), ("R06".into(), 2), ("R08".into(), 3)]
     );
     assert_eq!(
         body["shortages"],
-        json!([{ "sku": "R11", "requested": 2, "available": 0 }])
+        json!([{ "sku": "R13", "requested": 2, "available": 0 }])
     );
 }
 
@@ -72,15 +71,15 @@ async fn a_partial_hold_over_partitions_takes_what_is_there_and_lists_the_rest()
 async fn a_basket_over_partitions_is_held_whole_or_refused_listing_every_short_line() {
     // Arrange
     let app = spawn_partitioned().await;
-    for (sku, n) in [("R14", 5), ("R08", 1), ("R09", 0), ("R11", 5)] {
+    for (sku, n) in [("R14", 5), ("R07", 1), ("R08", 0), ("R13", 5)] {
         app.create_sku(sku, n).await;
     }
 
-    // Act: R08 (p1) and R09 (p2) are short.
+    // Act: R07 (p1) and R08 (p2) are short.
     let res = app
         .reserve(json!({ "lines": [
-            { "sku": "R14", "qty": 2 }, { "sku": "R08", "qty": 2 },
-            { "sku": "R09", "qty": 1 }, { "sku": "R11", "qty": 1 } ] }))
+            { "sku": "R14", "qty": 2 }, { "sku": "R07", "qty": 2 },
+            { "sku": "R08", "qty": 1 }, { "sku": "R13", "qty": 1 } ] }))
         .await;
 
     // Assert: nothing held anywhere; both short lines listed.
@@ -92,8 +91,8 @@ async fn a_basket_over_partitions_is_held_whole_or_refused_listing_every_short_l
         .map(|s| s["sku"].as_str().unwrap())
         .collect();
     short.sort();
-    assert_eq!(short, ["R08", "R09"]);
-    for (sku, n) in [("R14", 5), ("R08", 1), ("R09", 0), ("R11", 5)] {
+    assert_eq!(short, ["R07", "R08"]);
+    for (sku, n) in [("R14", 5), ("R07", 1), ("R08", 0), ("R13", 5)] {
         assert_eq!(app.counts(sku).await, (n, 0, n), "{sku}");
     }
 }
@@ -102,11 +101,11 @@ async fn a_basket_over_partitions_is_held_whole_or_refused_listing_every_short_l
 async fn a_basket_over_partitions_commits_whole_and_reaches_the_ledger_once() {
     // Arrange
     let app = spawn_partitioned().await;
-    for sku in ["R14", "R08", "R09", "R11"] {
+    for sku in ["R14", "R07", "R08", "R13"] {
         app.create_sku(sku, 10).await;
     }
     let id = app
-        .hold(&[("R14", 1), ("R08", 2), ("R09", 3), ("R11", 4)])
+        .hold(&[("R14", 1), ("R07", 2), ("R08", 3), ("R13", 4)])
         .await;
 
     // Act
@@ -121,13 +120,13 @@ async fn a_basket_over_partitions_commits_whole_and_reaches_the_ledger_once() {
     assert_eq!(
         lines(&order),
         [
-            ("R08".into(), 2),
-            ("R09".into(), 3),
-            ("R11".into(), 4),
+            ("R07".into(), 2),
+            ("R08".into(), 3),
+            ("R13".into(), 4),
             ("R14".into(), 1)
         ]
     );
-    for (sku, n) in [("R14", 1), ("R08", 2), ("R09", 3), ("R11", 4)] {
+    for (sku, n) in [("R14", 1), ("R07", 2), ("R08", 3), ("R13", 4)] {
         assert_eq!(app.counts(sku).await, (10 - n, 0, 10 - n), "{sku}");
         assert_eq!(app.persisted_on_hand(sku).await, Some(10 - n), "{sku}");
     }
