@@ -266,7 +266,8 @@ cluster_node_up() {
     local port=$1 dir=$ROOT/.data/cluster/$1
     mkdir -p "$dir"
     redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
-        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 3000 \
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+        --cluster-require-full-coverage no \
         --appendonly yes --appendfsync everysec --save "" \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
 }

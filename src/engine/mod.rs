@@ -73,10 +73,20 @@ enum Failure {
 
 impl Failure {
     fn of(e: &redis::RedisError) -> Failure {
+        use redis::ErrorKind as K;
+        // Refusals: loading, and a cluster that is failing over or moving
+        // slots (the node did not run the command).
         if e.is_connection_refusal()
             || matches!(
                 e.kind(),
-                redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+                K::BusyLoadingError
+                    | K::TryAgain
+                    | K::ClusterDown
+                    | K::MasterDown
+                    | K::Moved
+                    | K::Ask
+                    | K::ReadOnly
+                    | K::ClusterConnectionNotFound
             )
         {
             Failure::Refused
