@@ -48,6 +48,14 @@ const ORDER_INDEX: Duration = Duration::from_secs(8 * 24 * 3600);
 /// by the reaper.
 const COMMIT_STALLED: Duration = Duration::from_secs(5);
 
+/// The change a refusal is about: a reserve, or a PATCH of the hold of
+/// this customer.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Reserve(&'a ReserveRequest),
+    Patch(&'a PatchRequest, &'a str),
+}
+
 /// How a partition answered a stage.
 enum Staged {
     /// Staged at `ms` (Redis time), with the lines held short.
@@ -248,7 +256,9 @@ impl Engine {
                 Ok(Staged::Nothing(s)) => shortages.extend(s),
                 Err(e) => {
                     self.undo_stages(id, &staged, &change).await;
-                    return Err(self.complete_refusal(id, req, None, &groups, e).await);
+                    return Err(self
+                        .complete_refusal(id, Change::Reserve(req), &groups, e)
+                        .await);
                 }
             }
         }
@@ -306,7 +316,9 @@ impl Engine {
                     shortages.extend(home_short.iter().cloned());
                     return Err(Rejection::Insufficient(shortages).into());
                 }
-                return Err(self.complete_refusal(id, req, None, &groups, e).await);
+                return Err(self
+                    .complete_refusal(id, Change::Reserve(req), &groups, e)
+                    .await);
             }
             Err(e) => {
                 if !matches!(e, EngineError::OutcomeUnknown(_)) {
@@ -431,12 +443,11 @@ impl Engine {
     /// After a refusal somewhere in a change over several partitions (all
     /// stages undone), checks every partition of it read-only, so the
     /// answer lists every problem, with the precedence a single script has.
-    /// `patch` carries the hold's customer for a PATCH.
+    /// A PATCH is checked as the hold's customer.
     async fn complete_refusal(
         &self,
         id: &ReservationId,
-        req: &ReserveRequest,
-        patch: Option<(&PatchRequest, &str)>,
+        change: Change<'_>,
         groups: &BTreeMap<Partition, Vec<(Sku, i64)>>,
         refused: EngineError,
     ) -> EngineError {
@@ -454,9 +465,11 @@ impl Engine {
         };
         let mut lists: [Vec<String>; 5] = Default::default();
         for (p, lines) in groups {
-            let reply = match patch {
-                None => self.reserve_script(*p, id, req, "check", None, lines).await,
-                Some((patch, customer)) => {
+            let reply = match change {
+                Change::Reserve(req) => {
+                    self.reserve_script(*p, id, req, "check", None, lines).await
+                }
+                Change::Patch(patch, customer) => {
                     self.patch_script(*p, id, patch, "check", customer, None, lines)
                         .await
                 }
@@ -584,13 +597,6 @@ impl Engine {
         let customer = record.customer_id.clone().unwrap_or_default();
         let mut staged = Vec::new();
         let mut t0 = i64::MAX;
-        let unused = ReserveRequest {
-            lines: Vec::new(),
-            ttl_seconds: 0,
-            customer_id: None,
-            channel: None,
-            allow_partial: false,
-        };
         for (p, lines) in groups.iter().filter(|(p, _)| **p != home) {
             let outcome = self
                 .stage(
@@ -613,7 +619,7 @@ impl Engine {
                 Err(e) => {
                     self.undo_stages(id, &staged, &change).await;
                     let e = self
-                        .complete_refusal(id, &unused, Some((req, &customer)), &groups, e)
+                        .complete_refusal(id, Change::Patch(req, &customer), &groups, e)
                         .await;
                     return Err(e);
                 }
@@ -661,7 +667,7 @@ impl Engine {
                     "committing" => Rejection::Committed.into(),
                     _ => {
                         let e = rejection_or_bug(&r);
-                        self.complete_refusal(id, &unused, Some((req, &customer)), &groups, e)
+                        self.complete_refusal(id, Change::Patch(req, &customer), &groups, e)
                             .await
                     }
                 });
