@@ -821,16 +821,33 @@ impl Engine {
         indexed: bool,
         multi: &super::Reply,
     ) -> Result<Committed, EngineError> {
-        // A part lost with its partition's data cannot be sold: refuse
-        // before anything is.
+        // A part lost with its partition's data cannot be sold, and a
+        // basket whose every line was set to 0 is empty: refuse before
+        // anything is sold.
         let record = Record::parse(&multi.fields[0])?;
+        let mut lines = record.lines.len();
+        let mut refusal = None;
         for p in &record.parts {
-            if self.record(Partition(*p), id).await?.is_none() {
-                if !indexed {
-                    self.unclaim_order_id(order_id, id).await;
+            match self.record(Partition(*p), id).await? {
+                Some((part, _)) => {
+                    let taken = part.staged_version().is_some_and(|v| v <= record.version);
+                    lines += part
+                        .confirmed_lines(taken)
+                        .iter()
+                        .filter(|(_, q)| *q > 0)
+                        .count();
                 }
-                return Err(Rejection::Lost.into());
+                None => refusal = Some(Rejection::Lost),
             }
+        }
+        if refusal.is_none() && lines == 0 && record.status == "held" {
+            refusal = Some(Rejection::Empty);
+        }
+        if let Some(refusal) = refusal {
+            if !indexed {
+                self.unclaim_order_id(order_id, id).await;
+            }
+            return Err(refusal.into());
         }
         let begun = self
             .commit_script(home, id, order_id, payment_ref, "begin", indexed, "")

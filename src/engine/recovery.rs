@@ -406,9 +406,32 @@ impl Engine {
         owner: &str,
         order: &Order,
     ) -> Result<bool, EngineError> {
+        self.settle_as(p, owner, order, false).await
+    }
+
+    /// Sells a hold still held in a ready partition whose order reached the
+    /// ledger after the partition's rebuild read it (settle.lua, 'late'):
+    /// the rebuilt counts missed that sale.
+    pub async fn settle_late(&self, p: Partition, order: &Order) -> Result<bool, EngineError> {
+        self.settle_as(p, "", order, true).await
+    }
+
+    async fn settle_as(
+        &self,
+        p: Partition,
+        owner: &str,
+        order: &Order,
+        late: bool,
+    ) -> Result<bool, EngineError> {
         let id = &order.reservation_id;
         let keys = self.keys.part(p);
         let indexed = self.keys.order_partition(&order.order_id) == p;
+        let here: Vec<String> = order
+            .lines
+            .iter()
+            .filter(|l| self.keys.of_sku(&l.sku) == p)
+            .map(|l| format!("{} {}", l.sku, l.qty))
+            .collect();
         let args = vec![
             keys.base().to_owned(),
             id.to_string(),
@@ -416,10 +439,16 @@ impl Engine {
             order.committed_at.timestamp_millis().to_string(),
             owner.to_owned(),
             if indexed { "1" } else { "0" }.to_owned(),
+            if late { "late" } else { "" }.to_owned(),
+            here.join(" "),
         ];
-        let reply = self
-            .script(p, &self.scripts.settle, keys.hold(id), args)
-            .await?;
+        let reply = if late {
+            self.write_script(p, &self.scripts.settle, keys.hold(id), args)
+                .await?
+        } else {
+            self.script(p, &self.scripts.settle, keys.hold(id), args)
+                .await?
+        };
         match reply.code.as_str() {
             "1" => Ok(true),
             "0" => Ok(false),

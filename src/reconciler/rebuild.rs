@@ -29,6 +29,17 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often an instance waiting for another's rebuild looks again.
 const WAIT_FOR_REBUILD: Duration = Duration::from_millis(100);
 
+/// When, after a rebuild, its partitions are looked at again for holds
+/// whose sale reached the ledger only after the rebuild read it: a commit
+/// whose entry was being persisted while Redis restarted without it (the
+/// group commit waits for Postgres up to its acquire timeout, 2 s).
+const SETTLE_LATE_AFTER: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
+
 /// What a reconciliation found and did.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -234,6 +245,7 @@ impl Reconciler {
             }
             if !taken.is_empty() {
                 let rebuilt = self.rebuild_under_lease(instance, &taken).await?;
+                self.settle_late_in_background(taken.keys().copied().collect());
                 report = Some(match report {
                     None => rebuilt,
                     Some(mut r) => {
@@ -254,6 +266,45 @@ impl Reconciler {
             }
             tokio::time::sleep(WAIT_FOR_REBUILD).await;
         }
+    }
+
+    /// Runs `settle_late` over `partitions` at the times of
+    /// `SETTLE_LATE_AFTER` after now.
+    fn settle_late_in_background(&self, partitions: Vec<Partition>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for after in SETTLE_LATE_AFTER {
+                tokio::time::sleep_until(start + after).await;
+                if let Err(e) = this.settle_late(&partitions).await {
+                    tracing::warn!(error = ?e, "could not look for sales the rebuild missed");
+                }
+            }
+        });
+    }
+
+    /// Sells the holds of `partitions` that Redis shows as held while the
+    /// ledger has their order: sales the partition's rebuild missed because
+    /// they reached Postgres after it read the ledger. How many.
+    pub async fn settle_late(&self, partitions: &[Partition]) -> anyhow::Result<usize> {
+        let mut settled = 0;
+        for p in partitions {
+            let live = self.engine.live_holds(*p).await?;
+            for chunk in live.chunks(1000) {
+                for found in self.ledger.orders_of_reservations(chunk).await? {
+                    // Rare: read the order again with its lines.
+                    let Some(order) = self.ledger.order(&found.order_id).await? else {
+                        continue;
+                    };
+                    if self.engine.settle_late(*p, &order).await? {
+                        tracing::warn!(reservation = %order.reservation_id, order = %order.order_id,
+                            partition = %p, "a sale the rebuild missed reached the ledger; sold in Redis too");
+                        settled += 1;
+                    }
+                }
+            }
+        }
+        Ok(settled)
     }
 
     /// Rebuilds the partitions `taken` (with the run ids of their servers)

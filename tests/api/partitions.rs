@@ -131,3 +131,29 @@ async fn a_basket_over_partitions_commits_whole_and_reaches_the_ledger_once() {
         assert_eq!(app.persisted_on_hand(sku).await, Some(10 - n), "{sku}");
     }
 }
+
+#[tokio::test]
+async fn a_basket_over_partitions_whose_lines_were_all_set_to_0_cannot_be_committed() {
+    // Arrange: a hold over p0 and p3, both lines then set to 0.
+    let app = spawn_partitioned().await;
+    for sku in ["R14", "R13"] {
+        app.create_sku(sku, 10).await;
+    }
+    let id = app.hold(&[("R14", 1), ("R13", 1)]).await;
+    let res = app
+        .patch_reservation(
+            &id,
+            json!({ "lines": [{ "sku": "R14", "qty": 0 }, { "sku": "R13", "qty": 0 }] }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+
+    // Act
+    let res = app.commit(&id, json!({})).await;
+
+    // Assert: refused as empty; nothing sold.
+    assert_problem(res, 422, "validation_failed").await;
+    for sku in ["R14", "R13"] {
+        assert_eq!(app.counts(sku).await, (10, 0, 10), "{sku}");
+    }
+}

@@ -401,3 +401,100 @@ async fn a_redis_call_that_times_out_says_the_outcome_is_unknown() {
     assert_eq!(again.status(), 201);
     assert_eq!(app.counts("A").await, (10, 5, 5));
 }
+
+/// Every key of a partition (`base`*) with its value, as DUMP gives it.
+async fn save_partition(
+    redis: &mut redis::aio::MultiplexedConnection,
+    base: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}*"))
+        .query_async(redis)
+        .await
+        .unwrap();
+    let mut saved = Vec::new();
+    for key in keys {
+        let value: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query_async(redis)
+            .await
+            .unwrap();
+        saved.push((key, value));
+    }
+    saved
+}
+
+/// Puts a partition back as `save_partition` saw it: what was written since
+/// is gone, as from a Redis that restarted without its last writes.
+async fn restore_partition(
+    redis: &mut redis::aio::MultiplexedConnection,
+    base: &str,
+    saved: &[(String, Vec<u8>)],
+) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}*"))
+        .query_async(redis)
+        .await
+        .unwrap();
+    for key in keys {
+        let _: () = redis::cmd("DEL").arg(key).query_async(redis).await.unwrap();
+    }
+    for (key, value) in saved {
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(value.as_slice())
+            .arg("REPLACE")
+            .query_async(redis)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_sale_that_reaches_the_ledger_after_the_rebuild_read_it_is_sold_in_redis_too() {
+    // Arrange: a hold of 2 of A, and Redis's state before its commit.
+    let app = spawn_app().await;
+    app.create_sku("A", 10).await;
+    let id = app.hold(&[("A", 2)]).await;
+    let id = stockhold::domain::ReservationId::parse(&id).unwrap();
+    let keys = app.stock.engine.keys();
+    let part = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()));
+    let mut redis = app.redis().await;
+    let saved = save_partition(&mut redis, part.base()).await;
+
+    // Act: the commit runs in Redis; Redis comes back without it (a ready
+    // marker of another server run: it restarted) and is rebuilt before the
+    // commit's entry reaches Postgres, as when the group commit waited on
+    // Postgres meanwhile.
+    let order = stockhold::domain::OrderId::for_reservation(&id);
+    let committed = app.stock.engine.commit(&id, &order, None).await.unwrap();
+    restore_partition(&mut redis, part.base(), &saved).await;
+    let _: () = redis::cmd("SET")
+        .arg(part.ready())
+        .arg("a-server-run-before-the-restart")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let reconciler =
+        stockhold::reconciler::Reconciler::new(app.stock.engine.clone(), app.stock.ledger.clone());
+    reconciler.ensure_rebuilt("test").await.unwrap();
+    assert_eq!(
+        app.counts("A").await,
+        (10, 2, 8),
+        "rebuilt without the sale"
+    );
+    app.stock.ledger.record(&committed.outbox).await.unwrap();
+
+    // Assert: within seconds Redis has the sale the ledger has.
+    let settled = app
+        .eventually(Duration::from_secs(5), || async {
+            app.counts("A").await == (8, 0, 8)
+        })
+        .await;
+    assert!(settled, "A is {:?} in Redis", app.counts("A").await);
+    assert_eq!(app.persisted_on_hand("A").await, Some(8));
+    let res = app.get_reservation(id.as_str()).await;
+    let hold: Value = res.json().await.unwrap();
+    assert_eq!(hold["status"], "committed", "{hold}");
+}
