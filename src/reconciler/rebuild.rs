@@ -29,10 +29,10 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often an instance waiting for another's rebuild looks again.
 const WAIT_FOR_REBUILD: Duration = Duration::from_millis(100);
 
-/// When, after a rebuild, its partitions are looked at again for holds
-/// whose sale reached the ledger only after the rebuild read it: a commit
-/// whose entry was being persisted while Redis restarted without it (the
-/// group commit waits for Postgres up to its acquire timeout, 2 s).
+/// When, after a rebuild, its partitions are looked at again for sales that
+/// reached the ledger only after the rebuild read it: a commit whose entry
+/// was being persisted while Redis restarted without it (the group commit
+/// waits for Postgres up to its acquire timeout, 2 s).
 const SETTLE_LATE_AFTER: [Duration; 4] = [
     Duration::from_secs(1),
     Duration::from_secs(3),
@@ -81,17 +81,22 @@ impl Reconciler {
         only: Option<&[Sku]>,
     ) -> anyhow::Result<Report> {
         let all: BTreeSet<Partition> = self.engine.partitions().all().collect();
-        Ok(self.reconcile_as(mode, only, &all, "").await?.0)
+        Ok(self
+            .reconcile_as(mode, only, &all, "", "reconcile")
+            .await?
+            .0)
     }
 
     /// As `reconcile`, over the SKUs of `partitions`; a rebuild passes its
-    /// leases' `owner`. Also says which of the partitions have SKUs.
+    /// leases' `owner`; repair rows start with `why`. Also says which of the
+    /// partitions have SKUs.
     async fn reconcile_as(
         &self,
         mode: ReconcileMode,
         only: Option<&[Sku]>,
         partitions: &BTreeSet<Partition>,
         owner: &str,
+        why: &str,
     ) -> anyhow::Result<(Report, BTreeSet<Partition>)> {
         let started = Instant::now();
         let names: Option<Vec<String>> = only.map(|s| s.iter().map(|s| s.to_string()).collect());
@@ -140,7 +145,7 @@ impl Reconciler {
                         d.sku.to_string(),
                         d.expected_on_hand,
                         format!(
-                            "reconcile: live on_hand {was} -> {}, held {} -> {}",
+                            "{why}: live on_hand {was} -> {}, held {} -> {}",
                             d.expected_on_hand, d.actual_held, d.expected_held
                         ),
                     )
@@ -268,16 +273,33 @@ impl Reconciler {
         }
     }
 
-    /// Runs `settle_late` over `partitions` at the times of
-    /// `SETTLE_LATE_AFTER` after now.
+    /// At the times of `SETTLE_LATE_AFTER` after now, brings the rebuilt
+    /// `partitions` up to sales the ledger got after the rebuild read it:
+    /// a hold still held there whose order the ledger has is sold
+    /// (`settle_late`), then the partitions are reconciled in repair mode,
+    /// which also corrects on_hand for such a sale whose hold Redis lost
+    /// too (repair rows say "after a rebuild").
     fn settle_late_in_background(&self, partitions: Vec<Partition>) {
         let this = self.clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
+            let set: BTreeSet<Partition> = partitions.iter().copied().collect();
             for after in SETTLE_LATE_AFTER {
                 tokio::time::sleep_until(start + after).await;
-                if let Err(e) = this.settle_late(&partitions).await {
-                    tracing::warn!(error = ?e, "could not look for sales the rebuild missed");
+                let pass = async {
+                    this.settle_late(&partitions).await?;
+                    this.reconcile_as(ReconcileMode::Repair, None, &set, "", "after a rebuild")
+                        .await
+                };
+                match pass.await {
+                    Ok((report, _)) if !report.drifted.is_empty() => tracing::warn!(
+                        drifted = report.drifted.len(),
+                        "sales the rebuild missed reached the ledger; live counts repaired"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "could not look for sales the rebuild missed")
+                    }
                 }
             }
         });
@@ -401,7 +423,7 @@ impl Reconciler {
             }
         }
         let (report, with_skus) = self
-            .reconcile_as(ReconcileMode::Rebuild, None, &partitions, owner)
+            .reconcile_as(ReconcileMode::Rebuild, None, &partitions, owner, "rebuild")
             .await?;
         let bought = self.ledger.bought_of_limited_skus().await?;
         for p in taken.keys() {

@@ -498,3 +498,46 @@ async fn a_sale_that_reaches_the_ledger_after_the_rebuild_read_it_is_sold_in_red
     let hold: Value = res.json().await.unwrap();
     assert_eq!(hold["status"], "committed", "{hold}");
 }
+
+#[tokio::test]
+async fn a_sale_whose_hold_redis_lost_too_reaches_redis_after_the_rebuild() {
+    // Arrange: Redis's state before the hold is made.
+    let app = spawn_app().await;
+    app.create_sku("A", 10).await;
+    let keys = app.stock.engine.keys();
+    let part = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()));
+    let mut redis = app.redis().await;
+    let saved = save_partition(&mut redis, part.base()).await;
+
+    // Act: a hold and its commit run in Redis; Redis comes back without
+    // either and is rebuilt before the commit's entry reaches Postgres.
+    let id = app.hold(&[("A", 3)]).await;
+    let id = stockhold::domain::ReservationId::parse(&id).unwrap();
+    let order = stockhold::domain::OrderId::for_reservation(&id);
+    let committed = app.stock.engine.commit(&id, &order, None).await.unwrap();
+    restore_partition(&mut redis, part.base(), &saved).await;
+    let _: () = redis::cmd("SET")
+        .arg(part.ready())
+        .arg("a-server-run-before-the-restart")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let reconciler =
+        stockhold::reconciler::Reconciler::new(app.stock.engine.clone(), app.stock.ledger.clone());
+    reconciler.ensure_rebuilt("test").await.unwrap();
+    assert_eq!(
+        app.counts("A").await,
+        (10, 0, 10),
+        "rebuilt without the sale"
+    );
+    app.stock.ledger.record(&committed.outbox).await.unwrap();
+
+    // Assert: within seconds Redis has the sale the ledger has.
+    let caught_up = app
+        .eventually(Duration::from_secs(5), || async {
+            app.counts("A").await == (7, 0, 7)
+        })
+        .await;
+    assert!(caught_up, "A is {:?} in Redis", app.counts("A").await);
+    assert_eq!(app.persisted_on_hand("A").await, Some(7));
+}
