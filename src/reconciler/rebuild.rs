@@ -249,8 +249,12 @@ impl Reconciler {
                 }
             }
             if !taken.is_empty() {
-                let rebuilt = self.rebuild_under_lease(instance, &taken).await?;
-                self.settle_late_in_background(taken.keys().copied().collect());
+                let (rebuilt, lost) = self.rebuild_under_lease(instance, &taken).await?;
+                // Partitions that had live state may miss sales still on
+                // their way to the ledger; new ones have nothing to miss.
+                if !lost.is_empty() {
+                    self.settle_late_in_background(lost.into_iter().collect());
+                }
                 report = Some(match report {
                     None => rebuilt,
                     Some(mut r) => {
@@ -332,12 +336,13 @@ impl Reconciler {
     /// Rebuilds the partitions `taken` (with the run ids of their servers)
     /// while renewing their leases; stops if a lease is lost, and gives the
     /// leases up if the rebuild fails, so the next attempt (this
-    /// instance's or another's) starts at once.
+    /// instance's or another's) starts at once. Also says which of them had
+    /// live state.
     async fn rebuild_under_lease(
         &self,
         owner: &str,
         taken: &BTreeMap<Partition, String>,
-    ) -> anyhow::Result<Report> {
+    ) -> anyhow::Result<(Report, BTreeSet<Partition>)> {
         let renew = async {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
@@ -365,7 +370,10 @@ impl Reconciler {
         // of them are rebuilt, so the renewals above never meet a lease
         // released by its own rebuild. The leases were renewed a moment ago.
         let result = match rebuilt {
-            Ok((report, lost)) => self.mark_ready(owner, taken, lost).await.map(|()| report),
+            Ok((report, lost)) => self
+                .mark_ready(owner, taken, lost.clone())
+                .await
+                .map(|()| (report, lost)),
             Err(e) => Err(e),
         };
         if result.is_err() {
