@@ -62,25 +62,12 @@ else
   h.oid, h.cat, h.pref = ARGV[3], int(now), ARGV[4]
 end
 
-local skus, qtys = hold_lines(h)
-local writes, sold = {}, {}
-if #skus > 0 then
-  local onhand_key = base .. 'onhand'
-  local on_hand = redis.call('HMGET', onhand_key, unpack(skus))
-  for i, sku in ipairs(skus) do
-    local after = int((tonumber(on_hand[i]) or 0) - qty(qtys[i]))
-    writes[#writes + 1] = sku
-    writes[#writes + 1] = after
-    sold[#sold + 1] = sku .. ' ' .. qtys[i] .. ' ' .. after
-  end
-  redis.call('HSET', onhand_key, unpack(writes))
-end
 h.st = 'committed'
 redis.call('ZREM', base .. 'exp', id)
 redis.call('ZREM', base .. 'committing', id)
 local rec = write_hold(key, h)
 if indexed and mode == '' then redis.call('SET', order_key, id, 'PX', ORDER_TTL_MS) end
-local lines = table.concat(sold, ' ')
+local lines = sell_lines(base, h)
 local entry = { 'kind', 'commit', 'order', h.oid, 'res', id, 'cust', h.cust, 'chan', h.chan,
   'pref', h.pref, 'at', h.cat, 'lines', lines }
 if mode == 'finish' then

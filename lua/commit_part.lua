@@ -28,25 +28,12 @@ if h.st ~= 'held' then return { h.st } end
 if h.pv ~= '' then
   settle_stage(base, h, version_of(h.pv) <= tonumber(ARGV[3]) and 'confirm' or 'undo')
 end
-local skus, qtys = hold_lines(h)
-local writes, sold = {}, {}
-if #skus > 0 then
-  local onhand_key = base .. 'onhand'
-  local on_hand = redis.call('HMGET', onhand_key, unpack(skus))
-  for i, sku in ipairs(skus) do
-    local after = int((tonumber(on_hand[i]) or 0) - qty(qtys[i]))
-    writes[#writes + 1] = sku
-    writes[#writes + 1] = after
-    sold[#sold + 1] = sku .. ' ' .. qtys[i] .. ' ' .. after
-  end
-  redis.call('HSET', onhand_key, unpack(writes))
-end
 h.st, h.oid, h.cat = 'committed', ARGV[4], ARGV[5]
 redis.call('ZREM', base .. 'exp', id)
 local rec = write_hold(key, h)
-local lines = table.concat(sold, ' ')
+local lines = sell_lines(base, h)
 local outbox_id = ''
-if #sold > 0 then
+if lines ~= '' then
   outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'part', 'order', h.oid,
     'res', id, 'at', h.cat, 'lines', lines)
 end

@@ -161,6 +161,25 @@ local function hold_lines(h)
   return words(h.skus), words(h.qtys), counted
 end
 
+-- Sells every line of a held hold: on_hand drops by each line's qty (held
+-- drops with it, so available stays), in two calls however many lines.
+-- Returns the sale as the outbox carries it: "sku qty on_hand_after ...".
+local function sell_lines(base, h)
+  local skus, qtys = hold_lines(h)
+  if #skus == 0 then return '' end
+  local onhand_key = base .. 'onhand'
+  local on_hand = redis.call('HMGET', onhand_key, unpack(skus))
+  local writes, sold = {}, {}
+  for i, sku in ipairs(skus) do
+    local after = int((tonumber(on_hand[i]) or 0) - qty(qtys[i]))
+    writes[#writes + 1] = sku
+    writes[#writes + 1] = after
+    sold[#sold + 1] = sku .. ' ' .. qtys[i] .. ' ' .. after
+  end
+  redis.call('HSET', onhand_key, unpack(writes))
+  return table.concat(sold, ' ')
+end
+
 -- Adds `delta[sku]` to the available count of every SKU in `delta`, in two
 -- calls however many SKUs.
 local function add_available(base, skus, delta)
