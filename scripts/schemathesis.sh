@@ -32,7 +32,7 @@ STOCKHOLD_APPLICATION__HOST=127.0.0.1 STOCKHOLD_APPLICATION__PORT=$port \
 STOCKHOLD_REDIS__URL=redis://127.0.0.1:$redis_port/ STOCKHOLD_REDIS__KEY_PREFIX=$id \
 STOCKHOLD_DATABASE__URL=postgres://stockhold@127.0.0.1:$pg_port/test_$id \
 STOCKHOLD_TELEMETRY__FILTER=warn \
-    target/debug/stockhold serve >"$log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}/debug/stockhold" serve >"$log" 2>&1 &
 service=$!
 cleanup() {
     kill "$service" 2>/dev/null || true
