@@ -32,6 +32,7 @@
 --   base.."lost-at"       string  ms of the last rebuild that may have lost
 --                               holds (restart, failover, data loss)
 --   base.."marks:"..id    string  adjustment / return ids already applied
+--   base.."moving"        never exists: see fence()
 --
 -- `held` is not stored: it is on_hand + backorder limit - available. A
 -- reserve touches one field per line (avail), a commit one (onhand: on_hand
@@ -54,16 +55,30 @@ local ORDER_TTL_MS = 8 * 24 * 3600 * 1000
 
 local fmt = string.format
 
+-- Stops the script, before it reads or writes anything, while the
+-- partition's slot is being moved between Redis Cluster nodes: the key
+-- base.."moving" never exists, and touching a missing key of a slot under
+-- migration fails inside a script (ASK on the node the slot leaves, TRYAGAIN
+-- on the one it goes to, for a command of several keys). Without it a
+-- script could write some keys and then fail on one already moved, or run
+-- on the new node against keys not yet there. The service retries the call
+-- once the slot has moved. On a single Redis it is one EXISTS, and every
+-- script calls it first (through ready or leased, or directly).
+local function fence(base)
+  return redis.call('EXISTS', base .. 'ready', base .. 'moving')
+end
+
 -- Whether this Redis holds the rebuilt state; write scripts start with
 --   if not ready(base) then return { 'not_ready' } end
 local function ready(base)
-  return redis.call('EXISTS', base .. 'ready') == 1
+  return fence(base) == 1
 end
 
 -- Whether `owner` holds the rebuild lease: the scripts that rebuild fence
 -- their writes with it, so a rebuilder that stalled and lost its lease to
 -- another changes nothing when it wakes up.
 local function leased(base, owner)
+  fence(base)
   return redis.call('GET', base .. 'rebuild-lock') == owner
 end
 

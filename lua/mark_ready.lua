@@ -11,6 +11,8 @@
 --          failover, data lost), recorded as base.."lost-at"; '' if not
 -- Returns 1, or 0 (nothing done) if the caller no longer holds the lease.
 local base, owner = ARGV[1], ARGV[2]
+-- The fence of common.lua (this script is loaded without it).
+redis.call('EXISTS', KEYS[1], base .. 'moving')
 if redis.call('GET', base .. 'rebuild-lock') ~= owner then return 0 end
 redis.call('SET', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('SET', base .. 'lost-at', ARGV[4]) end

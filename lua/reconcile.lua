@@ -22,6 +22,7 @@
 -- on_hand and available (= on_hand + backorder limit - held) of drifted SKUs.
 -- Runs atomically, so under full load it sees one consistent instant.
 local base, mode, after = ARGV[1], ARGV[2], ARGV[3]
+fence(base)
 if mode == 'rebuild' and not leased(base, ARGV[4]) then return { 'lease_lost' } end
 local n = tonumber(ARGV[5])
 local skus, expected_on_hand, expected_held = {}, {}, {}

@@ -86,7 +86,7 @@ impl Engine {
                 p,
                 &self.scripts.get_hold,
                 self.keys.part(p).hold(id),
-                Vec::new(),
+                vec![self.keys.part(p).base().to_owned()],
             )
             .await?;
         if reply.code != "ok" {

@@ -54,7 +54,9 @@ pub enum EngineError {
 impl From<redis::RedisError> for EngineError {
     fn from(e: redis::RedisError) -> Self {
         match Failure::of(&e) {
-            Failure::Refused | Failure::Unanswered => EngineError::Unavailable(e.into()),
+            Failure::Refused | Failure::Moving | Failure::Unanswered => {
+                EngineError::Unavailable(e.into())
+            }
             Failure::Other => EngineError::Internal(e.into()),
         }
     }
@@ -65,6 +67,10 @@ impl From<redis::RedisError> for EngineError {
 enum Failure {
     /// Never ran: no connection, or Redis refused it (loading, try again).
     Refused,
+    /// Never ran: its partition's slot is being moved to another cluster
+    /// node (the scripts' fence, see lua/common.lua, or a MULTI aborted by
+    /// a redirect). The server is fine; the call can be made again shortly.
+    Moving,
     /// Sent, perhaps, but not answered: timed out, or the connection broke.
     Unanswered,
     /// Answered with an error: a bug or corrupt data.
@@ -74,6 +80,11 @@ enum Failure {
 impl Failure {
     fn of(e: &redis::RedisError) -> Failure {
         use redis::ErrorKind as K;
+        if e.kind() == K::ExecAbortError
+            || e.to_string().contains("Script attempted to access a non local key")
+        {
+            return Failure::Moving;
+        }
         // Refusals: loading, and a cluster that is failing over or moving
         // slots (the node did not run the command).
         if e.is_connection_refusal()
@@ -230,6 +241,7 @@ impl Engine {
         };
         Err(match failure {
             (Failure::Other, e) => EngineError::Internal(e),
+            (Failure::Moving, e) => EngineError::Unavailable(e.context(MOVING)),
             (Failure::Refused, e) => {
                 self.watch.connection_failed();
                 EngineError::Unavailable(e)
@@ -278,15 +290,28 @@ impl Engine {
         key: String,
         args: Vec<String>,
     ) -> Result<Reply, EngineError> {
-        let mut invocation = script.key(key);
-        for arg in args {
-            invocation.arg(arg);
-        }
-        let reply: Reply = self
-            .call(effect, |mut conn| async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
+        // A slot move stops a script before it touched anything: wait for
+        // the move to end (a slot of stockhold's moves in well under a
+        // second) rather than refuse the request.
+        let mut waited = Duration::ZERO;
+        let reply: Reply = loop {
+            let mut invocation = script.key(&key);
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            match self
+                .call(effect, |mut conn| async move {
+                    invocation.invoke_async(&mut conn).await
+                })
+                .await
+            {
+                Err(e) if is_moving(&e) && waited < MOVE_WAIT => {
+                    tokio::time::sleep(MOVE_STEP).await;
+                    waited += MOVE_STEP;
+                }
+                reply => break reply?,
+            }
+        };
         if reply.code == "not_ready" {
             self.watch.want_rebuild();
             return Err(EngineError::Unavailable(anyhow!(
@@ -323,6 +348,16 @@ impl Engine {
     pub fn idempotency(&self) -> IdempotencyStore {
         IdempotencyStore::new(self.clone())
     }
+}
+
+/// Context of a call refused because its slot is being moved.
+const MOVING: &str = "the partition's slot is being moved to another Redis Cluster node";
+/// How long a script call waits for a slot move, and in what steps.
+const MOVE_WAIT: Duration = Duration::from_secs(2);
+const MOVE_STEP: Duration = Duration::from_millis(20);
+
+fn is_moving(e: &EngineError) -> bool {
+    matches!(e, EngineError::Unavailable(e) if e.to_string() == MOVING)
 }
 
 /// Lines as the scripts take them: their number, the SKUs, then the
