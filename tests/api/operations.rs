@@ -17,6 +17,14 @@ async fn metrics_are_prometheus_text_with_bounded_labels_and_no_key() {
         .await;
     assert_eq!(res.status(), 409);
     assert_eq!(app.commit(&id, json!({})).await.status(), 201);
+    // The outbox lag is known once the drain has been over every partition.
+    let lag_known = app
+        .eventually(Duration::from_secs(10), || async {
+            let res = app.request(Method::GET, "/metrics", None, None).await;
+            res.text().await.unwrap().contains("stockhold_outbox_lag_entries")
+        })
+        .await;
+    assert!(lag_known, "no outbox lag in /metrics within 10 s");
 
     // Act
     let res = app.request(Method::GET, "/metrics", None, None).await;

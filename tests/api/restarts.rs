@@ -19,6 +19,7 @@ async fn run_binary(settings: &Settings, args: &[&str]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("STOCKHOLD_REDIS__URL", &settings.redis.url)
+        .env("STOCKHOLD_REDIS__CLUSTER", settings.redis.cluster.to_string())
         .env("STOCKHOLD_REDIS__KEY_PREFIX", &settings.redis.key_prefix)
         .env(
             "STOCKHOLD_REDIS__PARTITIONS",
@@ -111,7 +112,7 @@ async fn demo_data_and_reconcile_run_on_a_redis_that_was_never_rebuilt() {
 async fn writes_resume_within_seconds_when_redis_restarts_right_after_a_rebuild() {
     // Arrange: the app rebuilt this new Redis when it started, a moment ago.
     let mut redis = TestRedis::start_persistent().await;
-    let app = spawn_app_with(|s| s.redis.url = redis.url()).await;
+    let app = spawn_app_with(|s| own_redis(s, redis.url())).await;
     app.create_sku("A", 10).await;
 
     // Act: reserve (and release) one unit after another for 6 s after
@@ -225,7 +226,7 @@ async fn a_rebuilder_that_died_holding_the_lease_delays_the_others_only_briefly(
 async fn commit_retried_after_redis_lost(lose: &str, service_restarted: bool) {
     // Arrange
     let mut redis = TestRedis::start_persistent().await;
-    let mut app = spawn_app_with(|s| s.redis.url = redis.url()).await;
+    let mut app = spawn_app_with(|s| own_redis(s, redis.url())).await;
     app.create_sku("A", 10).await;
     let before_reserve = redis.aof_end();
     let reserve_body = json!({ "lines": [{ "sku": "A", "qty": 2 }], "ttl_seconds": 1 });
@@ -325,18 +326,18 @@ async fn a_commit_retried_on_a_new_instance_after_redis_lost_the_hold_answers_th
 async fn a_redis_call_that_times_out_says_the_outcome_is_unknown() {
     // Arrange: the app reaches Redis through a proxy that will hold every
     // command for a second, three times longer than the app waits.
-    let redis_addr = test_redis_url()
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(redis_addr).await;
+    let redis = TestRedis::start().await;
+    let proxy = Proxy::start(([127, 0, 0, 1], redis.port).into()).await;
     let app = spawn_app_with(|s| {
-        s.redis.url = format!("redis://127.0.0.1:{}/", proxy.port);
+        own_redis(s, format!("redis://127.0.0.1:{}/", proxy.port));
         s.redis.call_timeout_ms = 300;
     })
     .await;
     app.create_sku("A", 10).await;
+    // The reserve script is in Redis's script cache: otherwise the delayed
+    // answer is NOSCRIPT, and the script is never sent again.
+    let warm_up = app.hold(&[("A", 1)]).await;
+    assert_eq!(app.release(&warm_up).await.status(), 200);
     proxy.slow_down(1000);
 
     // Act
@@ -403,15 +404,9 @@ async fn a_redis_call_that_times_out_says_the_outcome_is_unknown() {
 }
 
 /// Every key of a partition (`base`*) with its value, as DUMP gives it.
-async fn save_partition(
-    redis: &mut redis::aio::MultiplexedConnection,
-    base: &str,
-) -> Vec<(String, Vec<u8>)> {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{base}*"))
-        .query_async(redis)
-        .await
-        .unwrap();
+async fn save_partition(app: &TestApp, base: &str) -> Vec<(String, Vec<u8>)> {
+    let redis = &mut app.redis().await;
+    let keys = app.redis_keys(&format!("{base}*")).await;
     let mut saved = Vec::new();
     for key in keys {
         let value: Vec<u8> = redis::cmd("DUMP")
@@ -426,16 +421,9 @@ async fn save_partition(
 
 /// Puts a partition back as `save_partition` saw it: what was written since
 /// is gone, as from a Redis that restarted without its last writes.
-async fn restore_partition(
-    redis: &mut redis::aio::MultiplexedConnection,
-    base: &str,
-    saved: &[(String, Vec<u8>)],
-) {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{base}*"))
-        .query_async(redis)
-        .await
-        .unwrap();
+async fn restore_partition(app: &TestApp, base: &str, saved: &[(String, Vec<u8>)]) {
+    let redis = &mut app.redis().await;
+    let keys = app.redis_keys(&format!("{base}*")).await;
     for key in keys {
         let _: () = redis::cmd("DEL").arg(key).query_async(redis).await.unwrap();
     }
@@ -461,7 +449,7 @@ async fn a_sale_that_reaches_the_ledger_after_the_rebuild_read_it_is_sold_in_red
     let keys = app.stock.engine.keys();
     let part = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()));
     let mut redis = app.redis().await;
-    let saved = save_partition(&mut redis, part.base()).await;
+    let saved = save_partition(&app, part.base()).await;
 
     // Act: the commit runs in Redis; Redis comes back without it (a ready
     // marker of another server run: it restarted) and is rebuilt before the
@@ -469,7 +457,7 @@ async fn a_sale_that_reaches_the_ledger_after_the_rebuild_read_it_is_sold_in_red
     // Postgres meanwhile.
     let order = stockhold::domain::OrderId::for_reservation(&id);
     let committed = app.stock.engine.commit(&id, &order, None).await.unwrap();
-    restore_partition(&mut redis, part.base(), &saved).await;
+    restore_partition(&app, part.base(), &saved).await;
     let _: () = redis::cmd("SET")
         .arg(part.ready())
         .arg("a-server-run-before-the-restart")
@@ -507,7 +495,7 @@ async fn a_sale_whose_hold_redis_lost_too_reaches_redis_after_the_rebuild() {
     let keys = app.stock.engine.keys();
     let part = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()));
     let mut redis = app.redis().await;
-    let saved = save_partition(&mut redis, part.base()).await;
+    let saved = save_partition(&app, part.base()).await;
 
     // Act: a hold and its commit run in Redis; Redis comes back without
     // either and is rebuilt before the commit's entry reaches Postgres.
@@ -515,7 +503,7 @@ async fn a_sale_whose_hold_redis_lost_too_reaches_redis_after_the_rebuild() {
     let id = stockhold::domain::ReservationId::parse(&id).unwrap();
     let order = stockhold::domain::OrderId::for_reservation(&id);
     let committed = app.stock.engine.commit(&id, &order, None).await.unwrap();
-    restore_partition(&mut redis, part.base(), &saved).await;
+    restore_partition(&app, part.base(), &saved).await;
     let _: () = redis::cmd("SET")
         .arg(part.ready())
         .arg("a-server-run-before-the-restart")
