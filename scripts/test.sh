@@ -4,7 +4,8 @@
 #   scripts/test.sh reservation      (a name filter, with nextest or cargo test)
 # The services keep running afterwards; `scripts/services.sh down test` stops them.
 # STOCKHOLD_TEST_REDIS_PORT / STOCKHOLD_TEST_PG_PORT choose other ports (see
-# scripts/services.sh).
+# scripts/services.sh); STOCKHOLD_TEST_CLUSTER_PORT the first of the six ports
+# of the test Redis Cluster (default 7011).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,5 +54,18 @@ status=0
 echo "[test] STOCKHOLD_TEST_PARTITIONS=4 ${api[*]} $*" >&2
 STOCKHOLD_TEST_PARTITIONS=4 "${api[@]}" "$@" || status=$?
 
-echo "[test] test services left running; stop them with: scripts/services.sh down test" >&2
+# The API suite once more against a Redis Cluster (3 masters, 3 replicas,
+# scripts/services.sh up cluster) with the live state in 16 partitions: the
+# same promises on the Redis that production runs. Tests that restart, slow
+# down or empty a Redis use one of their own, as in the runs above.
+cluster_port=${STOCKHOLD_TEST_CLUSTER_PORT:-7011}
+STOCKHOLD_CLUSTER_PORT=$cluster_port scripts/services.sh up cluster >/dev/null
+redis-cli --cluster call "127.0.0.1:$cluster_port" flushall --cluster-only-masters >/dev/null
+seeds=$(for i in 0 1 2; do printf 'redis://127.0.0.1:%s/,' $((cluster_port + i)); done)
+echo "[test] cluster on $cluster_port: STOCKHOLD_TEST_PARTITIONS=16 ${api[*]} $*" >&2
+STOCKHOLD_TEST_REDIS_URL=${seeds%,} STOCKHOLD_TEST_REDIS_CLUSTER=1 STOCKHOLD_TEST_PARTITIONS=16 \
+    "${api[@]}" "$@" || status=$?
+
+echo "[test] test services left running; stop them with: scripts/services.sh down test;" \
+    "STOCKHOLD_CLUSTER_PORT=$cluster_port scripts/services.sh down cluster" >&2
 exit "$status"

@@ -48,6 +48,52 @@ pub fn test_partitions() -> u16 {
         .unwrap_or(1)
 }
 
+/// Whether the tests run against a Redis Cluster: STOCKHOLD_TEST_REDIS_CLUSTER=1,
+/// with STOCKHOLD_TEST_REDIS_URL listing seed nodes (comma separated), as
+/// scripts/test.sh sets them for its cluster run.
+pub fn test_cluster() -> bool {
+    std::env::var("STOCKHOLD_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// Points a test's app at a Redis server of its own (one it restarts,
+/// slows down or empties), not at the shared test Redis or cluster.
+pub fn own_redis(settings: &mut Settings, url: String) {
+    settings.redis.url = url;
+    settings.redis.cluster = false;
+}
+
+/// A connection to the test's Redis, a single server or a cluster (where
+/// each command goes to the node of its key's slot).
+pub enum RedisConn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
 /// Settings for one isolated test: own database, own key prefix, port 0.
 pub async fn test_settings() -> Settings {
     let mut settings = get_configuration().expect("configuration loads");
@@ -57,6 +103,7 @@ pub async fn test_settings() -> Settings {
     settings.application.workers = 2;
     settings.application.shutdown_timeout_seconds = 5;
     settings.redis.url = test_redis_url();
+    settings.redis.cluster = test_cluster();
     settings.redis.key_prefix = format!("t{id}");
     settings.redis.partitions = test_partitions();
     settings.database.url = create_database(&format!("test_{id}")).await;
@@ -129,12 +176,73 @@ impl TestApp {
         self.stock.ledger.pool()
     }
 
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.settings.redis.url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+    /// A connection to the app's Redis (or cluster).
+    pub async fn redis(&self) -> RedisConn {
+        let url = self.settings.redis.url.as_str();
+        if self.settings.redis.cluster {
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+            RedisConn::Cluster(client.get_async_connection().await.unwrap())
+        } else {
+            let client = redis::Client::open(url).unwrap();
+            RedisConn::Single(client.get_multiplexed_async_connection().await.unwrap())
+        }
+    }
+
+    /// Every key matching `pattern`, from every master of a cluster.
+    pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
+        let url = self.settings.redis.url.as_str();
+        let mut servers = Vec::new();
+        if self.settings.redis.cluster {
+            let seed = url.split(',').next().unwrap().trim();
+            let mut conn = redis::Client::open(seed)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let nodes: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            for line in nodes.lines() {
+                let f: Vec<&str> = line.split(' ').collect();
+                if f.len() > 8 && f[2].contains("master") && !f[2].contains("fail") {
+                    let addr = f[1].split('@').next().unwrap();
+                    servers.push(format!("redis://{addr}/"));
+                }
+            }
+        } else {
+            servers.push(url.to_owned());
+        }
+        let mut keys = Vec::new();
+        for server in servers {
+            let mut conn = redis::Client::open(server.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let mut cursor: u64 = 0;
+            for _ in 0..100_000 {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// A storefront request with an `Idempotency-Key`.
@@ -438,8 +546,11 @@ impl TestApp {
              return 1",
         );
         let mut conn = self.redis().await;
+        let base = self.redis_base(sku);
+        // The key routes the call to the partition's node on a cluster.
         let _: i64 = script
-            .arg(self.redis_base(sku))
+            .key(format!("{base}avail"))
+            .arg(base)
             .arg(sku)
             .arg(field)
             .arg(value)

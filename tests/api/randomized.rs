@@ -1441,35 +1441,50 @@ struct Live {
     customers: BTreeMap<String, Lines>,
 }
 
-async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    for _ in 0..100_000 {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
 fn value<T: redis::FromRedisValue>(run: &Run, v: &redis::Value) -> T {
     match redis::from_redis_value(v) {
         Ok(t) => t,
         Err(e) => panic!("[seed {}] unexpected Redis value {v:?}: {e}", run.seed),
     }
+}
+
+/// Redis's TIME, then the answers to `reads` in their order: in one
+/// MULTI/EXEC on a single Redis; on a cluster (where one MULTI cannot span
+/// nodes) in one MULTI/EXEC per partition, so each partition is read at one
+/// instant (the checks compare counts within a partition; a basket's home
+/// and parts may differ for a moment on a single Redis too).
+async fn atomic_reads(
+    run: &Run,
+    conn: &mut RedisConn,
+    reads: Vec<(String, redis::Cmd)>,
+) -> Vec<redis::Value> {
+    if !run.app.settings.redis.cluster {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("TIME");
+        for (_, cmd) in reads {
+            pipe.add_command(cmd);
+        }
+        return pipe.query_async(conn).await.unwrap();
+    }
+    let time: redis::Value = redis::cmd("TIME").query_async(conn).await.unwrap();
+    let mut groups: BTreeMap<String, Vec<(usize, redis::Cmd)>> = BTreeMap::new();
+    for (i, (base, cmd)) in reads.into_iter().enumerate() {
+        groups.entry(base).or_default().push((i, cmd));
+    }
+    let mut values = vec![redis::Value::Nil; groups.values().map(Vec::len).sum::<usize>() + 1];
+    values[0] = time;
+    for group in groups.into_values() {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (_, cmd) in &group {
+            pipe.add_command(cmd.clone());
+        }
+        let answers: Vec<redis::Value> = pipe.query_async(conn).await.unwrap();
+        for ((i, _), answer) in group.iter().zip(answers) {
+            values[i + 1] = answer;
+        }
+    }
+    values
 }
 
 /// Reads every SKU, hold and per-customer count in one MULTI/EXEC, so that
@@ -1488,30 +1503,36 @@ async fn read_live(run: &Run) -> Live {
     let mut hold_keys = Vec::new();
     let mut customer_keys = Vec::new();
     for base in &bases {
-        for key in scan(&mut conn, &format!("{base}hold:*")).await {
+        for key in run.app.redis_keys(&format!("{base}hold:*")).await {
             hold_keys.push((base.len(), key));
         }
-        for key in scan(&mut conn, &format!("{base}cust:*")).await {
+        for key in run.app.redis_keys(&format!("{base}cust:*")).await {
             customer_keys.push((base.len(), key));
         }
     }
-    let mut pipe = redis::pipe();
-    pipe.atomic().cmd("TIME");
+    // Each read with the partition base of its key.
+    let mut reads: Vec<(String, redis::Cmd)> = Vec::new();
     // Layout of lua/common.lua: per-SKU fields of partition hashes (held is
     // on_hand + backorder limit - available), and holds as \x1f records.
     for spec in &run.skus {
         let base = run.app.redis_base(&spec.sku);
         for hash in ["avail", "onhand", "bo", "rules"] {
-            pipe.cmd("HGET").arg(format!("{base}{hash}")).arg(&spec.sku);
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(format!("{base}{hash}")).arg(&spec.sku);
+            reads.push((base.clone(), cmd));
         }
     }
-    for (_, key) in &hold_keys {
-        pipe.cmd("GET").arg(key);
+    for (base_len, key) in &hold_keys {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        reads.push((key[..*base_len].to_owned(), cmd));
     }
-    for (_, key) in &customer_keys {
-        pipe.cmd("HGETALL").arg(key);
+    for (base_len, key) in &customer_keys {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        reads.push((key[..*base_len].to_owned(), cmd));
     }
-    let values: Vec<redis::Value> = pipe.query_async(&mut conn).await.unwrap();
+    let values = atomic_reads(run, &mut conn, reads).await;
     let mut values = values.iter();
     let (secs, micros): (i64, i64) = value(run, values.next().unwrap());
     let mut skus = BTreeMap::new();

@@ -114,7 +114,7 @@ async fn a_redis_that_lost_its_data_is_rebuilt_and_no_acknowledged_sale_is_lost(
     for lose in ["flushall", "restart without data"] {
         // Arrange: sales made, holds live, a customer at their limit.
         let mut redis = TestRedis::start().await;
-        let app = spawn_app_with(|s| s.redis.url = redis.url()).await;
+        let app = spawn_app_with(|s| own_redis(s, redis.url())).await;
         app.create_sku("A", 100).await;
         let res = app
             .put_sku("LTD", json!({ "on_hand": 10, "per_customer_limit": 2 }))

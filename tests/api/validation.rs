@@ -271,11 +271,7 @@ impl Snapshot {
 async fn redis_content(app: &TestApp) -> BTreeMap<String, String> {
     let mut conn = app.redis().await;
     let pattern = format!("{}:*", app.settings.redis.key_prefix);
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let keys = app.redis_keys(&pattern).await;
     let mut content = BTreeMap::new();
     // Leases (e.g. the start-up rebuild's) expire on their own schedule and
     // are no part of the stock a request could change.
