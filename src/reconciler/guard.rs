@@ -44,17 +44,25 @@ impl RebuildGuard {
     /// or failed over since it was (its ready marker names another server
     /// run: it may have come back without its last moments), is rebuilt
     /// from the ledger.
+    ///
+    /// Readiness: not ready until every partition was rebuilt once; after
+    /// that, not ready only while no partition is. A partition that fails
+    /// over is rebuilt while the others serve, and every instance shares
+    /// the same partitions: taking this one out of a load balancer's
+    /// rotation would refuse the SKUs of the others and help none.
     pub async fn try_execute_task(&self) -> anyhow::Result<(Outcome, bool)> {
         let engine = self.reconciler.engine();
-        let mut all_ready = true;
+        let mut ready = 0;
         for p in engine.partitions().all() {
-            all_ready &= engine.server_state(p).await? == ServerState::Ready;
+            if engine.server_state(p).await? == ServerState::Ready {
+                ready += 1;
+            }
         }
-        if all_ready {
+        if ready == engine.partitions().count() {
             self.readiness.set(true);
             return Ok((Outcome::Idle, false));
         }
-        self.readiness.set(false);
+        self.readiness.set(ready > 0 && self.readiness.is_ready());
         self.reconciler.ensure_rebuilt(&self.instance).await?;
         self.readiness.set(true);
         Ok((Outcome::Worked(1), false))

@@ -157,3 +157,57 @@ async fn a_basket_over_partitions_whose_lines_were_all_set_to_0_cannot_be_commit
         assert_eq!(app.counts(sku).await, (10, 0, 10), "{sku}");
     }
 }
+
+#[tokio::test]
+async fn while_one_partition_is_rebuilt_the_others_serve_and_the_instance_stays_ready() {
+    // Arrange: R14's partition (p0) lost its data, as after a failover, and
+    // its rebuild waits on a lease held by an instance that died.
+    let app = spawn_partitioned().await;
+    app.create_sku("R14", 10).await;
+    app.create_sku("R13", 100).await;
+    let keys = app.stock.engine.keys();
+    let p0 = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("R14").unwrap()));
+    let mut redis = app.redis().await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg(p0.rebuild_lock())
+        .arg("instance-that-died")
+        .arg("PX")
+        .arg(4000)
+        .ignore()
+        .cmd("DEL")
+        .arg(p0.ready())
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let one = |sku: &str| json!({ "lines": [{ "sku": sku, "qty": 1 }] });
+
+    // Act: what the instance answers for the next 2 s.
+    let mut answers = Vec::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let ready = app
+            .request(reqwest::Method::GET, "/readyz", None, None)
+            .await
+            .status()
+            .as_u16();
+        let other = app.reserve(one("R13")).await.status().as_u16();
+        let rebuilt = app.reserve(one("R14")).await.status().as_u16();
+        answers.push((ready, other, rebuilt));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Assert: R14 refused while its partition waits, R13 held throughout,
+    // /readyz 200 throughout; R14 held again once the lease ran out.
+    assert!(
+        answers.iter().all(|a| *a == (200, 201, 503)),
+        "(readyz, R13, R14) answers: {answers:?}"
+    );
+    let back = app
+        .eventually(std::time::Duration::from_secs(10), || async {
+            app.reserve(one("R14")).await.status() == 201
+        })
+        .await;
+    assert!(back, "R14 not held again 10 s after its partition's lease ran out");
+}
