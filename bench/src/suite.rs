@@ -945,7 +945,11 @@ async fn drain_rate(
                     channel: None,
                     allow_partial: false,
                 };
-                let id = ReservationId::random(stock.engine.home_for(&req.lines));
+                let id = ReservationId::random(
+                    stock
+                        .engine
+                        .home_for(&req.lines, ReservationId::home_pick("", None)),
+                );
                 let t = Instant::now();
                 let r = stock
                     .engine

@@ -242,7 +242,11 @@ impl Target {
                     channel: None,
                     allow_partial: false,
                 };
-                let id = ReservationId::random(stock.engine.home_for(&req.lines));
+                let id = ReservationId::random(
+                    stock
+                        .engine
+                        .home_for(&req.lines, ReservationId::home_pick("", None)),
+                );
                 stock
                     .engine
                     .reserve(&id, &req)

@@ -81,7 +81,8 @@ impl Failure {
     fn of(e: &redis::RedisError) -> Failure {
         use redis::ErrorKind as K;
         if e.kind() == K::ExecAbortError
-            || e.to_string().contains("Script attempted to access a non local key")
+            || e.to_string()
+                .contains("Script attempted to access a non local key")
         {
             return Failure::Moving;
         }

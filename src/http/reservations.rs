@@ -59,12 +59,13 @@ pub(crate) async fn reserve(
     // With an idempotency key the id is derived from it, so a retry whose
     // first answer was lost finds its hold instead of holding twice. The id
     // names the hold's home partition.
-    let home = stock.engine.home_for(&request.lines);
-    let id = match req
+    let key = req
         .headers()
         .get(IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-    {
+        .and_then(|v| v.to_str().ok());
+    let pick = ReservationId::home_pick(&caller.id, key);
+    let home = stock.engine.home_for(&request.lines, pick);
+    let id = match key {
         Some(key) => ReservationId::for_idempotency_key(&caller.id, key, home),
         None => ReservationId::random(home),
     };

@@ -21,7 +21,10 @@ async fn metrics_are_prometheus_text_with_bounded_labels_and_no_key() {
     let lag_known = app
         .eventually(Duration::from_secs(10), || async {
             let res = app.request(Method::GET, "/metrics", None, None).await;
-            res.text().await.unwrap().contains("stockhold_outbox_lag_entries")
+            res.text()
+                .await
+                .unwrap()
+                .contains("stockhold_outbox_lag_entries")
         })
         .await;
     assert!(lag_known, "no outbox lag in /metrics within 10 s");

@@ -305,7 +305,10 @@ async fn run_cli(app: &TestApp, args: &[&str]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("STOCKHOLD_REDIS__URL", &app.settings.redis.url)
-        .env("STOCKHOLD_REDIS__CLUSTER", app.settings.redis.cluster.to_string())
+        .env(
+            "STOCKHOLD_REDIS__CLUSTER",
+            app.settings.redis.cluster.to_string(),
+        )
         .env(
             "STOCKHOLD_REDIS__KEY_PREFIX",
             &app.settings.redis.key_prefix,

@@ -19,7 +19,10 @@ async fn run_binary(settings: &Settings, args: &[&str]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("STOCKHOLD_REDIS__URL", &settings.redis.url)
-        .env("STOCKHOLD_REDIS__CLUSTER", settings.redis.cluster.to_string())
+        .env(
+            "STOCKHOLD_REDIS__CLUSTER",
+            settings.redis.cluster.to_string(),
+        )
         .env("STOCKHOLD_REDIS__KEY_PREFIX", &settings.redis.key_prefix)
         .env(
             "STOCKHOLD_REDIS__PARTITIONS",
