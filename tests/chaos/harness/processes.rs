@@ -276,15 +276,24 @@ impl Service {
     /// Polls `/readyz` until it answers 200; panics, with the log tail, if
     /// the process exits or `within` passes first. Returns how long it took.
     pub async fn wait_ready(&mut self, within: Duration) -> Duration {
+        match self.ready_within(within).await {
+            Ok(took) => took,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// `wait_ready` that returns, rather than panics with, why the
+    /// service was not ready (so a test can print its figures first).
+    pub async fn ready_within(&mut self, within: Duration) -> Result<Duration, String> {
         let started = Instant::now();
         let client = reqwest::Client::new();
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!(
+                return Err(format!(
                     "{} exited ({status}) before it was ready; log:\n{}",
                     self.name,
                     tail(&self.log, TAIL_LINES)
-                );
+                ));
             }
             let asked = client
                 .get(format!("{}/readyz", self.url()))
@@ -292,16 +301,17 @@ impl Service {
                 .send()
                 .await;
             let last = match asked {
-                Ok(res) if res.status() == 200 => return started.elapsed(),
+                Ok(res) if res.status() == 200 => return Ok(started.elapsed()),
                 Ok(res) => format!("{}: {}", res.status(), res.text().await.unwrap_or_default()),
                 Err(e) => e.to_string(),
             };
-            assert!(
-                started.elapsed() < within,
-                "{} not ready within {within:?}; last /readyz: {last}; log:\n{}",
-                self.name,
-                tail(&self.log, TAIL_LINES)
-            );
+            if started.elapsed() >= within {
+                return Err(format!(
+                    "{} not ready within {within:?}; last /readyz: {last}; log:\n{}",
+                    self.name,
+                    tail(&self.log, TAIL_LINES)
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -698,11 +708,13 @@ fn cli(port: u16, args: &[&str]) -> Result<String, String> {
     // redis-cli exits 0 on an error reply, printing it ("ERR …"); a
     // connection failure goes to stderr.
     if !out.status.success() || stdout.starts_with("ERR") || stdout.starts_with("MOVED") {
+        let shown = args.iter().take(8).copied().collect::<Vec<_>>().join(" ");
         return Err(format!(
-            "redis-cli -p {port} {args:?}: {} {}{}",
-            out.status,
+            "{} {} (redis-cli -p {port} {shown}{}, {})",
             stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if args.len() > 8 { " …" } else { "" },
+            out.status,
         ));
     }
     Ok(stdout)
@@ -1070,6 +1082,49 @@ impl RedisCluster {
             .is_ok_and(|r| r.lines().next() == Some("master"))
     }
 
+    /// Per running node: its role, commands processed so far, and its
+    /// normal clients (address, age, idle seconds, last command), for a
+    /// post-mortem of a client that stopped getting answers.
+    pub async fn clients_summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for port in self.running() {
+            let role = cli_async(port, vec!["ROLE".into()])
+                .await
+                .map(|r| r.lines().next().unwrap_or("?").to_owned())
+                .unwrap_or_else(|e| e);
+            let processed = cli_async(port, vec!["INFO".into(), "stats".into()])
+                .await
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("total_commands_processed:"))
+                .unwrap_or("?")
+                .trim()
+                .to_owned();
+            let clients: Vec<String> = cli_async(port, vec!["CLIENT".into(), "LIST".into()])
+                .await
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("flags=N") && !l.contains("cmd=client|list"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .filter(|f| {
+                            ["addr=", "age=", "idle=", "cmd=", "qbuf=", "omem="]
+                                .iter()
+                                .any(|k| f.starts_with(k))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            out.push(format!(
+                "node {port} ({role}, {processed} commands processed): {} clients: {}",
+                clients.len(),
+                clients.join("; ")
+            ));
+        }
+        out
+    }
+
     /// SIGKILLs the node on `port`: what its replica had not received is lost.
     pub fn kill(&mut self, port: u16) {
         kill(&mut self.node(port).child);
@@ -1127,8 +1182,10 @@ impl RedisCluster {
     /// source, its keys `MIGRATE`d `batch` at a time (with `pause`
     /// between batches, so the migration lasts as it would with more data),
     /// then `SETSLOT NODE` on the target, the source and every other master.
-    /// Returns the keys moved. A failing step (BUSYKEY: a key exists on both
-    /// sides) is returned as an error, the slot left as it is.
+    /// Returns the keys moved. A key that exists on both sides (BUSYKEY) is
+    /// moved with REPLACE and the slot handed over, but the refusal is
+    /// returned as an error; any other failing step is returned as an
+    /// error at once, the slot left as it is.
     pub async fn migrate_slot(
         &self,
         slot: u16,
@@ -1147,7 +1204,12 @@ impl RedisCluster {
         setslot(to, &["IMPORTING", &from_id]).await?;
         setslot(from, &["MIGRATING", &to_id]).await?;
         let mut moved = 0;
+        let mut errors = Vec::new();
+        let started = Instant::now();
         loop {
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!("slot {slot}: keys still on {from} after 60 s"));
+            }
             let keys = cli_async(
                 from,
                 vec![
@@ -1176,8 +1238,24 @@ impl RedisCluster {
                 "KEYS".into(),
             ];
             moved += keys.len();
-            args.extend(keys);
-            let out = cli_async(from, args).await?;
+            let mut replace = args.clone();
+            replace.insert(6, "REPLACE".into());
+            args.extend(keys.iter().cloned());
+            let out = match cli_async(from, args).await {
+                Ok(out) => out,
+                // A key of the slot exists on the target already (written
+                // there while the slot was not its own): as `redis-cli
+                // --cluster fix` would, the source's copy replaces it, so
+                // the slot can still be handed over; the error is returned.
+                Err(e) if e.contains("BUSYKEY") => {
+                    let busy = format!("MIGRATE of slot {slot} from {from} to {to}: {e}");
+                    replace.extend(keys);
+                    cli_async(from, replace).await?;
+                    errors.push(busy);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if out.trim() != "OK" && out.trim() != "NOKEY" {
                 return Err(format!("MIGRATE of slot {slot}: {}", out.trim()));
             }
@@ -1192,7 +1270,15 @@ impl RedisCluster {
                 let _ = setslot(port, &["NODE", &to_id]).await;
             }
         }
-        Ok(moved)
+        if errors.is_empty() {
+            Ok(moved)
+        } else {
+            Err(format!(
+                "{} MIGRATE batches refused (done again with REPLACE), the first: {}",
+                errors.len(),
+                errors[0]
+            ))
+        }
     }
 }
 
