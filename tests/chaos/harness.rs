@@ -9,8 +9,11 @@ mod load;
 mod processes;
 
 pub use invariants::{check, Findings};
-pub use load::{longest_gap, probe_reserves, Catalogue, Load, LoadOutcome, LoadPlan};
-pub use processes::{Database, PgCluster, Redis, Service, ServiceEnv};
+pub use load::{
+    longest_gap, longest_gap_of, probe_each, probe_reserves, Catalogue, Load, LoadOutcome,
+    LoadPlan, ProbeOutcome,
+};
+pub use processes::{Database, PgCluster, Redis, RedisCluster, Service, ServiceEnv};
 
 use std::time::{Duration, Instant};
 

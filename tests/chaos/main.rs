@@ -10,6 +10,7 @@
 //! server binaries (for the test that stops a Postgres of its own).
 
 mod aof_faults;
+mod cluster_faults;
 mod combined_faults;
 mod harness;
 mod instance_faults;

@@ -672,3 +672,101 @@ pub fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
     }
     longest
 }
+
+/// What a probe of one SKU saw: when each hold succeeded, and how the
+/// others failed (`503 unavailable`, `500`, `timeout`, …).
+#[derive(Debug, Default)]
+pub struct ProbeOutcome {
+    /// When each hold answered 201 came back.
+    pub held: Vec<Instant>,
+    /// Failed attempts by status and error code, or transport error.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// `probe_reserves` for each of `skus` at once, one shopper per SKU every
+/// 50 ms, recording failures too; the outcome per SKU.
+pub fn probe_each(
+    base: String,
+    skus: Vec<String>,
+    duration: Duration,
+) -> JoinHandle<BTreeMap<String, ProbeOutcome>> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let end = Instant::now() + duration;
+        let probes: Vec<_> = skus
+            .into_iter()
+            .map(|sku| {
+                let (client, base) = (client.clone(), base.clone());
+                tokio::spawn(async move {
+                    let mut out = ProbeOutcome::default();
+                    while Instant::now() < end {
+                        let res = client
+                            .post(format!("{base}/v1/reservations"))
+                            .bearer_auth(STOREFRONT)
+                            .json(&json!({ "lines": [{ "sku": sku, "qty": 1 }], "ttl_seconds": 5 }))
+                            .send()
+                            .await;
+                        match res {
+                            Ok(res) if res.status() == 201 => {
+                                out.held.push(Instant::now());
+                                let body = res.json::<Value>().await.unwrap_or(Value::Null);
+                                if let Some(id) = body["id"].as_str() {
+                                    // Best effort: the hold expires by itself otherwise.
+                                    let _ = client
+                                        .delete(format!("{base}/v1/reservations/{id}"))
+                                        .bearer_auth(STOREFRONT)
+                                        .send()
+                                        .await;
+                                }
+                            }
+                            Ok(res) => {
+                                let status = res.status().as_u16();
+                                let body = res.json::<Value>().await.unwrap_or(Value::Null);
+                                let code = body["code"].as_str().unwrap_or("-");
+                                *out.failures.entry(format!("{status} {code}")).or_default() += 1;
+                            }
+                            Err(e) => {
+                                let why = if e.is_timeout() { "timeout" } else { "lost" };
+                                *out.failures.entry(why.to_owned()).or_default() += 1;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    (sku, out)
+                })
+            })
+            .collect();
+        let mut all = BTreeMap::new();
+        for p in probes {
+            let (sku, out) = p.await.expect("a probe panicked");
+            all.insert(sku, out);
+        }
+        all
+    })
+}
+
+/// The longest stretch between `from` and `to` in which some SKU of
+/// `skus` held nothing, with that SKU; and the failures of their probes.
+pub fn longest_gap_of(
+    probes: &BTreeMap<String, ProbeOutcome>,
+    skus: &[String],
+    from: Instant,
+    to: Instant,
+) -> (Duration, String, BTreeMap<String, u64>) {
+    let mut worst = (Duration::ZERO, String::new());
+    let mut failures = BTreeMap::new();
+    for sku in skus {
+        let Some(p) = probes.get(sku) else { continue };
+        let gap = longest_gap(&p.held, from, to);
+        if gap > worst.0 {
+            worst = (gap, sku.clone());
+        }
+        for (k, v) in &p.failures {
+            *failures.entry(k.clone()).or_default() += v;
+        }
+    }
+    (worst.0, worst.1, failures)
+}
