@@ -185,6 +185,12 @@ impl CpuSnap {
     /// CPU used since `self`, split by owner: this process, the Redis
     /// server `redis_pid`, the Postgres server `postmaster` and its children.
     pub fn since(&self, redis_pid: Option<u32>, postmaster: Option<u32>) -> CpuUse {
+        self.since_pids(redis_pid.as_slice(), postmaster)
+    }
+
+    /// As `since`, with every process of `redis_pids` counted as Redis (the
+    /// nodes of a cluster, replicas included).
+    pub fn since_pids(&self, redis_pids: &[u32], postmaster: Option<u32>) -> CpuUse {
         let now = CpuSnap::take();
         let hz = 100.0; // USER_HZ: /proc reports clock ticks of 1/100 s on Linux.
         let secs = now.at.duration_since(self.at).as_secs_f64().max(1e-3);
@@ -196,7 +202,7 @@ impl CpuSnap {
             let d = p.ticks.saturating_sub(before);
             if *pid == me {
                 this += d;
-            } else if Some(*pid) == redis_pid {
+            } else if redis_pids.contains(pid) {
                 redis += d;
             } else if Some(*pid) == postmaster || Some(p.ppid) == postmaster {
                 pg += d;

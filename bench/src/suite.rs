@@ -181,7 +181,7 @@ struct Ctx {
     seed: u64,
 }
 
-async fn info(
+pub(crate) async fn info(
     conn: &mut MultiplexedConnection,
     section: &str,
 ) -> anyhow::Result<HashMap<String, String>> {
@@ -547,7 +547,7 @@ async fn lag_sample(
 
 /// Writes the catalogue straight into a fresh ledger (set-up, not measured):
 /// the start-up rebuild then loads it into Redis.
-async fn seed_ledger(stock: &Stock, cat: &Catalogue) -> anyhow::Result<()> {
+pub(crate) async fn seed_ledger(stock: &Stock, cat: &Catalogue) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO skus (sku, on_hand, backorder_limit, settings_ms, settings_seq, created_at, updated_at)
          SELECT s, $2, 0, 0, 0, now(), now() FROM unnest($1::text[]) AS t(s)",
@@ -559,7 +559,7 @@ async fn seed_ledger(stock: &Stock, cat: &Catalogue) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn database_url(admin_url: &str, db: &str) -> anyhow::Result<String> {
+pub(crate) fn database_url(admin_url: &str, db: &str) -> anyhow::Result<String> {
     Ok(format!(
         "{}/{db}",
         admin_url

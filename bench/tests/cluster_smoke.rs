@@ -1,0 +1,83 @@
+//! A seconds-long `stockhold-bench cluster --smoke` against a Redis Cluster,
+//! when one is named by `STOCKHOLD_TEST_CLUSTER_URL` (seed URLs, comma
+//! separated; `scripts/services.sh up cluster` starts one); skipped, with a
+//! note, when it is not set. Postgres: `STOCKHOLD_TEST_DATABASE_URL`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn cluster_smoke_run_writes_its_report() {
+    let Ok(seeds) = std::env::var("STOCKHOLD_TEST_CLUSTER_URL") else {
+        eprintln!("STOCKHOLD_TEST_CLUSTER_URL not set: the cluster smoke run is skipped");
+        return;
+    };
+    let out: PathBuf = std::env::temp_dir().join(format!(
+        "stockhold-bench-cluster-smoke-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let database = std::env::var("STOCKHOLD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://stockhold@127.0.0.1:5434/postgres".into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockhold-bench"))
+        .args(["cluster", "--smoke", "--db-prefix", "test_bench_", "--out"])
+        .arg(&out)
+        .arg("--redis-url")
+        .arg(&seeds)
+        .arg("--database-url")
+        .arg(&database)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the benchmark program starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the benchmark") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the cluster smoke run took more than 3 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().expect("benchmark output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        status.success(),
+        "cluster smoke run failed ({status}):\n{stdout}\n{stderr}"
+    );
+    let report = std::fs::read_to_string(out.join("cluster-latest.md")).expect("report written");
+    let _ = std::fs::remove_dir_all(&out);
+    for section in [
+        "## Cluster layout",
+        "## Results (over HTTP)",
+        "### Cost of a cross-partition basket",
+        "### Redis time per call, per master",
+        "### Redis time per script",
+        "## WAIT for a replica",
+        "## Sizing",
+        "hot-SKU buckets",
+    ] {
+        assert!(report.contains(section), "no {section} in:\n{report}");
+    }
+    // Six phases (reserve, reserve + commit; 1, 2 and 4 partitions), each
+    // did work without errors.
+    let rows: Vec<Vec<&str>> = report
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|c| c.len() == 12 && ["reserve", "reserve + commit"].contains(&c[1]))
+        .collect();
+    assert_eq!(rows.len(), 6, "6 phases in:\n{report}");
+    for cells in rows {
+        assert_ne!(cells[3], "0", "a phase did nothing: {cells:?}");
+        assert_eq!(cells[7], "0", "errors in a phase: {cells:?}\n{report}");
+    }
+    assert!(report.contains("| script alone |"), "{report}");
+    assert!(
+        report.contains("| stage |") || report.contains(" stage |"),
+        "{report}"
+    );
+}
