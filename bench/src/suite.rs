@@ -945,11 +945,7 @@ async fn drain_rate(
                     channel: None,
                     allow_partial: false,
                 };
-                let id = ReservationId::random(
-                    stock
-                        .engine
-                        .home_for(&req.lines, ReservationId::home_pick("", None)),
-                );
+                let id = ReservationId::random(stock.engine.home_for(&req.lines));
                 let t = Instant::now();
                 let r = stock
                     .engine

@@ -242,11 +242,7 @@ impl Target {
                     channel: None,
                     allow_partial: false,
                 };
-                let id = ReservationId::random(
-                    stock
-                        .engine
-                        .home_for(&req.lines, ReservationId::home_pick("", None)),
-                );
+                let id = ReservationId::random(stock.engine.home_for(&req.lines));
                 stock
                     .engine
                     .reserve(&id, &req)

@@ -6,15 +6,6 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-fn key_digest(caller: &str, key: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(caller)
-        .chain_update([0])
-        .chain_update(key)
-        .finalize()
-        .into()
-}
-
 /// A reservation id: `res_` and 32 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReservationId(String);
@@ -31,21 +22,12 @@ impl ReservationId {
     /// a lost answer finds the hold it already made instead of making another.
     /// The same key with the same basket gives the same home.
     pub fn for_idempotency_key(caller: &str, key: &str, home: Partition) -> Self {
-        let digest = key_digest(caller, key);
+        let digest = Sha256::new()
+            .chain_update(caller)
+            .chain_update([0])
+            .chain_update(key)
+            .finalize();
         ReservationId(format!("res_{}{:04x}", &hex::encode(digest)[..28], home.0))
-    }
-
-    /// The number that picks the home of a new hold among its basket's
-    /// partitions (see `Engine::home_for`): from the idempotency key if the
-    /// request has one (a retry picks the same home), else random.
-    pub fn home_pick(caller: &str, idempotency_key: Option<&str>) -> u64 {
-        match idempotency_key {
-            Some(key) => {
-                let digest = key_digest(caller, key);
-                u64::from_be_bytes(digest[24..32].try_into().expect("8 bytes"))
-            }
-            None => uuid::Uuid::new_v4().as_u64_pair().0,
-        }
     }
 
     /// The number written in the id's last four hex digits: its home

@@ -3,7 +3,7 @@
 //! A basket whose SKUs all live in one partition (every basket, with one
 //! partition) is one script, as the home partition its id names. A basket
 //! over several partitions has its home record in the partition of its id
-//! (one of its partitions, see `home_for`) and a part in each other one, changed in
+//! (the highest of its partitions) and a part in each other one, changed in
 //! a fixed partition order:
 //!
 //! - reserve and PATCH stage their change in each other partition first
@@ -65,29 +65,14 @@ enum Staged {
 }
 
 impl Engine {
-    /// The home partition of a new hold of `lines`: one of their
-    /// partitions, chosen by `pick` (`ReservationId::home_pick`). The home
-    /// takes the last step of every change over several partitions and
-    /// the order's entry, so picking it among the basket's partitions
-    /// spreads that work over the cluster; always the highest partition
-    /// put nearly every basket's home on the one master of the last
-    /// partition (measured by the cluster benchmark).
-    pub fn home_for(&self, lines: &[(Sku, i64)], pick: u64) -> Partition {
-        let Some(first) = lines.first().map(|(sku, _)| self.keys.of_sku(sku)) else {
-            return Partition(0);
-        };
-        let mut partitions = vec![first];
-        for (sku, _) in &lines[1..] {
-            let p = self.keys.of_sku(sku);
-            if !partitions.contains(&p) {
-                partitions.push(p);
-            }
-        }
-        if partitions.len() == 1 {
-            return first;
-        }
-        partitions.sort();
-        partitions[(pick % partitions.len() as u64) as usize]
+    /// The home partition of a new hold of `lines`: the highest of their
+    /// partitions (the last step of a change over several is the home's).
+    pub fn home_for(&self, lines: &[(Sku, i64)]) -> Partition {
+        lines
+            .iter()
+            .map(|(sku, _)| self.keys.of_sku(sku))
+            .max()
+            .unwrap_or(Partition(0))
     }
 
     /// A hold's record in partition `p`, with Redis's time.

@@ -59,13 +59,12 @@ pub(crate) async fn reserve(
     // With an idempotency key the id is derived from it, so a retry whose
     // first answer was lost finds its hold instead of holding twice. The id
     // names the hold's home partition.
-    let key = req
+    let home = stock.engine.home_for(&request.lines);
+    let id = match req
         .headers()
         .get(IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok());
-    let pick = ReservationId::home_pick(&caller.id, key);
-    let home = stock.engine.home_for(&request.lines, pick);
-    let id = match key {
+        .and_then(|v| v.to_str().ok())
+    {
         Some(key) => ReservationId::for_idempotency_key(&caller.id, key, home),
         None => ReservationId::random(home),
     };

@@ -12,10 +12,7 @@ use stockhold::reconciler::{Drain, Outcome};
 /// unit of each of `skus`, committed.
 async fn commit_in_redis_only(app: &TestApp, skus: &[Sku], n: usize) {
     for _ in 0..n {
-        let home = app
-            .stock
-            .engine
-            .home_for(&req_lines(skus), ReservationId::home_pick("", None));
+        let home = app.stock.engine.home_for(&req_lines(skus));
         let id = ReservationId::random(home);
         let req = ReserveRequest {
             lines: skus.iter().map(|s| (s.clone(), 1)).collect(),
