@@ -6,21 +6,19 @@
 //! A connection that fails is reconnected by the next call that uses it.
 //!
 //! On a single Redis: a few connections, used in turn. On a Redis Cluster:
-//! one cluster connection (itself multiplexed, one socket per node), which
-//! routes each call by its first key's slot and follows the cluster through
-//! failovers and slot moves.
+//! one connection per node, each call routed by its key's slot
+//! (`cluster.rs`), following the cluster through failovers and slot moves.
 //!
 //! The tasks that drive the sockets run on a thread of their own: on a
 //! request worker they would wait behind every request queued there, and
 //! in a flash sale that is thousands, so every answer would be late.
 
+use super::cluster::{Routed, Router};
 use super::EngineError;
 use anyhow::{anyhow, Context};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -32,7 +30,7 @@ use tokio::sync::{oneshot, OnceCell};
 #[derive(Clone)]
 pub(crate) enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Routed),
 }
 
 impl ConnectionLike for Connection {
@@ -69,13 +67,7 @@ impl Connection {
     pub async fn on_master_of(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
         match self {
             Connection::Single(c) => cmd.query_async(c).await,
-            Connection::Cluster(c) => {
-                let slot = redis::cluster_routing::get_slot(key.as_bytes());
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(slot, SlotAddr::Master),
-                ));
-                c.route_command(cmd, route).await
-            }
+            Connection::Cluster(c) => c.on_master_of(key, cmd).await,
         }
     }
 }
@@ -87,10 +79,7 @@ enum Clients {
         slots: Box<[OnceCell<ConnectionManager>]>,
         next: AtomicUsize,
     },
-    Cluster {
-        client: ClusterClient,
-        conn: OnceCell<ClusterConnection>,
-    },
+    Cluster(Arc<Router>),
 }
 
 /// The shared connections.
@@ -103,26 +92,13 @@ pub(crate) struct Connections {
 
 impl Connections {
     /// `count` connections to the Redis at `url` or, with `cluster`, one
-    /// connection to the cluster whose seed nodes `url` lists (comma
+    /// per node of the cluster whose seed nodes `url` lists (comma
     /// separated); each opened on first use. An attempt to connect or to
     /// get an answer gives up after `timeout`.
     pub fn new(url: &str, cluster: bool, count: usize, timeout: Duration) -> anyhow::Result<Self> {
+        let (io, stop) = io_thread()?;
         let clients = if cluster {
-            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-            // A few quick retries: they carry calls over a failover (a
-            // MOVED, a master being replaced) without the caller seeing it;
-            // the call's own timeout bounds them.
-            let client = ClusterClient::builder(nodes)
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .retries(3)
-                .min_retry_wait(50)
-                .max_retry_wait(500)
-                .build()?;
-            Clients::Cluster {
-                client,
-                conn: OnceCell::new(),
-            }
+            Clients::Cluster(Arc::new(Router::new(url, timeout, io.clone())?))
         } else {
             // One quick attempt per call: while Redis is away, calls answer
             // 503 at once instead of queueing behind retries; the next call
@@ -138,7 +114,6 @@ impl Connections {
                 next: AtomicUsize::new(0),
             }
         };
-        let (io, stop) = io_thread()?;
         Ok(Connections {
             clients,
             io,
@@ -170,18 +145,7 @@ impl Connections {
                 .cloned()
                 .map(Connection::Single)
             }
-            Clients::Cluster { client, conn } => conn
-                .get_or_try_init(|| async {
-                    let client = client.clone();
-                    let connect = async move { client.get_async_connection().await };
-                    match self.io.spawn(connect).await {
-                        Ok(made) => made.map_err(anyhow::Error::from),
-                        Err(e) => Err(anyhow!(e)),
-                    }
-                })
-                .await
-                .cloned()
-                .map(Connection::Cluster),
+            Clients::Cluster(router) => Ok(Connection::Cluster(Routed::new(router.clone()))),
         };
         made.map_err(|e| EngineError::Unavailable(e.context("connecting to Redis")))
     }
@@ -193,7 +157,10 @@ impl Connections {
                 let open = slots.iter().filter(|s| s.initialized()).count();
                 (open, slots.len())
             }
-            Clients::Cluster { conn, .. } => (usize::from(conn.initialized()), 1),
+            Clients::Cluster(router) => {
+                let open = router.opened();
+                (open, open)
+            }
         }
     }
 }

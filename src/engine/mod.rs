@@ -2,6 +2,7 @@
 //! of live counts is one Lua script call (`lua/`), so it is all-or-nothing
 //! and atomic with respect to every other change.
 
+mod cluster;
 mod connections;
 mod holds;
 mod idempotency;
