@@ -74,7 +74,9 @@ impl SlotMap {
                     addrs.push(format!("{host}:{port}"));
                 }
             }
-            let Some(master) = addrs.first() else { continue };
+            let Some(master) = addrs.first() else {
+                continue;
+            };
             map.ranges.push((first, last, master.clone()));
             map.nodes.extend(addrs);
         }
@@ -182,11 +184,18 @@ impl Router {
     /// Reads the slot map again from the first node that answers (unless
     /// it was read less than REFRESH_GAP ago).
     async fn refresh(&self) {
+        self.refresh_asking(None).await;
+    }
+
+    /// As `refresh`, asking `first` first: the node a MOVED named, which
+    /// knows the new layout while others may not have heard of it yet.
+    async fn refresh_asking(&self, first: Option<&str>) {
         let mut refreshed = self.refreshed.lock().await;
         if refreshed.is_some_and(|at| at.elapsed() < REFRESH_GAP) {
             return;
         }
-        let mut candidates = self.map.read().expect("slot map").nodes.clone();
+        let mut candidates: Vec<String> = first.into_iter().map(str::to_owned).collect();
+        candidates.extend(self.map.read().expect("slot map").nodes.iter().cloned());
         candidates.extend(self.seeds.iter().cloned());
         candidates.dedup();
         for addr in candidates {
@@ -258,16 +267,22 @@ impl Routed {
     async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         let addr = self.target(slot_of(cmd)).await?;
         let mut conn = self.router.node(&addr).await?;
-        match conn.req_packed_command(cmd).await {
+        // A server's error reply comes as a value; as an error here, so a
+        // redirect is seen (callers turn it into one anyway).
+        match conn
+            .req_packed_command(cmd)
+            .await
+            .and_then(Value::extract_error)
+        {
             // The slot moved: once to where the node says it is now.
             Err(e) if e.kind() == ErrorKind::Moved => {
                 let to = e.redirect_node().map(|(addr, _)| addr.to_owned());
-                self.router.refresh().await;
+                self.router.refresh_asking(to.as_deref()).await;
                 let Some(to) = to else { return Err(e) };
                 self.last = Some(to.clone());
                 let mut conn = self.router.node(&to).await?;
                 let answer = conn.req_packed_command(cmd).await;
-                self.after(answer).await
+                self.after(answer.and_then(Value::extract_error)).await
             }
             // The slot is being moved and the key is there already: ask
             // the new node, saying so.
@@ -297,6 +312,17 @@ impl Routed {
         let addr = self.target(slot).await?;
         let mut conn = self.router.node(&addr).await?;
         let answer = conn.req_packed_commands(pipe, offset, count).await;
+        // A redirect inside a pipeline (a MULTI aborted by it) fails the
+        // pipeline; the next call routes by a fresh map.
+        let redirected = answer.as_ref().is_ok_and(|values| {
+            values.iter().any(|v| match v {
+                Value::ServerError(e) => stale_map(&RedisError::from(e.clone())),
+                _ => false,
+            })
+        });
+        if redirected {
+            self.router.refresh().await;
+        }
         self.after(answer).await
     }
 }
