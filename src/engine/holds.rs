@@ -867,7 +867,18 @@ impl Engine {
                 outbox: Vec::new(),
             });
         }
-        self.finish_commit(id, home, &record).await
+        // The sale has begun: it is finished by a retry, or by the reaper
+        // within seconds. A step that fails now must not say "nothing
+        // changed" (503 unavailable): the client is told the outcome is
+        // unknown, and its retry with the same key answers the order.
+        self.finish_commit(id, home, &record)
+            .await
+            .map_err(|e| match e {
+                EngineError::Unavailable(e) => EngineError::OutcomeUnknown(
+                    e.context("the sale has begun and is finished by a retry or by the reaper"),
+                ),
+                e => e,
+            })
     }
 
     /// Sells every part of a basket whose home is `committing` (`record`),

@@ -246,8 +246,9 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 "a backing store is unreachable; nothing was changed, retry later".into()
             }
-            ApiError::OutcomeUnknown(_) => "the change was sent to Redis, which did not answer in \
-                time: it may or may not have been made. Retrying with the same Idempotency-Key \
+            ApiError::OutcomeUnknown(_) => "the change was sent to Redis and may or may not have \
+                been made (Redis did not answer in time, or a sale over several partitions was \
+                cut off midway and is being finished). Retrying with the same Idempotency-Key \
                 is safe (it answers what was done, or does it now)"
                 .into(),
             ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
