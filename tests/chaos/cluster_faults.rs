@@ -2,10 +2,8 @@
 //! loopback, the live state in 16 partitions (`{p0}`…`{p15}`, one slot
 //! each), under load: a master SIGKILLed and failed over by the cluster, a
 //! `CLUSTER FAILOVER`, and the slots of two partitions that hold stock
-//! moved to another master and back. Each fault runs under the suite's
-//! usual 200 clients and under 50 (the redis crate's cluster client hung
-//! under the 200 and sometimes under 50: see docs/partitioning.md, "Fault
-//! tests on a cluster"). Besides the invariants every fault test
+//! moved to another master and back, each under the suite's usual 200
+//! clients. Besides the invariants every fault test
 //! checks, one shopper per deep SKU holds and releases a unit every 50 ms,
 //! and the longest stretch without a hold is measured separately for the
 //! SKUs whose partitions the fault touched (they may stop until the cluster
@@ -23,9 +21,6 @@ const PARTITIONS: u16 = 16;
 const AFFECTED_GAP: Duration = Duration::from_secs(5);
 /// Longest the other SKUs may: they must keep serving.
 const OTHERS_GAP: Duration = Duration::from_secs(2);
-
-/// Clients of the lighter runs.
-const FEWER_CLIENTS: usize = 50;
 
 /// A cluster, a Postgres and a service of the test's own, with the
 /// standard catalogue created.
@@ -246,22 +241,39 @@ async fn cluster_master_killed_and_failed_over() {
     master_killed("cluster_master_killed_and_failed_over", CLIENTS).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_master_killed_and_failed_over_50_clients() {
-    master_killed(
-        "cluster_master_killed_and_failed_over_50_clients",
-        FEWER_CLIENTS,
-    )
-    .await;
+/// The master a fault hits, the probed SKUs on it and elsewhere, the slot
+/// of the first of those on it, and its replica.
+struct Aim {
+    target: u16,
+    groups: (Vec<String>, Vec<String>),
+    slot: u16,
+    replica: u16,
+}
+
+impl Rig {
+    async fn aim(&self) -> Aim {
+        let target = self.target().await;
+        let groups = self.split_by_master(target).await;
+        let slot = self.cluster.keyslot(&self.key_of(&groups.0[0])).await;
+        let replica = self.cluster.replica_of(target).await;
+        Aim {
+            target,
+            groups,
+            slot,
+            replica,
+        }
+    }
 }
 
 async fn master_killed(test: &str, clients: usize) {
     // Arrange
     let mut rig = Rig::start().await;
-    let target = rig.target().await;
-    let groups = rig.split_by_master(target).await;
-    let slot = rig.cluster.keyslot(&rig.key_of(&groups.0[0])).await;
-    let replica = rig.cluster.replica_of(target).await;
+    let Aim {
+        target,
+        groups,
+        slot,
+        replica,
+    } = rig.aim().await;
 
     // Act: the master SIGKILLed; its replica takes over after the node
     // timeout (2 s); the old master comes back as a replica.
@@ -320,18 +332,15 @@ async fn cluster_manual_failover() {
     manual_failover("cluster_manual_failover", CLIENTS).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_manual_failover_50_clients() {
-    manual_failover("cluster_manual_failover_50_clients", FEWER_CLIENTS).await;
-}
-
 async fn manual_failover(test: &str, clients: usize) {
     // Arrange
     let mut rig = Rig::start().await;
-    let target = rig.target().await;
-    let groups = rig.split_by_master(target).await;
-    let slot = rig.cluster.keyslot(&rig.key_of(&groups.0[0])).await;
-    let replica = rig.cluster.replica_of(target).await;
+    let Aim {
+        target,
+        groups,
+        slot,
+        replica,
+    } = rig.aim().await;
 
     // Act: CLUSTER FAILOVER on the replica: the master pauses its clients
     // until the replica has caught up, then the replica takes over.
@@ -376,15 +385,6 @@ async fn manual_failover(test: &str, clients: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_slots_migrated_under_load() {
     slots_migrated("cluster_slots_migrated_under_load", CLIENTS).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_slots_migrated_under_load_50_clients() {
-    slots_migrated(
-        "cluster_slots_migrated_under_load_50_clients",
-        FEWER_CLIENTS,
-    )
-    .await;
 }
 
 async fn slots_migrated(test: &str, clients: usize) {
