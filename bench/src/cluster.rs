@@ -44,26 +44,64 @@ const SETTLE_PASSES: Duration = Duration::from_secs(33);
 /// Basket rates the sizing table is worked out for, baskets/s.
 pub const SIZING_RATES: [f64; 3] = [1_000.0, 5_000.0, 20_000.0];
 
-/// Options of a cluster run.
-#[derive(Debug, Clone)]
+/// Options of a cluster run (its command line).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Seed nodes, comma separated.
+    /// Seed nodes of the cluster, comma separated
+    /// (`scripts/services.sh up cluster`).
+    #[arg(long, default_value = "redis://127.0.0.1:7001/")]
     pub redis_url: String,
+    /// Partitions of the live state (`redis.partitions`).
+    #[arg(long, default_value_t = 16)]
     pub partitions: u16,
+    /// Partitions a basket's SKUs lie in, one phase each (1 first: the
+    /// others are compared with it).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub spreads: Vec<usize>,
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Baskets in flight.
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// SKUs the baskets draw from.
+    #[arg(long, default_value_t = 10_000)]
     pub skus: usize,
+    /// Lines per basket.
+    #[arg(long, default_value_t = 60)]
     pub lines: usize,
+    /// Postgres server (a fresh database is created and dropped).
+    #[arg(long, default_value = "postgres://stockhold@127.0.0.1:5433/postgres")]
     pub database_url: String,
+    /// Names of the databases created start with this.
+    #[arg(long, default_value = "bench_")]
     pub db_prefix: String,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
+    /// Baskets started at most per phase (a bound besides the time).
+    #[arg(long, default_value_t = 200_000)]
     pub max_units: u64,
+    /// Calls per master the slow log keeps for the per-script figures.
+    #[arg(long, default_value_t = 4_096)]
     pub slowlog_len: u64,
+    /// Rounds of the WAIT measurement (0 skips it).
+    #[arg(long, default_value_t = 2_000)]
     pub wait_samples: u64,
+    /// WAIT's timeout, ms.
+    #[arg(long, default_value_t = 100)]
     pub wait_timeout_ms: u64,
+    /// How busy a master's core may be in the sizing table (0-1).
+    #[arg(long, default_value_t = 0.5)]
     pub utilisation: f64,
+    /// A seconds-long run at small sizes (the test suite's).
+    #[arg(long)]
     pub smoke: bool,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+    /// The command line, for the report (set by main).
+    #[arg(skip)]
     pub command: String,
 }
 
@@ -1152,30 +1190,16 @@ pub fn summary(run: &Run) -> String {
 pub fn markdown(run: &Run) -> String {
     let o = &run.options;
     let m = &run.machine;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# stockhold on a Redis Cluster, {}\n",
-        run.started.format("%Y-%m-%d %H:%M UTC")
+    let mut s = crate::report::head(
+        &format!(
+            "stockhold on a Redis Cluster, {}",
+            run.started.format("%Y-%m-%d %H:%M UTC")
+        ),
+        &o.command,
+        o.smoke,
+        &run.machine,
+        &run.service,
     );
-    let _ = writeln!(
-        s,
-        "Command: `cargo run --release -p stockhold-bench -- {}`{}\n",
-        o.command,
-        if o.smoke {
-            " (smoke mode: tiny sizes, figures mean nothing)"
-        } else {
-            ""
-        }
-    );
-    s.push_str("## Machine\n\n");
-    let _ = writeln!(s, "- CPU: {} × {}", m.cores, m.cpu_model);
-    let _ = writeln!(s, "- memory: {:.1} GiB; kernel {}", m.memory_gib, m.kernel);
-    let _ = writeln!(s, "- {}", m.rustc);
-    let _ = writeln!(s, "- {}", m.redis);
-    let _ = writeln!(s, "- {}", m.postgres);
-    let _ = writeln!(s, "- stockhold build: {} (release profile)", m.build);
-    let _ = writeln!(s, "- service: {}", run.service);
     let _ = writeln!(
         s,
         "- load generator: this process, {} baskets in flight, {} s per phase (at most {} baskets), {} SKUs, {} lines per basket, every SKU starting with 10^9 units",

@@ -132,61 +132,7 @@ enum Command {
     },
     /// stockhold on a Redis Cluster: baskets over 1, 2 and 4 partitions
     /// over HTTP, Redis time per call per master, WAIT for a replica.
-    Cluster {
-        /// Seed nodes of the cluster, comma separated
-        /// (`scripts/services.sh up cluster`).
-        #[arg(long, default_value = "redis://127.0.0.1:7001/")]
-        redis_url: String,
-        /// Partitions of the live state (`redis.partitions`).
-        #[arg(long, default_value_t = 16)]
-        partitions: u16,
-        /// Partitions a basket's SKUs lie in, one phase each (1 first: the
-        /// others are compared with it).
-        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-        spreads: Vec<usize>,
-        /// Seconds each phase runs.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Baskets in flight.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// SKUs the baskets draw from.
-        #[arg(long, default_value_t = 10_000)]
-        skus: usize,
-        /// Lines per basket.
-        #[arg(long, default_value_t = 60)]
-        lines: usize,
-        /// Postgres server (a fresh database is created and dropped).
-        #[arg(long, default_value = "postgres://stockhold@127.0.0.1:5433/postgres")]
-        database_url: String,
-        /// Names of the databases created start with this.
-        #[arg(long, default_value = "bench_")]
-        db_prefix: String,
-        /// Where the report goes.
-        #[arg(long, default_value = "bench-results")]
-        out: PathBuf,
-        /// Baskets started at most per phase (a bound besides the time).
-        #[arg(long, default_value_t = 200_000)]
-        max_units: u64,
-        /// Calls per master the slow log keeps for the per-script figures.
-        #[arg(long, default_value_t = 4_096)]
-        slowlog_len: u64,
-        /// Rounds of the WAIT measurement (0 skips it).
-        #[arg(long, default_value_t = 2_000)]
-        wait_samples: u64,
-        /// WAIT's timeout, ms.
-        #[arg(long, default_value_t = 100)]
-        wait_timeout_ms: u64,
-        /// How busy a master's core may be in the sizing table (0-1).
-        #[arg(long, default_value_t = 0.5)]
-        utilisation: f64,
-        /// A seconds-long run at small sizes (the test suite's).
-        #[arg(long)]
-        smoke: bool,
-        /// Threads of the load generator.
-        #[arg(long, default_value_t = 1)]
-        client_threads: usize,
-    },
+    Cluster(cluster::Options),
     /// Time the start-up rebuild and a dry-run reconcile over N SKUs.
     Scale {
         /// SKUs in the ledger.
@@ -204,11 +150,14 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Suite { client_threads, .. } | Command::Cluster { client_threads, .. } =
-        &cli.command
-    {
-        anyhow::ensure!(*client_threads >= 1, "--client-threads must be at least 1");
-        runtime.worker_threads(*client_threads);
+    let client_threads = match &cli.command {
+        Command::Suite { client_threads, .. } => Some(*client_threads),
+        Command::Cluster(opts) => Some(opts.client_threads),
+        _ => None,
+    };
+    if let Some(threads) = client_threads {
+        anyhow::ensure!(threads >= 1, "--client-threads must be at least 1");
+        runtime.worker_threads(threads);
     }
     runtime
         .enable_all()
@@ -287,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client_threads,
                 command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
             };
-            if smoke {
+            if opts.smoke {
                 opts.seconds = opts.seconds.min(0.3);
                 opts.concurrency = opts.concurrency.min(8);
                 opts.skus = opts.skus.min(500);
@@ -302,45 +251,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             suite::run(opts).await
         }
-        Command::Cluster {
-            redis_url,
-            partitions,
-            spreads,
-            seconds,
-            concurrency,
-            skus,
-            lines,
-            database_url,
-            db_prefix,
-            out,
-            max_units,
-            slowlog_len,
-            wait_samples,
-            wait_timeout_ms,
-            utilisation,
-            smoke,
-            client_threads: _,
-        } => {
-            let mut opts = cluster::Options {
-                redis_url,
-                partitions,
-                spreads,
-                seconds,
-                concurrency,
-                skus,
-                lines,
-                database_url,
-                db_prefix,
-                out,
-                max_units,
-                slowlog_len,
-                wait_samples,
-                wait_timeout_ms,
-                utilisation,
-                smoke,
-                command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
-            };
-            if smoke {
+        Command::Cluster(mut opts) => {
+            opts.command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+            if opts.smoke {
                 opts.seconds = opts.seconds.min(0.3);
                 opts.concurrency = opts.concurrency.min(8);
                 opts.skus = opts.skus.min(2_000);

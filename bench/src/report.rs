@@ -2,6 +2,7 @@
 //! results table, ratios, other figures, targets) and an SVG plot, written
 //! with a timestamp and as `latest.*` into the output directory.
 
+use crate::machine::Machine;
 use crate::suite::{Phase, Run, Workload};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -382,21 +383,15 @@ fn met_text(met: Option<bool>) -> &'static str {
     }
 }
 
-/// The whole markdown report; `plot` is the SVG's file name beside it.
-pub fn markdown(run: &Run, plot: &str) -> String {
-    let o = &run.options;
-    let m = &run.machine;
+/// A report's title, command line and machine list (up to the service;
+/// the caller adds its load generator line).
+pub fn head(title: &str, command: &str, smoke: bool, m: &Machine, service: &str) -> String {
     let mut s = String::new();
+    let _ = writeln!(s, "# {title}\n");
     let _ = writeln!(
         s,
-        "# stockhold benchmark, {}\n",
-        run.started.format("%Y-%m-%d %H:%M UTC")
-    );
-    let _ = writeln!(
-        s,
-        "Command: `cargo run --release -p stockhold-bench -- {}`{}\n",
-        o.command,
-        if o.smoke {
+        "Command: `cargo run --release -p stockhold-bench -- {command}`{}\n",
+        if smoke {
             " (smoke mode: tiny sizes, figures mean nothing)"
         } else {
             ""
@@ -409,7 +404,24 @@ pub fn markdown(run: &Run, plot: &str) -> String {
     let _ = writeln!(s, "- {}", m.redis);
     let _ = writeln!(s, "- {}", m.postgres);
     let _ = writeln!(s, "- stockhold build: {} (release profile)", m.build);
-    let _ = writeln!(s, "- service: {}", run.service);
+    let _ = writeln!(s, "- service: {service}");
+    s
+}
+
+/// The whole markdown report; `plot` is the SVG's file name beside it.
+pub fn markdown(run: &Run, plot: &str) -> String {
+    let o = &run.options;
+    let m = &run.machine;
+    let mut s = head(
+        &format!(
+            "stockhold benchmark, {}",
+            run.started.format("%Y-%m-%d %H:%M UTC")
+        ),
+        &o.command,
+        o.smoke,
+        &run.machine,
+        &run.service,
+    );
     let _ = writeln!(
         s,
         "- load generator: this process on {} thread(s), {} in flight per phase ({} for the rate-limited run), {:.0} s per phase, {} SKUs + 1 hot SKU, {} lines per basket, every SKU starting with 10^9 units (no basket is ever short)",
