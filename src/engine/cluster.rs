@@ -241,7 +241,7 @@ impl Routed {
         self.last = Some(addr.clone());
         let mut conn = self.router.node(&addr).await?;
         let answer = cmd.query_async(&mut conn).await;
-        self.after(answer).await
+        self.after(answer)
     }
 
     async fn target(&mut self, slot: Option<u16>) -> RedisResult<String> {
@@ -253,15 +253,23 @@ impl Routed {
         Ok(addr)
     }
 
-    /// Reads the map again after an answer that says it changed (or a node
-    /// that is gone).
-    async fn after<T>(&self, answer: RedisResult<T>) -> RedisResult<T> {
+    /// After an answer that says the map changed (or a node that is gone),
+    /// has it read again in the background: this call fails at once, and
+    /// the next ones route by the new map. (Waiting here would hold every
+    /// failing call for as long as reading the map takes while a node does
+    /// not answer.)
+    fn after<T>(&self, answer: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &answer {
             if stale_map(e) {
-                self.router.refresh().await;
+                self.refresh_later();
             }
         }
         answer
+    }
+
+    fn refresh_later(&self) {
+        let router = self.router.clone();
+        tokio::spawn(async move { router.refresh().await });
     }
 
     async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
@@ -282,7 +290,7 @@ impl Routed {
                 self.last = Some(to.clone());
                 let mut conn = self.router.node(&to).await?;
                 let answer = conn.req_packed_command(cmd).await;
-                self.after(answer.and_then(Value::extract_error)).await
+                self.after(answer.and_then(Value::extract_error))
             }
             // The slot is being moved and the key is there already: ask
             // the new node, saying so.
@@ -298,7 +306,7 @@ impl Routed {
                     RedisError::from((ErrorKind::ResponseError, "no answer after ASKING"))
                 })
             }
-            answer => self.after(answer).await,
+            answer => self.after(answer),
         }
     }
 
@@ -321,9 +329,9 @@ impl Routed {
             })
         });
         if redirected {
-            self.router.refresh().await;
+            self.refresh_later();
         }
-        self.after(answer).await
+        self.after(answer)
     }
 }
 

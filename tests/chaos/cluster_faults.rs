@@ -19,6 +19,8 @@ use stockhold::domain::{Partition, Partitions, Sku};
 const PARTITIONS: u16 = 16;
 /// Longest the SKUs of the fault's partitions may go without a hold.
 const AFFECTED_GAP: Duration = Duration::from_secs(5);
+/// Longest the fault's SKUs may wait once a new master serves their slot.
+const RECOVERY: Duration = Duration::from_secs(1);
 /// Longest the other SKUs may: they must keep serving.
 const OTHERS_GAP: Duration = Duration::from_secs(2);
 
@@ -225,14 +227,19 @@ async fn check_and_report(
     }
 }
 
-fn assert_gaps(test: &str, (affected, others): (Duration, Duration)) {
+/// The other partitions' SKUs never stop; the fault's are back within
+/// AFFECTED_GAP, or, when Redis itself took longer to hand the slot to a
+/// new master than AFFECTED_GAP leaves room for, within RECOVERY of that
+/// hand-over (`redis_took`; the service cannot write before it).
+fn assert_gaps(test: &str, (affected, others): (Duration, Duration), redis_took: Duration) {
     assert!(
         others <= OTHERS_GAP,
         "{test}: SKUs of untouched partitions went {others:?} without a hold (bound {OTHERS_GAP:?})"
     );
     assert!(
-        affected <= AFFECTED_GAP,
-        "{test}: SKUs of the fault's partitions went {affected:?} without a hold (goal {AFFECTED_GAP:?})"
+        affected <= AFFECTED_GAP.max(redis_took + RECOVERY),
+        "{test}: SKUs of the fault's partitions went {affected:?} without a hold (goal \
+         {AFFECTED_GAP:?}; Redis handed the slot over after {redis_took:?})"
     );
 }
 
@@ -296,6 +303,7 @@ async fn master_killed(test: &str, clients: usize) {
         .cluster
         .wait_slot_moved_from(slot, target, Duration::from_secs(20))
         .await;
+    let redis_took = killed.elapsed();
     faults.note(format!(
         "{promoted} serves slot {slot} (the master's replica was {replica})"
     ));
@@ -324,7 +332,7 @@ async fn master_killed(test: &str, clients: usize) {
         !rejoined,
         "{test}: the restarted master did not become a replica"
     );
-    assert_gaps(test, gaps);
+    assert_gaps(test, gaps, redis_took);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,6 +371,7 @@ async fn manual_failover(test: &str, clients: usize) {
         .cluster
         .wait_slot_moved_from(slot, target, Duration::from_secs(20))
         .await;
+    let redis_took = started.elapsed();
     faults.note(format!("{promoted} serves slot {slot}"));
     rig.cluster.wait_healthy(Duration::from_secs(30)).await;
     faults.note("cluster ok");
@@ -379,7 +388,7 @@ async fn manual_failover(test: &str, clients: usize) {
     // Assert
     check_and_report(test, &mut rig, &faults, &outcome, gaps).await;
     assert_eq!(promoted, replica, "{test}: another node took the slot");
-    assert_gaps(test, gaps);
+    assert_gaps(test, gaps, redis_took);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,5 +466,6 @@ async fn slots_migrated(test: &str, clients: usize) {
     // Assert
     check_and_report(test, &mut rig, &faults, &outcome, gaps).await;
     assert!(errors.is_empty(), "{test}: migrations failed: {errors:?}");
-    assert_gaps(test, gaps);
+    // The slot moves are the test's own steps: the 5 s goal applies.
+    assert_gaps(test, gaps, Duration::ZERO);
 }
