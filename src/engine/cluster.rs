@@ -236,12 +236,37 @@ impl Routed {
     }
 
     /// Runs `cmd` (which names no key) on the master serving `key`'s slot.
+    /// `cmd` goes in one round trip behind an `EXISTS key`, so a node that
+    /// no longer serves the slot (a master turned replica, while the map
+    /// is not read again yet) says MOVED instead of answering `cmd` for
+    /// the wrong server; the call then goes where the MOVED points.
     pub async fn on_master_of(&mut self, key: &str, cmd: &Cmd) -> RedisResult<Value> {
-        let addr = self.router.master(Some(get_slot(key.as_bytes()))).await?;
-        self.last = Some(addr.clone());
-        let mut conn = self.router.node(&addr).await?;
-        let answer = cmd.query_async(&mut conn).await;
-        self.after(answer)
+        let mut addr = self.router.master(Some(get_slot(key.as_bytes()))).await?;
+        for _ in 0..2 {
+            self.last = Some(addr.clone());
+            let mut conn = self.router.node(&addr).await?;
+            let mut pipe = redis::pipe();
+            pipe.cmd("EXISTS").arg(key).add_command(cmd.clone());
+            let mut answers: Vec<Value> = match conn.req_packed_commands(&pipe, 0, 2).await {
+                Ok(answers) => answers,
+                Err(e) => return self.after(Err(e)),
+            };
+            let answer = answers.pop().unwrap_or(Value::Nil);
+            match answers.pop().map(Value::extract_error) {
+                Some(Err(e)) if e.kind() == ErrorKind::Moved => {
+                    let Some((to, _)) = e.redirect_node() else {
+                        return Err(e);
+                    };
+                    addr = to.to_owned();
+                    self.router.refresh_asking(Some(&addr)).await;
+                }
+                _ => return self.after(answer.extract_error()),
+            }
+        }
+        Err(RedisError::from((
+            ErrorKind::ClusterConnectionNotFound,
+            "moved twice while asking for the master of a slot",
+        )))
     }
 
     async fn target(&mut self, slot: Option<u16>) -> RedisResult<String> {
