@@ -16,7 +16,7 @@
 
 use crate::load::{self, histogram, Plan, Ran};
 use crate::machine::{self, CpuSnap, CpuUse, Machine};
-use crate::report::thousands;
+use crate::report::{ms, thousands};
 use crate::suite::{database_url, info, seed_ledger};
 use crate::targets::{Catalogue, Target};
 use anyhow::Context;
@@ -675,11 +675,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     settings.database.url = database_url(&opts.database_url, &db)?;
 
     let shutdown = CancellationToken::new();
-    let service_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("stockhold")
-        .build()
-        .context("building the service's runtime")?;
+    let service_rt = crate::suite::service_runtime()?;
     let mut app_task = None;
     let result = async {
         let setup = Instant::now();
@@ -939,17 +935,6 @@ async fn measure_wait(
         unacked,
         script_us,
     })
-}
-
-fn ms(us: u64) -> String {
-    let v = us as f64 / 1000.0;
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 fn q(h: &Histogram<u64>, quantile: f64) -> String {

@@ -30,7 +30,8 @@ pub fn thousands(v: f64) -> String {
     }
 }
 
-fn ms(us: u64) -> String {
+/// Microseconds as milliseconds with 3 significant digits.
+pub fn ms(us: u64) -> String {
     let v = us as f64 / 1000.0;
     if v >= 100.0 {
         format!("{v:.0}")

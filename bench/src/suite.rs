@@ -649,14 +649,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     settings.database.url = database_url(&opts.database_url, &db)?;
 
     let shutdown = CancellationToken::new();
-    // The service gets a runtime like production's (a worker per core, for
-    // its background tasks and group commit); the load generator keeps the
-    // one it was started on (`--client-threads`).
-    let service_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("stockhold")
-        .build()
-        .context("building the service's runtime")?;
+    let service_rt = service_runtime()?;
     let mut app_task = None;
     let result = async {
         let cat = Arc::new(Catalogue::new(opts.skus));
@@ -1018,4 +1011,15 @@ async fn drain_rate(
         cpu,
         waited,
     })
+}
+
+/// The service's runtime, like production's (a worker per core, for its
+/// background tasks and group commit); the load generator keeps the one it
+/// was started on (`--client-threads`).
+pub fn service_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stockhold")
+        .build()
+        .context("building the service's runtime")
 }

@@ -272,6 +272,38 @@ impl Rig {
     }
 }
 
+/// The load and the probes running, 4 s in, with commits in flight.
+struct Loaded {
+    load: Load,
+    probes: tokio::task::JoinHandle<BTreeMap<String, ProbeOutcome>>,
+    faults: Faults,
+    in_flight: i64,
+}
+
+impl Rig {
+    /// Starts `clients` buying for `seconds` (orders named `code`) and the
+    /// probes (2 s shorter), and waits until the fault is due: 4 s in, with
+    /// at least 3 commits in flight (or 2 s more).
+    async fn load_until_fault(&self, code: &str, clients: usize, seconds: Duration) -> Loaded {
+        let plan = LoadPlan::new(code, clients, seconds, &self.catalogue);
+        let load = Load::start(plan, vec![self.service.url()]);
+        let probe_for = seconds - Duration::from_secs(2);
+        let probes = probe_each(self.service.url(), self.probed(), probe_for);
+        let faults = Faults::new();
+        faults.until(Duration::from_secs(4)).await;
+        let in_flight = load
+            .stats()
+            .commits_in_flight_at_least(3, Duration::from_secs(2))
+            .await;
+        Loaded {
+            load,
+            probes,
+            faults,
+            in_flight,
+        }
+    }
+}
+
 async fn master_killed(test: &str, clients: usize) {
     // Arrange
     let mut rig = Rig::start().await;
@@ -284,14 +316,13 @@ async fn master_killed(test: &str, clients: usize) {
 
     // Act: the master SIGKILLed; its replica takes over after the node
     // timeout (2 s); the old master comes back as a replica.
-    let plan = LoadPlan::new("ckill", clients, Duration::from_secs(20), &rig.catalogue);
-    let load = Load::start(plan, vec![rig.service.url()]);
-    let probes = probe_each(rig.service.url(), rig.probed(), Duration::from_secs(18));
-    let mut faults = Faults::new();
-    faults.until(Duration::from_secs(4)).await;
-    let in_flight = load
-        .stats()
-        .commits_in_flight_at_least(3, Duration::from_secs(2))
+    let Loaded {
+        load,
+        probes,
+        mut faults,
+        in_flight,
+    } = rig
+        .load_until_fault("ckill", clients, Duration::from_secs(20))
         .await;
     rig.cluster.kill(target);
     let killed = Instant::now();
@@ -352,14 +383,13 @@ async fn manual_failover(test: &str, clients: usize) {
 
     // Act: CLUSTER FAILOVER on the replica: the master pauses its clients
     // until the replica has caught up, then the replica takes over.
-    let plan = LoadPlan::new("cfo", clients, Duration::from_secs(16), &rig.catalogue);
-    let load = Load::start(plan, vec![rig.service.url()]);
-    let probes = probe_each(rig.service.url(), rig.probed(), Duration::from_secs(14));
-    let mut faults = Faults::new();
-    faults.until(Duration::from_secs(4)).await;
-    let in_flight = load
-        .stats()
-        .commits_in_flight_at_least(3, Duration::from_secs(2))
+    let Loaded {
+        load,
+        probes,
+        mut faults,
+        in_flight,
+    } = rig
+        .load_until_fault("cfo", clients, Duration::from_secs(16))
         .await;
     let started = Instant::now();
     rig.cluster.failover(replica).await;
