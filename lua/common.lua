@@ -33,6 +33,11 @@
 --                               holds (restart, failover, data loss)
 --   base.."marks:"..id    string  adjustment / return ids already applied
 --   base.."moving"        never exists: see fence()
+--   base.."watches"       zset  token of each reconciliation reading the
+--                               live holds -> ms it is abandoned after
+--   base.."touched:"..token  hash  hold key -> its record as it was when
+--                               that watch began ('' = none), for every
+--                               hold changed since (see note_change)
 --
 -- `held` is not stored: it is on_hand + backorder limit - available. A
 -- reserve touches one field per line (avail), a commit one (onhand: on_hand
@@ -52,6 +57,9 @@
 local ENDED_TTL_MS = 25 * 3600 * 1000
 -- Order id index entries outlive the hold so a reused order id is refused.
 local ORDER_TTL_MS = 8 * 24 * 3600 * 1000
+-- A reconciliation's watch (see note_change) lapses this long after its
+-- last batch unless renewed.
+local WATCH_TTL_MS = 60 * 1000
 
 local fmt = string.format
 
@@ -122,12 +130,31 @@ end
 local FIELDS = { 'st', 'cust', 'chan', 'ca', 'ea', 'oid', 'cat', 'pref', 'counted', 'skus', 'qtys',
   'home', 'parts', 'basket', 'ver', 'pv', 'chg' }
 
--- Reads a hold; nil when it does not exist.
-local function read_hold(key)
-  local rec = redis.call('GET', key)
-  if not rec then
-    return nil
+-- Each hold record as this script call first read it (key -> record, or
+-- false when there was none): what note_change keeps.
+local READ = {}
+
+-- A reconciliation reads a partition's live holds outside any script and
+-- then compares each batch of SKUs in one script (src/engine/recovery.rs,
+-- hold_index). It must know every hold as it was when it began to read:
+-- while its watch is on (base.."watches", see watch.lua), every script
+-- that changes a hold first keeps the hold's record of that moment in the
+-- watch's base.."touched:"..token (once per hold: the first change keeps
+-- it), and each batch counts those holds as they are now instead. With no
+-- watch on it costs one ZRANGE of an empty key a write.
+local function note_change(key)
+  local base = string.match(key, '^(.*)hold:[^:]*$')
+  local on = redis.call('ZRANGE', base .. 'watches', 0, -1)
+  if #on == 0 then return end
+  local before = READ[key]
+  if before == nil then before = redis.call('GET', key) or false end
+  for _, token in ipairs(on) do
+    redis.call('HSETNX', base .. 'touched:' .. token, key, before or '')
   end
+end
+
+-- A hold record's fields (see FIELDS).
+local function parse_hold(rec)
   local h, i, from = {}, 1, 1
   while true do
     local at = string.find(rec, '\31', from, true)
@@ -140,6 +167,16 @@ local function read_hold(key)
   end
   for k = i + 1, #FIELDS do h[FIELDS[k]] = '' end
   return h
+end
+
+-- Reads a hold; nil when it does not exist.
+local function read_hold(key)
+  local rec = redis.call('GET', key)
+  if READ[key] == nil then READ[key] = rec or false end
+  if not rec then
+    return nil
+  end
+  return parse_hold(rec)
 end
 
 local function encode_hold(h)
@@ -160,6 +197,7 @@ end
 -- Writes a held hold (no TTL: the reaper ends it) or an ended one (kept
 -- readable for ENDED_TTL_MS). Returns the record written.
 local function write_hold(key, h)
+  note_change(key)
   local rec = encode_hold(h)
   if h.st == 'held' or h.st == 'committing' then
     redis.call('SET', key, rec)

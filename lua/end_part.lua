@@ -18,6 +18,7 @@ if h.st ~= 'held' then return { 'ok', encode_hold(h) } end
 if h.pv ~= '' then
   settle_stage(base, h, 'undo')
   if h.ver == '0' then
+    note_change(key)
     redis.call('DEL', key)
     redis.call('ZREM', base .. 'exp', id)
     return { 'gone' }

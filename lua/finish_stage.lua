@@ -20,6 +20,7 @@ if not h then return { 'gone' } end
 if ARGV[3] ~= '' and h.pv == ARGV[3] then
   settle_stage(base, h, ARGV[4])
   if h.ver == '0' then
+    note_change(key)
     redis.call('DEL', key)
     redis.call('ZREM', base .. 'exp', id)
     return { 'gone' }

@@ -9,30 +9,42 @@
 -- ARGV[3]  outbox id R: the caller counted entries up to R; this script adds
 --          the on_hand deltas of entries after R (made since the caller read)
 -- ARGV[4]  the rebuild lease's owner (mode 'rebuild'; '' otherwise)
--- ARGV[5]  number of SKUs n, then 5 values per SKU from ARGV[6] on:
---          sku, on_hand expected before the entries after R, backorder_limit,
+-- ARGV[5]  the token of the watch (watch.lua) the caller read the holds under
+-- ARGV[6]  number of SKUs n, then 6 values per SKU from ARGV[7] on: sku,
+--          on_hand expected before the entries after R, held by the live
+--          holds as they were when the watch began, backorder_limit,
 --          per_customer_limit ('' = none), sale_starts_at ms ('' = none)
 --
 -- Returns {'lease_lost'} (nothing done) in mode 'rebuild' when the caller no
--- longer holds the rebuild lease, else {'ok', …} with 5 values per drifted SKU:
+-- longer holds the rebuild lease; {'rewatch'} (nothing done) when the watch
+-- the caller read the holds under was abandoned (changes since may be
+-- unknown to it); else {'ok', changed, …}: changed = how many holds changed
+-- since the watch began, then 5 values per drifted SKU:
 --   sku, expected on_hand, expected held, actual on_hand ('' = missing), actual held
 -- Expected held is the sum of the SKU's lines over all holds (and parts) in
--- state held or committing;
+-- state held or committing: what the caller counted as of the watch's
+-- start, plus, for each hold changed since (the watch's touched hash keeps
+-- it as it was then), its lines now less its lines then;
 -- actual held is on_hand + backorder limit - available. A repair writes
 -- on_hand and available (= on_hand + backorder limit - held) of drifted SKUs.
 -- Runs atomically, so under full load it sees one consistent instant.
 local base, mode, after = ARGV[1], ARGV[2], ARGV[3]
 fence(base)
 if mode == 'rebuild' and not leased(base, ARGV[4]) then return { 'lease_lost' } end
-local n = tonumber(ARGV[5])
+local watches, touched_key = base .. 'watches', base .. 'touched:' .. ARGV[5]
+if not redis.call('ZSCORE', watches, ARGV[5]) then return { 'rewatch' } end
+redis.call('ZADD', watches, now_ms() + WATCH_TTL_MS, ARGV[5])
+local n = tonumber(ARGV[6])
+local first, width = 7, 6 -- ARGV[first + i * width ..] is SKU i's row
 local skus, expected_on_hand, expected_held = {}, {}, {}
 for i = 0, n - 1 do
-  local sku = ARGV[6 + i * 5]
+  local j = first + i * width
+  local sku = ARGV[j]
   skus[#skus + 1] = sku
-  expected_on_hand[sku] = tonumber(ARGV[7 + i * 5])
-  expected_held[sku] = 0
+  expected_on_hand[sku] = tonumber(ARGV[j + 1])
+  expected_held[sku] = tonumber(ARGV[j + 2])
 end
-if n == 0 then return { 'ok' } end
+if n == 0 then return { 'ok', '0' } end
 
 -- Entries appended after the caller read the outbox.
 local tail = redis.call('XRANGE', base .. 'outbox', '(' .. after, '+')
@@ -52,32 +64,36 @@ for _, entry in ipairs(tail) do
   end
 end
 
--- Live holds: those in the reaper's queue, and the homes of commits over
--- several partitions under way (out of the queue while committing).
-for _, queue in ipairs({ KEYS[1], base .. 'committing' }) do
-  for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
-    local h = read_hold(base .. 'hold:' .. id)
-    if h and (h.st == 'held' or h.st == 'committing') then
-      local hs, hq = hold_lines(h)
-      for i, sku in ipairs(hs) do
-        if expected_held[sku] then
-          expected_held[sku] = expected_held[sku] + qty(hq[i])
-        end
+-- Holds changed since the watch began: count them as they are now
+-- instead of as they were then.
+local function count(rec, sign)
+  if rec == '' then return end
+  local h = parse_hold(rec)
+  if h.st == 'held' or h.st == 'committing' then
+    local hs, hq = hold_lines(h)
+    for i, sku in ipairs(hs) do
+      if expected_held[sku] then
+        expected_held[sku] = expected_held[sku] + sign * qty(hq[i])
       end
     end
   end
+end
+local touched = redis.call('HGETALL', touched_key)
+for k = 1, #touched, 2 do
+  count(touched[k + 1], -1)
+  count(redis.call('GET', touched[k]) or '', 1)
 end
 
 local avail = redis.call('HMGET', base .. 'avail', unpack(skus))
 local on_hand = redis.call('HMGET', base .. 'onhand', unpack(skus))
 local bos = redis.call('HMGET', base .. 'bo', unpack(skus))
-local drifted = { 'ok' }
+local drifted = { 'ok', int(#touched / 2) }
 local write_on_hand, write_avail = {}, {}
 for i, sku in ipairs(skus) do
-  local j = 6 + (i - 1) * 5
+  local j = first + (i - 1) * width
   local present = avail[i] ~= false and on_hand[i] ~= false
   local oh = tonumber(on_hand[i] or '0')
-  local bo = present and tonumber(bos[i] or '0') or tonumber(ARGV[j + 2])
+  local bo = present and tonumber(bos[i] or '0') or tonumber(ARGV[j + 3])
   local held = present and oh + bo - tonumber(avail[i]) or 0
   local want_on_hand, want_held = expected_on_hand[sku], expected_held[sku]
   if not present or oh ~= want_on_hand or held ~= want_held then
@@ -89,7 +105,7 @@ for i, sku in ipairs(skus) do
       for _, x in ipairs({ sku, int(want_on_hand) }) do write_on_hand[#write_on_hand + 1] = x end
       for _, x in ipairs({ sku, int(want_on_hand + bo - want_held) }) do write_avail[#write_avail + 1] = x end
       if not present then
-        write_settings(base, sku, bo, ARGV[j + 3], ARGV[j + 4])
+        write_settings(base, sku, bo, ARGV[j + 4], ARGV[j + 5])
       end
     end
   end

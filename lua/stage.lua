@@ -120,6 +120,7 @@ for _, c in ipairs(cust_changes) do
 end
 set_lines(h, skus, qtys, counted)
 h.pv, h.chg = change, table.concat(chg, ' ')
+note_change(key)
 redis.call('SET', key, encode_hold(h))
 -- The reaper asks the home about this part by then at the latest.
 local due = now + tonumber(argv[5])

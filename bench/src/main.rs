@@ -138,6 +138,9 @@ enum Command {
         /// SKUs in the ledger.
         #[arg(long, default_value_t = 1_000_000)]
         skus: i64,
+        /// Live holds of 60 lines each (random SKUs) while reconciling.
+        #[arg(long, default_value_t = 0)]
+        holds: usize,
         /// Redis to rebuild into (a fresh key prefix is used and removed).
         #[arg(long, default_value = "redis://127.0.0.1:6380/")]
         redis_url: String,
@@ -282,20 +285,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scale {
             skus,
+            holds,
             redis_url,
             database_url,
         } => {
-            let r = scale(skus, &redis_url, &database_url, "bench_").await?;
-            println!("scale: {skus} SKUs");
+            let r = scale(skus, holds, &redis_url, &database_url, "bench_").await?;
+            println!("scale: {skus} SKUs, {holds} live holds of {HOLD_LINES} lines");
             println!(
                 "  start-up rebuild of an empty Redis: {:.2} s",
                 r.rebuild.as_secs_f64()
             );
             println!(
-                "  dry-run reconcile: {:.2} s, {} checked, {} drifted",
+                "  dry-run reconcile: {:.2} s, {} checked, {} drifted; longest script call {}",
                 r.reconcile.as_secs_f64(),
                 r.checked,
-                r.drifted
+                r.drifted,
+                r.longest_call
+                    .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+                    .unwrap_or_else(|| "under 1 ms (none in the slow log)".into())
             );
             Ok(())
         }
@@ -435,10 +442,17 @@ pub struct ScaleResult {
     pub checked: usize,
     /// SKUs it found drifted (0 expected).
     pub drifted: usize,
+    /// The longest single Redis call during the reconcile (from the slow
+    /// log, which keeps calls of 1 ms or more).
+    pub longest_call: Option<Duration>,
 }
+
+/// Lines of each live hold `scale` makes.
+const HOLD_LINES: usize = 60;
 
 async fn scale(
     skus: i64,
+    holds: usize,
     redis_url: &str,
     admin_url: &str,
     db_prefix: &str,
@@ -473,13 +487,22 @@ async fn scale(
         let started = Instant::now();
         reconciler.start_up("bench").await?;
         let rebuild = started.elapsed();
+        make_holds(&stock.engine, skus, holds).await?;
+        if holds > 0 {
+            // The rebuild's own repair passes (1, 3, 10 and 30 s after it)
+            // would run alongside the reconcile timed here.
+            tokio::time::sleep_until((started + rebuild + Duration::from_secs(31)).into()).await;
+        }
+        let slow_log = SlowLog::start(redis_url).await?;
         let report = reconciler.reconcile(ReconcileMode::Check, None).await?;
+        let longest_call = slow_log.longest().await?;
         anyhow::Ok(ScaleResult {
             ledger_write,
             rebuild,
             reconcile: report.duration,
             checked: report.checked,
             drifted: report.drifted.len(),
+            longest_call,
         })
     }
     .await;
@@ -489,6 +512,104 @@ async fn scale(
         .await?;
     delete_prefix(redis_url, &settings.redis.key_prefix).await?;
     result
+}
+
+/// `holds` live holds of `HOLD_LINES` random SKUs of `SKU-0000001` ..
+/// `skus` each, one unit a line, 16 at a time.
+async fn make_holds(
+    engine: &stockhold::engine::Engine,
+    skus: i64,
+    holds: usize,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use rand::Rng;
+    use stockhold::domain::{ReservationId, ReserveRequest, Sku};
+    futures_util::stream::iter(0..holds)
+        .map(|_| async move {
+            let mut lines: Vec<(Sku, i64)> = Vec::with_capacity(HOLD_LINES);
+            let mut rng = rand::thread_rng();
+            while lines.len() < HOLD_LINES.min(skus as usize) {
+                let sku = Sku::parse(&format!("SKU-{:07}", rng.gen_range(1..=skus)))
+                    .expect("a valid SKU");
+                if !lines.iter().any(|(s, _)| *s == sku) {
+                    lines.push((sku, 1));
+                }
+            }
+            let req = ReserveRequest {
+                lines,
+                ttl_seconds: 3600,
+                customer_id: None,
+                channel: None,
+                allow_partial: false,
+            };
+            let id = ReservationId::random(engine.home_for(&req.lines));
+            engine
+                .reserve(&id, &req)
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Redis's slow log over a stretch of time: calls of 1 ms or more.
+struct SlowLog {
+    conn: redis::aio::MultiplexedConnection,
+    threshold: String,
+}
+
+impl SlowLog {
+    async fn start(redis_url: &str) -> anyhow::Result<SlowLog> {
+        let mut conn = redis::Client::open(redis_url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let (_, threshold): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("slowlog-log-slower-than")
+            .query_async(&mut conn)
+            .await?;
+        redis::pipe()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(1000)
+            .ignore()
+            .cmd("SLOWLOG")
+            .arg("RESET")
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(SlowLog { conn, threshold })
+    }
+
+    /// The longest call logged since `start` (and the old threshold back).
+    async fn longest(mut self) -> anyhow::Result<Option<Duration>> {
+        let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(-1)
+            .query_async(&mut self.conn)
+            .await?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(&self.threshold)
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| match e {
+                redis::Value::Array(fields) => match fields.get(2) {
+                    Some(redis::Value::Int(us)) => Some(Duration::from_micros(*us as u64)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .max())
+    }
 }
 
 pub(crate) async fn delete_prefix(redis_url: &str, prefix: &str) -> anyhow::Result<()> {

@@ -831,7 +831,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let spinner = load::bar(&format!("rebuild of {} SKUs", opts.scale_skus), Duration::from_secs(1));
             spinner.enable_steady_tick(Duration::from_millis(250));
             spinner.set_message("writing the ledger, then rebuilding Redis from it");
-            let r = crate::scale(opts.scale_skus, &opts.redis_url, &opts.database_url, &opts.db_prefix).await?;
+            let r = crate::scale(opts.scale_skus, 0, &opts.redis_url, &opts.database_url, &opts.db_prefix).await?;
             spinner.finish_with_message(format!("rebuild {:.2} s", r.rebuild.as_secs_f64()));
             extras.scale = Some(r);
         }

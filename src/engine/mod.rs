@@ -15,7 +15,7 @@ mod skus;
 
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
-pub use recovery::{LeaseOp, ServerState};
+pub use recovery::{HoldIndex, LeaseOp, ServerState};
 
 use crate::configuration::RedisSettings;
 use crate::domain::{

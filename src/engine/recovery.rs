@@ -11,15 +11,41 @@
 //! failure the next write checks the server before it runs (see
 //! `Engine::check_server`), and wakes the rebuild guard.
 
+use super::replies::Record;
 use super::{rejection_or_bug, Engine, EngineError};
 use crate::domain::{
     Drift, Order, Partition, Partitions, ReconcileMode, ReservationId, Sku, StreamId,
 };
 use anyhow::{anyhow, Context};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// Hold records read per round trip by `hold_index`.
+const INDEX_PAGE: usize = 1000;
+
+/// What a partition's live holds held of each SKU when a watch began, as
+/// read outside any script (see `Engine::hold_index`).
+pub struct HoldIndex {
+    /// The watch's token: a batch refuses if the watch lapsed meanwhile.
+    pub token: String,
+    held: HashMap<String, i64>,
+    holds: usize,
+}
+
+impl HoldIndex {
+    /// Units of `sku` the live holds held when the watch began.
+    pub fn held(&self, sku: &str) -> i64 {
+        self.held.get(sku).copied().unwrap_or(0)
+    }
+
+    /// How many live holds (and parts) there were.
+    pub fn holds(&self) -> usize {
+        self.holds
+    }
+}
 
 /// Whether Redis holds the state rebuilt from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,26 +269,34 @@ impl Engine {
     /// `rows` (sku, expected on_hand counting outbox entries up to `after`,
     /// and the ledger's settings) in one atomic step. A rebuild passes the
     /// lease's `owner`, and nothing is written if it lost the lease.
+    ///
+    /// `index` is what the partition's live holds held when its watch
+    /// began; the batch adds the change of every hold changed since, and
+    /// says how many those were (a caller starts a new watch when they
+    /// grow many). `Ok(None)`: the watch was abandoned; read them again.
     pub async fn reconcile_batch(
         &self,
         p: Partition,
         mode: ReconcileMode,
         after: StreamId,
         owner: &str,
+        index: &HoldIndex,
         rows: &[(&crate::ledger::SkuRecord, i64)],
-    ) -> Result<Vec<Drift>, EngineError> {
-        let mut args = Vec::with_capacity(5 + rows.len() * 5);
+    ) -> Result<Option<(Vec<Drift>, usize)>, EngineError> {
+        let mut args = Vec::with_capacity(6 + rows.len() * 6);
         let keys = self.keys.part(p);
         args.extend([
             keys.base().to_owned(),
             mode.as_str().to_owned(),
             after.to_string(),
             owner.to_owned(),
+            index.token.clone(),
             rows.len().to_string(),
         ]);
         for (record, expected) in rows {
             args.push(record.sku.clone());
             args.push(expected.to_string());
+            args.push(index.held(&record.sku).to_string());
             args.push(record.backorder_limit.to_string());
             args.push(
                 record
@@ -283,8 +317,15 @@ impl Engine {
         if reply.code == "lease_lost" {
             return Err(lease_lost());
         }
-        reply
+        if reply.code == "rewatch" {
+            return Ok(None);
+        }
+        let changed: usize = reply
             .fields
+            .first()
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("reconcile reply {:?}", reply.fields))?;
+        let drifts = reply.fields[1..]
             .chunks_exact(5)
             .map(|c| {
                 let num = |s: &str| {
@@ -303,8 +344,8 @@ impl Engine {
                     actual_held: num(&c[4])?,
                 })
             })
-            .collect::<anyhow::Result<_>>()
-            .map_err(EngineError::Internal)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some((drifts, changed)))
     }
 
     /// Restores per-customer totals while `owner` rebuilds Redis: the old
@@ -370,6 +411,88 @@ impl Engine {
         if reply.code == "lease_lost" {
             return Err(lease_lost());
         }
+        Ok(())
+    }
+
+    /// Reads what partition `p`'s live holds hold of each SKU, outside any
+    /// script, as of the moment a watch begins (watch.lua): from then on
+    /// every script that changes a hold keeps its record of that moment
+    /// (`note_change` in lua/common.lua). The holds are read after the
+    /// watch began, so a hold changed before it was read is among those
+    /// kept, and counts as kept. A reconciliation's batch then counts, in
+    /// one script, these totals plus the change of each hold noted since,
+    /// instead of reading every live hold of the partition per batch.
+    pub async fn hold_index(&self, p: Partition) -> Result<HoldIndex, EngineError> {
+        let keys = self.keys.part(p);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.watch_op(p, "start", &token).await?;
+        let mut records: HashMap<String, String> = HashMap::new();
+        let ids = self.live_holds(p).await?;
+        for chunk in ids.chunks(INDEX_PAGE) {
+            let hold_keys: Vec<String> = chunk.iter().map(|id| keys.hold(id)).collect();
+            let found: Vec<Option<String>> = self
+                .run(|mut conn| {
+                    let hold_keys = hold_keys.clone();
+                    async move {
+                        redis::cmd("MGET")
+                            .arg(hold_keys)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await?;
+            for (key, record) in hold_keys.into_iter().zip(found) {
+                if let Some(record) = record {
+                    records.insert(key, record);
+                }
+            }
+        }
+        // Holds changed since the watch began, as they were then ('' = none).
+        let touched_key = format!("{}touched:{token}", keys.base());
+        let touched: HashMap<String, String> = self
+            .run(|mut conn| async move {
+                redis::cmd("HGETALL")
+                    .arg(touched_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        for (key, before) in touched {
+            if before.is_empty() {
+                records.remove(&key);
+            } else {
+                records.insert(key, before);
+            }
+        }
+        let mut held: HashMap<String, i64> = HashMap::new();
+        let mut holds = 0;
+        for record in records.values() {
+            let record = Record::parse(record)?;
+            if record.status != "held" && record.status != "committing" {
+                continue;
+            }
+            holds += 1;
+            for (sku, qty) in record.lines {
+                *held.entry(sku.to_string()).or_default() += qty;
+            }
+        }
+        Ok(HoldIndex { token, held, holds })
+    }
+
+    /// Ends the watch of `index` (its holds noted are dropped).
+    pub async fn end_watch(&self, p: Partition, index: &HoldIndex) -> Result<(), EngineError> {
+        self.watch_op(p, "end", &index.token).await
+    }
+
+    async fn watch_op(&self, p: Partition, op: &str, token: &str) -> Result<(), EngineError> {
+        let keys = self.keys.part(p);
+        self.script(
+            p,
+            &self.scripts.watch,
+            format!("{}watches", keys.base()),
+            vec![keys.base().to_owned(), op.to_owned(), token.to_owned()],
+        )
+        .await?;
         Ok(())
     }
 

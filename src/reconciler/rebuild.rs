@@ -6,11 +6,16 @@
 //! the watermark that the snapshot had not applied. The entries are read in
 //! pages up to some id R; each batch script adds the entries after R itself,
 //! atomically with its comparison, so a commit made meanwhile is counted
-//! exactly once. Expected `held` = the sum over live holds, inside the same
-//! script. See DESIGN.md, "Rebuild and reconciliation".
+//! exactly once. Expected `held` works the same way: the live holds are read
+//! once per partition, outside any script, as of the start of a watch under
+//! which every script that changes a hold keeps how it was
+//! (`Engine::hold_index`); each batch script adds, atomically with its
+//! comparison, the change of every hold changed since. So no script reads
+//! every live hold, and a hold made or changed meanwhile counts once. See
+//! DESIGN.md, "Rebuild and reconciliation".
 
 use crate::domain::{Drift, Partition, ReconcileMode, Sku, StreamId};
-use crate::engine::{Engine, LeaseOp, ServerState};
+use crate::engine::{Engine, HoldIndex, LeaseOp, ServerState};
 use crate::ledger::{Ledger, SkuRecord, Snapshot};
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,6 +24,10 @@ use std::time::{Duration, Instant};
 /// SKUs compared per script call: big enough to be fast, small enough that
 /// one call keeps Redis busy for milliseconds, not seconds.
 const BATCH: usize = 2000;
+/// Holds changed since a reconciliation's watch began past which it reads
+/// the live holds again under a new one (or past a quarter of them): every
+/// batch reads each changed hold, reading them all is a few MGETs.
+const REWATCH_AFTER: usize = 2000;
 /// Outbox entries read per round trip.
 const PAGE: usize = 1000;
 /// How long a rebuild lease lasts unless its holder renews it (every
@@ -119,17 +128,13 @@ impl Reconciler {
         for (p, records) in by_partition {
             let (read_up_to, pending) = self.pending_deltas(p, &snapshot).await?;
             checked += records.len();
-            for chunk in records.chunks(BATCH) {
-                let rows: Vec<_> = chunk
-                    .iter()
-                    .map(|r| (*r, r.on_hand + pending.get(&r.sku).copied().unwrap_or(0)))
-                    .collect();
-                drifted.extend(
-                    self.engine
-                        .reconcile_batch(p, mode, read_up_to, owner, &rows)
-                        .await?,
-                );
-            }
+            let mut index = self.engine.hold_index(p).await?;
+            let compared = self
+                .compare_partition(p, mode, read_up_to, owner, &records, &pending, &mut index)
+                .await;
+            // Best effort: a watch nobody renews ends by itself.
+            let _ = self.engine.end_watch(p, &index).await;
+            drifted.extend(compared?);
         }
         if mode != ReconcileMode::Check {
             let repairs: Vec<(String, i64, String)> = drifted
@@ -170,6 +175,55 @@ impl Reconciler {
             "reconciliation done"
         );
         Ok((report, with_skus))
+    }
+
+    /// Compares `records` of partition `p` in batches against the live
+    /// holds of `index`; reads the holds again under a new watch when many
+    /// changed since (each batch reads every hold changed since its
+    /// watch began) or the watch was abandoned.
+    #[allow(clippy::too_many_arguments)]
+    async fn compare_partition(
+        &self,
+        p: Partition,
+        mode: ReconcileMode,
+        read_up_to: StreamId,
+        owner: &str,
+        records: &[&SkuRecord],
+        pending: &HashMap<String, i64>,
+        index: &mut HoldIndex,
+    ) -> anyhow::Result<Vec<Drift>> {
+        let mut drifted = Vec::new();
+        for chunk in records.chunks(BATCH) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|r| (*r, r.on_hand + pending.get(&r.sku).copied().unwrap_or(0)))
+                .collect();
+            let mut tries = 0;
+            let changed = loop {
+                let batch = self
+                    .engine
+                    .reconcile_batch(p, mode, read_up_to, owner, index, &rows)
+                    .await?;
+                if let Some((found, changed)) = batch {
+                    drifted.extend(found);
+                    break changed;
+                }
+                // Abandoned (a stall of a minute): changes since may be
+                // unknown; read the holds again.
+                tries += 1;
+                anyhow::ensure!(
+                    tries < 3,
+                    "the live holds of partition {p} could not be read under one watch"
+                );
+                *index = self.engine.hold_index(p).await?;
+            };
+            if changed > REWATCH_AFTER.max(index.holds() / 4) {
+                let fresh = self.engine.hold_index(p).await?;
+                let old = std::mem::replace(index, fresh);
+                let _ = self.engine.end_watch(p, &old).await;
+            }
+        }
+        Ok(drifted)
     }
 
     /// The on_hand deltas of partition `p`'s outbox entries the snapshot

@@ -8,6 +8,8 @@ use crate::validation::{check_refusal, Expect, Failures, Snapshot};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use std::process::{Command, Output};
+use stockhold::domain::{ReconcileMode, Sku, StreamId};
+use stockhold::ledger::SkuRecord;
 
 /// The JSON body of `res`, asserting its status first.
 async fn body_of(res: Response, status: u16) -> Value {
@@ -481,4 +483,83 @@ async fn a_repair_under_load_finds_no_drift_and_sells_no_unit_twice() {
             .await
             .unwrap();
     assert_eq!(repairs, 0, "nothing needed repair");
+}
+
+#[tokio::test]
+async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_they_are() {
+    // Arrange: a reconciliation reads what each partition's live holds
+    // hold before it compares batches of SKUs; holds made, changed or
+    // ended in between must count as they are when the batch runs.
+    let app = spawn_app().await;
+    app.create_sku("A", 10).await;
+    app.create_sku("B", 10).await;
+    let first = app.hold(&[("A", 1)]).await;
+    let gone = app.hold(&[("A", 4)]).await;
+    let engine = &app.stock.engine;
+    let partition = |sku: &str| engine.keys().of_sku(&Sku::parse(sku).unwrap());
+    let (pa, pb) = (partition("A"), partition("B"));
+    let index_a = engine.hold_index(pa).await.unwrap();
+    let index_b = engine.hold_index(pb).await.unwrap();
+
+    // Act: a new hold of A, one released, and the first hold given a line
+    // of B.
+    app.hold(&[("A", 2)]).await;
+    let res = app.release(&gone).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = app
+        .patch_reservation(&first, json!({ "lines": [ { "sku": "B", "qty": 3 } ] }))
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    // Assert: each batch, with the index read before, finds no drift.
+    for (sku, p, index) in [("A", pa, &index_a), ("B", pb, &index_b)] {
+        let up_to = engine
+            .outbox_after(p, StreamId::default(), 10_000)
+            .await
+            .unwrap()
+            .last()
+            .map(|e| e.id)
+            .unwrap_or_default();
+        let record = SkuRecord {
+            sku: sku.to_owned(),
+            on_hand: 10,
+            backorder_limit: 0,
+            per_customer_limit: None,
+            sale_starts_at: None,
+        };
+        let drift = engine
+            .reconcile_batch(p, ReconcileMode::Check, up_to, "", index, &[(&record, 10)])
+            .await
+            .unwrap();
+        let (drift, changed) = drift.expect("the watch is on");
+        assert_eq!(drift, vec![], "{sku}");
+        assert!(changed >= 1, "{sku}: the holds changed since were noted");
+    }
+    assert_eq!(app.counts("A").await, (10, 3, 7));
+    assert_eq!(app.counts("B").await, (10, 3, 7));
+
+    // A batch whose watch was abandoned (here: ended) refuses rather than
+    // miss holds changed while nobody noted them.
+    engine.end_watch(pa, &index_a).await.unwrap();
+    let record = SkuRecord {
+        sku: "A".to_owned(),
+        on_hand: 10,
+        backorder_limit: 0,
+        per_customer_limit: None,
+        sale_starts_at: None,
+    };
+    let lapsed = engine
+        .reconcile_batch(
+            pa,
+            ReconcileMode::Check,
+            StreamId::default(),
+            "",
+            &index_a,
+            &[(&record, 10)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lapsed, None);
+    let report = reconcile_ok(&app, json!({})).await;
+    assert_eq!(report["drifted"], json!([]), "{report}");
 }
