@@ -490,8 +490,10 @@ async fn scale(
         make_holds(&stock.engine, skus, holds).await?;
         if holds > 0 {
             // The rebuild's own repair passes (1, 3, 10 and 30 s after it)
-            // would run alongside the reconcile timed here.
+            // would run alongside the reconcile timed here: wait for the
+            // last to start, and let an untimed reconcile run beside it.
             tokio::time::sleep_until((started + rebuild + Duration::from_secs(31)).into()).await;
+            reconciler.reconcile(ReconcileMode::Check, None).await?;
         }
         let slow_log = SlowLog::start(redis_url).await?;
         let report = reconciler.reconcile(ReconcileMode::Check, None).await?;
