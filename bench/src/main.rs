@@ -115,8 +115,11 @@ enum Command {
         /// Reserve calls made one at a time to time the script alone.
         #[arg(long, default_value_t = 2_000)]
         script_samples: u64,
-        /// Workloads to run, of r (reserve only), a, b, c, d; or none.
-        #[arg(long, value_delimiter = ',', default_value = "r,a,b,c,d")]
+        /// Workloads to run, of r (reserve only), a, b, c, d and the HTTP
+        /// tier's 1-call ones v (availability), s (sold out), 1 (1-line
+        /// reserve), each judged against the floor (/healthz, measured
+        /// whenever one of them runs); or none.
+        #[arg(long, value_delimiter = ',', default_value = "v,s,1,r,a,b,c,d")]
         workloads: Vec<String>,
         /// Units started at most per phase (a bound besides the time).
         #[arg(long, default_value_t = 2_000_000)]
@@ -217,7 +220,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .filter(|t| !matches!(t.trim(), "" | "none"))
                 .map(|t| {
                     suite::Workload::from_tag(t.trim())
-                        .with_context(|| format!("--workloads: {t:?} is none of r, a, b, c, d"))
+                        .filter(|w| *w != suite::Workload::Floor)
+                        .with_context(|| {
+                            format!("--workloads: {t:?} is none of v, s, 1, r, a, b, c, d")
+                        })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut opts = suite::Options {

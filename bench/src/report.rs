@@ -116,7 +116,7 @@ fn ratio_table(run: &Run) -> String {
     let mut s = String::from(
         "| workload | HTTP ÷ direct | HTTP ÷ SQL txn | HTTP ÷ SQL fn | direct ÷ SQL fn |\n| --- | ---: | ---: | ---: | ---: |\n",
     );
-    for wl in Workload::ALL {
+    for wl in Workload::BASKETS {
         let http = find(run, wl, HTTP, false);
         let direct = find(run, wl, DIRECT, false);
         let _ = writeln!(
@@ -133,10 +133,88 @@ fn ratio_table(run: &Run) -> String {
     s
 }
 
+/// The floor's rate: the mean of its runs (before and after the 1-call
+/// phases), and those runs.
+fn floor(run: &Run) -> Option<(f64, Vec<f64>)> {
+    let rates: Vec<f64> = run
+        .phases
+        .iter()
+        .filter(|p| p.workload == Workload::Floor)
+        .map(|p| p.ran.rate())
+        .collect();
+    (!rates.is_empty()).then(|| (rates.iter().sum::<f64>() / rates.len() as f64, rates))
+}
+
+/// The issue's target fraction of the floor for each 1-call workload.
+fn tier_goal(wl: Workload) -> f64 {
+    match wl {
+        Workload::Availability => 0.75,
+        Workload::SoldOut => 0.70,
+        _ => 0.60,
+    }
+}
+
+fn tier_table(run: &Run) -> String {
+    let Some((floor, runs)) = floor(run) else {
+        return "Not run.\n".into();
+    };
+    let runs: Vec<String> = runs.iter().map(|r| thousands(*r)).collect();
+    let mut s = format!(
+        "Floor (`GET /healthz`, run before and after the others): **{} calls/s** (runs: {}).\n\n\
+         | call | HTTP calls/s | p50 ms | p99 ms | ÷ floor (goal) | engine direct calls/s | HTTP ÷ direct | Redis µs per script call (HTTP) | CPU cores (HTTP): bench+service / Redis |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        thousands(floor),
+        runs.join(", ")
+    );
+    for wl in Workload::TIER {
+        let (Some(h), d) = (find(run, wl, HTTP, false), find(run, wl, DIRECT, false)) else {
+            continue;
+        };
+        let u = &h.ran.rec.unit;
+        let _ = writeln!(
+            s,
+            "| ({}) | {} | {} | {} | {:.0} % ({:.0} %) | {} | {} | {} | {:.2} / {:.2} |",
+            wl.tag(),
+            thousands(h.ran.rate()),
+            ms(u.value_at_quantile(0.5)),
+            ms(u.value_at_quantile(0.99)),
+            100.0 * h.ran.rate() / floor,
+            100.0 * tier_goal(wl),
+            d.map_or("–".into(), |d| thousands(d.ran.rate())),
+            ratio(Some(h), d),
+            h.evalsha.map_or("–".into(), |(_, us)| format!("{us:.1}")),
+            h.cpu.this,
+            h.cpu.redis,
+        );
+    }
+    s
+}
+
 /// `(label, figure, met)` of each target.
 fn targets(run: &Run) -> Vec<(String, String, Option<bool>)> {
     let lines = run.options.lines;
     let mut out = Vec::new();
+    if let Some((floor, _)) = floor(run) {
+        for wl in Workload::TIER {
+            if let Some(h) = find(run, wl, HTTP, false) {
+                let f = h.ran.rate() / floor;
+                out.push((
+                    format!(
+                        "({}) over HTTP ≥ {:.0} % of the floor's rate",
+                        wl.tag(),
+                        100.0 * tier_goal(wl)
+                    ),
+                    format!(
+                        "{:.0} % ({} vs {} calls/s)",
+                        100.0 * f,
+                        thousands(h.ran.rate()),
+                        thousands(floor)
+                    ),
+                    Some(f >= tier_goal(wl)),
+                ));
+            }
+        }
+    }
     let direct_r = find(run, Workload::Reserve, DIRECT, false);
     let http_r = find(run, Workload::Reserve, HTTP, false);
     let half = find(run, Workload::Reserve, HTTP, true);
@@ -460,6 +538,8 @@ pub fn markdown(run: &Run, plot: &str) -> String {
     s.push_str(&results_table(run));
     s.push_str("\n### Ratios (same run)\n\n");
     s.push_str(&ratio_table(run));
+    s.push_str("\n### The HTTP tier: 1-call requests against the floor\n\n");
+    s.push_str(&tier_table(run));
     s.push_str("\n### Shopping day (d), per call\n\n");
     s.push_str(&calls_table(run));
     s.push_str("\n### Errors and other answers\n\n");
@@ -644,9 +724,10 @@ pub fn svg(run: &Run) -> String {
         Workload::Hot => "(b) hot SKU",
         Workload::Flash => "(c) flash",
         Workload::Day => "(d) day",
+        _ => "HTTP tier",
     };
     let series = |f: &dyn Fn(&Phase) -> f64| -> Vec<(String, Vec<Option<f64>>)> {
-        Workload::ALL
+        Workload::BASKETS
             .iter()
             .map(|&wl| {
                 let vals = SERIES

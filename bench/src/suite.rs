@@ -7,7 +7,7 @@
 use crate::load::{self, Pacer, Plan, Ran, Recorder};
 use crate::machine::{self, CpuSnap, CpuUse, Machine};
 use crate::report;
-use crate::targets::{sql_schema, Catalogue, Target};
+use crate::targets::{sql_schema, Catalogue, Target, SOLD_OUT};
 use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::seq::index::sample;
@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockhold::configuration::{get_configuration, Settings};
-use stockhold::domain::{OrderId, Partition, ReservationId, ReserveRequest, StreamId};
+use stockhold::domain::{
+    OrderId, Partition, PutSkuRequest, ReservationId, ReserveRequest, Setting, Sku, StreamId,
+};
 use stockhold::reconciler::{Drain, Outcome, Reconciler};
 use stockhold::service::Stock;
 use stockhold::startup::{connect, Application};
@@ -64,16 +66,40 @@ pub enum Workload {
     Flash,
     /// (d) the shopping day.
     Day,
+    /// (f) `GET /healthz`: the floor of the HTTP tier.
+    Floor,
+    /// (v) availability of one SKU.
+    Availability,
+    /// (s) a 1-line reserve of a sold-out SKU (`409`).
+    SoldOut,
+    /// (1) a 1-line reserve of the hot SKU, held.
+    One,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 9] = [
+        Workload::Reserve,
+        Workload::Uniform,
+        Workload::Hot,
+        Workload::Flash,
+        Workload::Day,
+        Workload::Floor,
+        Workload::Availability,
+        Workload::SoldOut,
+        Workload::One,
+    ];
+
+    /// The basket workloads (those with SQL baselines).
+    pub const BASKETS: [Workload; 5] = [
         Workload::Reserve,
         Workload::Uniform,
         Workload::Hot,
         Workload::Flash,
         Workload::Day,
     ];
+
+    /// The 1-call workloads of the HTTP tier, each judged against the floor.
+    pub const TIER: [Workload; 3] = [Workload::Availability, Workload::SoldOut, Workload::One];
 
     pub fn from_tag(tag: &str) -> Option<Workload> {
         Workload::ALL.into_iter().find(|w| w.tag() == tag)
@@ -86,6 +112,10 @@ impl Workload {
             Workload::Hot => "b",
             Workload::Flash => "c",
             Workload::Day => "d",
+            Workload::Floor => "f",
+            Workload::Availability => "v",
+            Workload::SoldOut => "s",
+            Workload::One => "1",
         }
     }
 
@@ -100,14 +130,18 @@ impl Workload {
                  {DAY_READS} availability reads of {DAY_READ_SKUS} SKUs per step, {}% committed, the rest abandoned to expire",
                 100 - DAY_ABANDON_PCT
             ),
+            Workload::Floor => "(f) `GET /healthz`: the HTTP tier's floor (no Redis, no body)".into(),
+            Workload::Availability => "(v) `GET /v1/availability` of the hot SKU".into(),
+            Workload::SoldOut => format!("(s) 1-line reserve of a sold-out SKU ({SOLD_OUT}): `409 insufficient_stock`"),
+            Workload::One => "(1) 1-line reserve of the hot SKU, left held (`201`)".into(),
         }
     }
 
     /// What one unit of its rate is.
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::Day => "calls/s",
-            _ => "baskets/s",
+            Workload::Reserve | Workload::Uniform | Workload::Hot | Workload::Flash => "baskets/s",
+            _ => "calls/s",
         }
     }
 }
@@ -254,7 +288,7 @@ impl Ctx {
         match wl {
             // Reserve-only holds stay until the run is cleaned up, so that
             // the reaper has nothing to do during later phases.
-            Workload::Reserve => 3_600,
+            Workload::Reserve | Workload::One => 3_600,
             Workload::Day if self.opts.smoke => 2,
             Workload::Day => 10,
             _ => 300,
@@ -337,6 +371,9 @@ async fn run_workload(
         async move {
             match wl {
                 Workload::Day => day_worker(&cat, &target, lines, ttl, pacer, rec, seed).await,
+                Workload::Floor | Workload::Availability | Workload::SoldOut | Workload::One => {
+                    tier_worker(&cat, &target, wl, ttl, pacer, rec).await
+                }
                 _ => basket_worker(&cat, &target, wl, lines, ttl, pacer, rec, seed).await,
             }
         }
@@ -374,6 +411,36 @@ async fn basket_worker(
         let commit = wl != Workload::Reserve;
         if target.basket(cat, &idx, commit, ttl, &mut rec).await {
             rec.unit_done(start, idx.len());
+        }
+    }
+    rec
+}
+
+/// One call after another, each a unit: the floor, a 1-SKU availability
+/// read, or a 1-line reserve (sold out, or held).
+async fn tier_worker(
+    cat: &Catalogue,
+    target: &Target,
+    wl: Workload,
+    ttl: i64,
+    pacer: Pacer,
+    mut rec: Recorder,
+) -> Recorder {
+    let sold_out = Sku::parse(SOLD_OUT).expect("a valid SKU name");
+    while let Some(start) = pacer.next().await {
+        let (ok, lines) = match wl {
+            Workload::Floor => (target.healthz(&mut rec).await, 0),
+            Workload::Availability => (target.read(cat, &[cat.hot], &mut rec).await, 0),
+            Workload::SoldOut => (target.reserve_one(&sold_out, true, ttl, &mut rec).await, 0),
+            _ => (
+                target
+                    .reserve_one(&cat.skus[cat.hot], false, ttl, &mut rec)
+                    .await,
+                1,
+            ),
+        };
+        if ok {
+            rec.unit_done(start, lines);
         }
     }
     rec
@@ -790,6 +857,29 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 crate::reference::measure(&opts.redis_url, &reference_prefix, &sizes, &mut redis)
                     .await?,
             );
+        }
+
+        // The HTTP tier: 1-call requests against the floor, which is
+        // measured before and after them (the report judges each against
+        // the mean of the two); each also through the engine directly.
+        if Workload::TIER.iter().any(|w| opts.workloads.contains(w)) {
+            let none = PutSkuRequest {
+                on_hand: Some(0),
+                backorder_limit: None,
+                per_customer_limit: Setting::Keep,
+                sale_starts_at: Setting::Keep,
+            };
+            stock
+                .put_sku(&Sku::parse(SOLD_OUT).expect("a valid SKU name"), &none)
+                .await?;
+            ctx.phase(Workload::Floor, &http, None, None).await?;
+            for wl in Workload::TIER {
+                if opts.workloads.contains(&wl) {
+                    ctx.phase(wl, &direct, None, None).await?;
+                    ctx.phase(wl, &http, None, None).await?;
+                }
+            }
+            ctx.phase(Workload::Floor, &http, None, None).await?;
         }
 
         // (r): the ceiling first (its EVALSHA time is the script's cost

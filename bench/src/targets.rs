@@ -13,12 +13,16 @@ use stockhold::engine::EngineError;
 use stockhold::service::Stock;
 
 /// The SKUs the workloads draw from: `uniform` plain ones, then one hot one.
+/// The HTTP tier's phases add a sold-out SKU, `SOLD_OUT`, kept out of these.
 pub struct Catalogue {
     pub names: Vec<String>,
     pub skus: Vec<Sku>,
     pub uniform: usize,
     pub hot: usize,
 }
+
+/// The SKU with no stock that the sold-out phase asks for.
+pub const SOLD_OUT: &str = "GONE-000000";
 
 impl Catalogue {
     pub fn new(uniform: usize) -> Self {
@@ -265,6 +269,66 @@ impl Target {
                 None
             }
         }
+    }
+
+    /// `GET /healthz`: the HTTP tier's floor (HTTP only).
+    pub async fn healthz(&self, rec: &mut Recorder) -> bool {
+        let t = Instant::now();
+        let r: Res = match self {
+            Target::Http { client, base, .. } => {
+                let got = http_status(client.get(format!("{base}/healthz")).send().await).await;
+                expect(got, &[200]).map(drop)
+            }
+            _ => Err("not over HTTP".into()),
+        };
+        rec.call("healthz", t, &r)
+    }
+
+    /// A 1-line reserve of one unit of SKU `i`, left held: `201` expected,
+    /// or with `sold_out` the `409 insufficient_stock` of a SKU that has
+    /// none.
+    pub async fn reserve_one(
+        &self,
+        sku: &Sku,
+        sold_out: bool,
+        ttl: i64,
+        rec: &mut Recorder,
+    ) -> bool {
+        let t = Instant::now();
+        let r: Res = match self {
+            Target::Http { client, base, key } => {
+                let body =
+                    format!(r#"{{"lines":[{{"sku":"{sku}","qty":1}}],"ttl_seconds":{ttl}}}"#);
+                let got = http_status(
+                    client
+                        .post(format!("{base}/v1/reservations"))
+                        .bearer_auth(key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await,
+                )
+                .await;
+                expect(got, if sold_out { &[409] } else { &[201] }).map(drop)
+            }
+            Target::Direct(stock) => {
+                let req = ReserveRequest {
+                    lines: vec![(sku.clone(), 1)],
+                    ttl_seconds: ttl,
+                    customer_id: None,
+                    channel: None,
+                    allow_partial: false,
+                };
+                let id = ReservationId::random(stock.engine.home_for(&req.lines));
+                match (stock.engine.reserve(&id, &req).await, sold_out) {
+                    (Ok(_), false) | (Err(EngineError::Rejected(_)), true) => Ok(()),
+                    (Ok(_), true) => Err("held a sold-out SKU".into()),
+                    (Err(e), _) => Err(engine_error(&e)),
+                }
+            }
+            Target::Sql { .. } => Err("not measured on SQL".into()),
+        };
+        rec.call(if sold_out { "sold out" } else { "reserve" }, t, &r)
     }
 
     /// Adds the lines `idx` (new to the basket) and restarts its TTL.
