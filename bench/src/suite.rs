@@ -714,6 +714,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     settings.redis.url = opts.redis_url.clone();
     settings.redis.key_prefix = prefix.clone();
     settings.database.url = database_url(&opts.database_url, &db)?;
+    // The service logs as deployed (its format and filter), into a file
+    // rather than the terminal the progress bars are on.
+    std::fs::create_dir_all(&opts.out)?;
+    let log = opts.out.join("service.log");
+    stockhold::telemetry::init_with(
+        &settings.telemetry,
+        Arc::new(
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?,
+        ),
+    );
 
     let shutdown = CancellationToken::new();
     let service_rt = service_runtime()?;
@@ -747,12 +757,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         app_task = Some(service_rt.spawn(app.run_until_stopped()));
         let service = format!(
             "stockhold in this process (Application::build on 127.0.0.1, port 0, on a runtime of its own; {} actix workers, \
-             {} shared Redis connections, Postgres pool {}, drain every {} ms in batches of {}), key prefix and database of its own",
+             {} shared Redis connections, Postgres pool {}, drain every {} ms in batches of {}; log: {} format, filter `{}`, into {}), key prefix and database of its own",
             workers,
             settings.redis.connections,
             settings.database.max_connections,
             settings.reconciler.drain_interval_ms,
-            settings.reconciler.drain_batch
+            settings.reconciler.drain_batch,
+            settings.telemetry.format,
+            std::env::var("RUST_LOG").unwrap_or_else(|_| settings.telemetry.filter.clone()),
+            log.display()
         );
         eprintln!(
             "set up {} SKUs (+1 hot) in ledger, Redis and the SQL baseline in {:.1} s; service on {base}",
