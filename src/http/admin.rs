@@ -14,7 +14,7 @@ const MAX_RECONCILE_SKUS: usize = 10_000;
 
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/admin/reconcile", "POST").route(web::post().to(reconcile)));
+    cfg.service(super::resource("/v1/admin/reconcile", "POST").route(web::post().to(reconcile)));
 }
 
 /// `{ "repair": false, "skus": ["A"] }`, both optional.

@@ -11,9 +11,9 @@ use actix_web::{web, HttpResponse};
 
 /// Registers the order routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/orders/{order_id}", "GET").route(web::get().to(get_order)))
+    cfg.service(super::resource("/v1/orders/{order_id}", "GET").route(web::get().to(get_order)))
         .service(
-            super::resource("/orders/{order_id}/returns", "POST")
+            super::resource("/v1/orders/{order_id}/returns", "POST")
                 .route(web::post().to(return_order)),
         );
 }

@@ -12,15 +12,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Registers the reservation routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/reservations", "POST").route(web::post().to(reserve)))
+    cfg.service(super::resource("/v1/reservations", "POST").route(web::post().to(reserve)))
         .service(
-            super::resource("/reservations/{id}", "GET, PATCH, DELETE")
+            super::resource("/v1/reservations/{id}", "GET, PATCH, DELETE")
                 .route(web::get().to(get_reservation))
                 .route(web::patch().to(patch_reservation))
                 .route(web::delete().to(release_reservation)),
         )
         .service(
-            super::resource("/reservations/{id}/commit", "POST")
+            super::resource("/v1/reservations/{id}/commit", "POST")
                 .route(web::post().to(commit_reservation)),
         );
 }
@@ -46,7 +46,6 @@ fn reservation_id(path: &str) -> Result<ReservationId, ApiError> {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all)]
 pub(crate) async fn reserve(
     caller: Caller,
     stock: web::Data<Stock>,

@@ -12,16 +12,19 @@ use actix_web::{web, HttpRequest, HttpResponse};
 /// Most SKUs one availability call may ask for.
 const MAX_AVAILABILITY_SKUS: usize = 500;
 
-/// Registers the SKU routes.
+/// Registers the SKU routes (the static path first: a request is matched
+/// against the patterns in order).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/skus/{sku}", "GET, PUT")
-            .route(web::put().to(put_sku))
-            .route(web::get().to(get_sku)),
-    )
-    .service(super::resource("/skus/{sku}/ledger", "GET").route(web::get().to(ledger)))
-    .service(super::resource("/skus/{sku}/adjustments", "POST").route(web::post().to(adjust)))
-    .service(super::resource("/availability", "GET").route(web::get().to(availability)));
+    cfg.service(super::resource("/v1/availability", "GET").route(web::get().to(availability)))
+        .service(
+            super::resource("/v1/skus/{sku}", "GET, PUT")
+                .route(web::put().to(put_sku))
+                .route(web::get().to(get_sku)),
+        )
+        .service(super::resource("/v1/skus/{sku}/ledger", "GET").route(web::get().to(ledger)))
+        .service(
+            super::resource("/v1/skus/{sku}/adjustments", "POST").route(web::post().to(adjust)),
+        );
 }
 
 #[utoipa::path(
