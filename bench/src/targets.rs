@@ -124,6 +124,43 @@ async fn http_status(
     }
 }
 
+/// Sends `req` with the API key and a JSON `body`: the status and body.
+async fn send_json(
+    req: reqwest::RequestBuilder,
+    key: &str,
+    body: impl Into<reqwest::Body>,
+) -> Result<(u16, Vec<u8>), String> {
+    http_status(
+        req.bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// The engine's reserve of `lines` under a new random id; that id.
+async fn direct_reserve(
+    stock: &Stock,
+    lines: Vec<(Sku, i64)>,
+    ttl: i64,
+) -> Result<String, EngineError> {
+    let req = ReserveRequest {
+        lines,
+        ttl_seconds: ttl,
+        customer_id: None,
+        channel: None,
+        allow_partial: false,
+    };
+    let id = ReservationId::random(stock.engine.home_for(&req.lines));
+    stock
+        .engine
+        .reserve(&id, &req)
+        .await
+        .map(|_| id.to_string())
+}
+
 fn expect(got: Result<(u16, Vec<u8>), String>, ok: &[u16]) -> Result<Vec<u8>, String> {
     let (status, body) = got?;
     if ok.contains(&status) {
@@ -217,16 +254,8 @@ impl Target {
         let r: Result<String, String> = match self {
             Target::Http { client, base, key } => {
                 let body = format!(r#"{{"lines":{},"ttl_seconds":{ttl}}}"#, cat.json_lines(idx));
-                let got = http_status(
-                    client
-                        .post(format!("{base}/v1/reservations"))
-                        .bearer_auth(key)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await,
-                )
-                .await;
+                let got =
+                    send_json(client.post(format!("{base}/v1/reservations")), key, body).await;
                 expect(got, &[201]).and_then(|body| {
                     // Only the id is needed: a client reads what it uses.
                     #[derive(serde::Deserialize)]
@@ -238,22 +267,9 @@ impl Target {
                         .map_err(|_| "201 without id".to_owned())
                 })
             }
-            Target::Direct(stock) => {
-                let req = ReserveRequest {
-                    lines: cat.lines(idx),
-                    ttl_seconds: ttl,
-                    customer_id: None,
-                    channel: None,
-                    allow_partial: false,
-                };
-                let id = ReservationId::random(stock.engine.home_for(&req.lines));
-                stock
-                    .engine
-                    .reserve(&id, &req)
-                    .await
-                    .map(|_| id.to_string())
-                    .map_err(|e| engine_error(&e))
-            }
+            Target::Direct(stock) => direct_reserve(stock, cat.lines(idx), ttl)
+                .await
+                .map_err(|e| engine_error(&e)),
             Target::Sql { .. } => {
                 let cart = format!("cart-{}", uuid::Uuid::new_v4().simple());
                 self.take(cat, idx, Some(&cart)).await.map(|()| cart)
@@ -284,7 +300,7 @@ impl Target {
         rec.call("healthz", t, &r)
     }
 
-    /// A 1-line reserve of one unit of SKU `i`, left held: `201` expected,
+    /// A 1-line reserve of one unit of `sku`, left held: `201` expected,
     /// or with `sold_out` the `409 insufficient_stock` of a SKU that has
     /// none.
     pub async fn reserve_one(
@@ -299,28 +315,15 @@ impl Target {
             Target::Http { client, base, key } => {
                 let body =
                     format!(r#"{{"lines":[{{"sku":"{sku}","qty":1}}],"ttl_seconds":{ttl}}}"#);
-                let got = http_status(
-                    client
-                        .post(format!("{base}/v1/reservations"))
-                        .bearer_auth(key)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await,
-                )
-                .await;
+                let got =
+                    send_json(client.post(format!("{base}/v1/reservations")), key, body).await;
                 expect(got, if sold_out { &[409] } else { &[201] }).map(drop)
             }
             Target::Direct(stock) => {
-                let req = ReserveRequest {
-                    lines: vec![(sku.clone(), 1)],
-                    ttl_seconds: ttl,
-                    customer_id: None,
-                    channel: None,
-                    allow_partial: false,
-                };
-                let id = ReservationId::random(stock.engine.home_for(&req.lines));
-                match (stock.engine.reserve(&id, &req).await, sold_out) {
+                match (
+                    direct_reserve(stock, vec![(sku.clone(), 1)], ttl).await,
+                    sold_out,
+                ) {
                     (Ok(_), false) | (Err(EngineError::Rejected(_)), true) => Ok(()),
                     (Ok(_), true) => Err("held a sold-out SKU".into()),
                     (Err(e), _) => Err(engine_error(&e)),
@@ -344,16 +347,8 @@ impl Target {
         let r: Res = match self {
             Target::Http { client, base, key } => {
                 let body = format!(r#"{{"lines":{},"ttl_seconds":{ttl}}}"#, cat.json_lines(idx));
-                let got = http_status(
-                    client
-                        .patch(format!("{base}/v1/reservations/{id}"))
-                        .bearer_auth(key)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await,
-                )
-                .await;
+                let url = format!("{base}/v1/reservations/{id}");
+                let got = send_json(client.patch(url), key, body).await;
                 expect(got, &[200]).map(drop)
             }
             Target::Direct(stock) => {
@@ -380,16 +375,8 @@ impl Target {
         let mut deferred = false;
         let r: Res = match self {
             Target::Http { client, base, key } => {
-                let got = http_status(
-                    client
-                        .post(format!("{base}/v1/reservations/{id}/commit"))
-                        .bearer_auth(key)
-                        .header("content-type", "application/json")
-                        .body(r#"{"payment_ref":"bench"}"#)
-                        .send()
-                        .await,
-                )
-                .await;
+                let url = format!("{base}/v1/reservations/{id}/commit");
+                let got = send_json(client.post(url), key, r#"{"payment_ref":"bench"}"#).await;
                 deferred = matches!(got, Ok((202, _)));
                 expect(got, &[201, 202]).map(drop)
             }

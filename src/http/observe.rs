@@ -1,6 +1,6 @@
 //! Every request gets a request id (an incoming `x-request-id` is reused), a
-//! tracing span carrying it, a log line when it ends, and its count and
-//! latency in the metrics.
+//! tracing span carrying it, its count and latency in the metrics, and a log
+//! line when it ends if the `access` target is on.
 
 use super::Route;
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
