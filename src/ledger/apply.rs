@@ -10,12 +10,19 @@
 //! the watermark over. So `skus.on_hand` is always the sum of the movements
 //! of entries up to the watermark, and the ledger's on_hand is that plus the
 //! movements after it (see `snapshot`).
+//!
+//! Rows per sold line are the commit path's cost: a line is one
+//! `stock_movements` row with one index entry; the order keeps its lines in
+//! its own row, and each entry's claim in `outbox_applied` carries its
+//! movements summed per SKU, which is what the drain and the snapshot add up
+//! (no index on the movements' outbox position).
 
 use super::{Ledger, LedgerError};
-use crate::domain::{Order, OutboxEntry, OutboxEvent, Partition, SkuSettings, StreamId};
+use crate::domain::{Order, OutboxEntry, OutboxEvent, Partition, SkuSettings, SoldLine, StreamId};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
@@ -70,10 +77,13 @@ impl Ledger {
         sqlx::query(
             "UPDATE skus SET on_hand = skus.on_hand + m.delta,
                              updated_at = GREATEST(skus.updated_at, m.at)
-             FROM (SELECT sku, sum(delta)::bigint AS delta, max(at) AS at FROM stock_movements
-                   WHERE outbox_partition = $5
-                     AND (outbox_ms, outbox_seq) > ($1, $2) AND (outbox_ms, outbox_seq) <= ($3, $4)
-                   GROUP BY sku) m
+             FROM (SELECT d.sku, sum(d.delta)::bigint AS delta,
+                          to_timestamp(max(a.stream_ms) / 1000.0) AS at
+                   FROM outbox_applied a, unnest(a.skus, a.deltas) AS d(sku, delta)
+                   WHERE a.partition = $5
+                     AND (a.stream_ms, a.stream_seq) > ($1, $2)
+                     AND (a.stream_ms, a.stream_seq) <= ($3, $4)
+                   GROUP BY d.sku) m
              WHERE skus.sku = m.sku",
         )
         .bind(from.ms)
@@ -99,49 +109,160 @@ impl Ledger {
 /// Claims the entries not recorded before and writes their rows. Returns
 /// how many were new.
 async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usize, LedgerError> {
-    let fresh = claim(tx, entries).await?;
-    let fresh: Vec<&OutboxEntry> = entries
-        .iter()
-        .filter(|e| fresh.contains(&(e.partition.name(), e.id)))
-        .collect();
+    let planned: Vec<Vec<Move<'_>>> = entries.iter().map(moves_of).collect();
+    let fresh = claim(tx, entries, &planned).await?;
     let mut moves = Movements::default();
     let mut orders = Vec::new();
     let mut parts = Vec::new();
     let mut returns = Vec::new();
-    for entry in &fresh {
+    let mut recorded = 0;
+    for (entry, planned) in entries.iter().zip(planned) {
+        if !fresh.contains(&(entry.partition.name(), entry.id)) {
+            continue;
+        }
+        recorded += 1;
         match &entry.event {
-            OutboxEvent::Commit { .. } => orders.push(*entry),
-            OutboxEvent::Part { .. } => parts.push(*entry),
+            OutboxEvent::Commit { .. } => orders.push((entry, planned)),
+            OutboxEvent::Part { .. } => parts.push((entry, planned)),
             other => {
                 if let OutboxEvent::Return { return_id, at, .. } = other {
                     returns.push((return_id.as_str(), *at));
                 }
-                record_admin_change(tx, entry.partition, entry.id, other, &mut moves).await?
+                record_admin_change(tx, entry.id, other).await?;
+                moves.extend(entry, planned);
             }
         }
     }
-    record_orders(tx, &orders, &mut moves).await?;
-    record_parts(tx, &parts, &mut moves).await?;
+    let mut unsold = record_orders(tx, orders, &mut moves).await?;
+    unsold.extend(record_parts(tx, parts, &mut moves).await?);
     moves.insert(tx).await?;
+    forget_deltas(tx, &unsold).await?;
     for (return_id, at) in returns {
         mark_restocked(tx, return_id, at).await?;
     }
-    Ok(fresh.len())
+    Ok(recorded)
 }
 
-/// Marks the entries as recorded; the ids of those that were not before.
+/// One stock movement an outbox entry makes.
+struct Move<'a> {
+    kind: &'static str,
+    reference: Cow<'a, str>,
+    at: DateTime<Utc>,
+    sku: &'a str,
+    delta: i64,
+    on_hand_after: i64,
+}
+
+/// The movements an entry makes when it is recorded (a sale the ledger has
+/// already is not recorded again: see `record_orders` and `record_parts`).
+fn moves_of(entry: &OutboxEntry) -> Vec<Move<'_>> {
+    fn sold<'a>(
+        kind: &'static str,
+        reference: &'a str,
+        at: DateTime<Utc>,
+        lines: &'a [SoldLine],
+        sign: i64,
+    ) -> Vec<Move<'a>> {
+        lines
+            .iter()
+            .map(|l| Move {
+                kind,
+                reference: Cow::Borrowed(reference),
+                at,
+                sku: l.sku.as_str(),
+                delta: sign * l.qty,
+                on_hand_after: l.on_hand_after,
+            })
+            .collect()
+    }
+    match &entry.event {
+        OutboxEvent::Commit { order, sold: lines } => sold(
+            "commit",
+            order.order_id.as_str(),
+            order.committed_at,
+            lines,
+            -1,
+        ),
+        OutboxEvent::Part {
+            order_id,
+            sold: lines,
+            at,
+            ..
+        } => sold("commit", order_id.as_str(), *at, lines, -1),
+        OutboxEvent::Return {
+            return_id,
+            lines,
+            at,
+            ..
+        } => sold("return", return_id, *at, lines, 1),
+        OutboxEvent::Sku {
+            sku,
+            created,
+            delta,
+            on_hand_after,
+            at,
+            ..
+        } if *created || *delta != 0 => vec![Move {
+            kind: if *created { "created" } else { "adjustment" },
+            reference: Cow::Owned(format!("sku-put:{}", entry.id)),
+            at: *at,
+            sku: sku.as_str(),
+            delta: *delta,
+            on_hand_after: *on_hand_after,
+        }],
+        OutboxEvent::Sku { .. } => Vec::new(),
+        OutboxEvent::Adjustment {
+            sku,
+            adjustment_id,
+            delta,
+            on_hand_after,
+            at,
+            ..
+        } => vec![Move {
+            kind: "adjustment",
+            reference: Cow::Borrowed(adjustment_id),
+            at: *at,
+            sku: sku.as_str(),
+            delta: *delta,
+            on_hand_after: *on_hand_after,
+        }],
+    }
+}
+
+/// Marks the entries as recorded, each with the change of on_hand its
+/// movements make per SKU; the ids of those that were not recorded before.
 /// Claims are made in stream order, so two writers claiming overlapping
 /// entries queue instead of deadlocking.
 async fn claim(
     tx: &mut Tx<'_>,
     entries: &[OutboxEntry],
+    planned: &[Vec<Move<'_>>],
 ) -> Result<HashSet<(String, StreamId)>, LedgerError> {
     let part: Vec<String> = entries.iter().map(|e| e.partition.name()).collect();
     let ms: Vec<i64> = entries.iter().map(|e| e.id.ms).collect();
     let seq: Vec<i64> = entries.iter().map(|e| e.id.seq).collect();
+    // Per entry, its SKUs and their net changes, flattened with the entry's
+    // position in the batch (arrays of arrays cannot be ragged).
+    let (mut at, mut skus, mut deltas) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, moves) in planned.iter().enumerate() {
+        let mut net: BTreeMap<&str, i64> = BTreeMap::new();
+        for m in moves {
+            *net.entry(m.sku).or_default() += m.delta;
+        }
+        for (sku, delta) in net {
+            at.push(n as i32 + 1);
+            skus.push(sku);
+            deltas.push(delta);
+        }
+    }
     let claimed: Vec<(String, i64, i64)> = sqlx::query_as(
-        "INSERT INTO outbox_applied (partition, stream_ms, stream_seq)
-         SELECT e.p, e.ms, e.seq FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS e(p, ms, seq)
+        "WITH d AS (SELECT n, array_agg(sku) AS skus, array_agg(delta) AS deltas
+                    FROM unnest($4::int[], $5::text[], $6::bigint[]) AS d(n, sku, delta)
+                    GROUP BY n)
+         INSERT INTO outbox_applied (partition, stream_ms, stream_seq, skus, deltas)
+         SELECT e.p, e.ms, e.seq, coalesce(d.skus, '{}'), coalesce(d.deltas, '{}')
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS e(p, ms, seq, n)
+         LEFT JOIN d ON d.n = e.n
          ORDER BY e.p, e.ms, e.seq
          ON CONFLICT DO NOTHING
          RETURNING partition, stream_ms, stream_seq",
@@ -149,12 +270,40 @@ async fn claim(
     .bind(&part)
     .bind(&ms)
     .bind(&seq)
+    .bind(&at)
+    .bind(&skus)
+    .bind(&deltas)
     .fetch_all(&mut **tx)
     .await?;
     Ok(claimed
         .into_iter()
         .map(|(p, ms, seq)| (p, StreamId { ms, seq }))
         .collect())
+}
+
+/// Entries claimed whose sale the ledger had already: their claims carry
+/// no change of on_hand after all.
+async fn forget_deltas(
+    tx: &mut Tx<'_>,
+    entries: &[(Partition, StreamId)],
+) -> Result<(), LedgerError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let part: Vec<String> = entries.iter().map(|(p, _)| p.name()).collect();
+    let ms: Vec<i64> = entries.iter().map(|(_, id)| id.ms).collect();
+    let seq: Vec<i64> = entries.iter().map(|(_, id)| id.seq).collect();
+    sqlx::query(
+        "UPDATE outbox_applied a SET skus = '{}', deltas = '{}'
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS e(p, ms, seq)
+         WHERE (a.partition, a.stream_ms, a.stream_seq) = (e.p, e.ms, e.seq)",
+    )
+    .bind(&part)
+    .bind(&ms)
+    .bind(&seq)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Movement rows to append, gathered column by column.
@@ -172,26 +321,19 @@ struct Movements {
 }
 
 impl Movements {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        (p, id): (Partition, StreamId),
-        kind: &'static str,
-        reference: &str,
-        at: DateTime<Utc>,
-        sku: &str,
-        delta: i64,
-        after: i64,
-    ) {
-        self.sku.push(sku.to_owned());
-        self.at.push(at);
-        self.kind.push(kind);
-        self.delta.push(delta);
-        self.after.push(after);
-        self.reference.push(reference.to_owned());
-        self.partition.push(p.name());
-        self.ms.push(id.ms);
-        self.seq.push(id.seq);
+    /// The movements `entry` makes.
+    fn extend(&mut self, entry: &OutboxEntry, moves: Vec<Move<'_>>) {
+        for m in moves {
+            self.sku.push(m.sku.to_owned());
+            self.at.push(m.at);
+            self.kind.push(m.kind);
+            self.delta.push(m.delta);
+            self.after.push(m.on_hand_after);
+            self.reference.push(m.reference.into_owned());
+            self.partition.push(entry.partition.name());
+            self.ms.push(entry.id.ms);
+            self.seq.push(entry.id.seq);
+        }
     }
 
     async fn insert(&self, tx: &mut Tx<'_>) -> Result<(), LedgerError> {
@@ -219,134 +361,109 @@ impl Movements {
     }
 }
 
-/// Orders with their lines, and their movements into `moves`.
-async fn record_orders(
+/// Orders with their lines (in the order row), and their movements into
+/// `moves`. Returns the entries whose sale the ledger had already.
+async fn record_orders<'a>(
     tx: &mut Tx<'_>,
-    entries: &[&OutboxEntry],
+    commits: Vec<(&'a OutboxEntry, Vec<Move<'a>>)>,
     moves: &mut Movements,
-) -> Result<(), LedgerError> {
-    let commits: Vec<((Partition, StreamId), &Order, &[crate::domain::SoldLine])> = entries
+) -> Result<Vec<(Partition, StreamId)>, LedgerError> {
+    let orders: Vec<&Order> = commits
         .iter()
-        .filter_map(|e| match &e.event {
-            OutboxEvent::Commit { order, sold } => {
-                Some(((e.partition, e.id), order, sold.as_slice()))
-            }
+        .filter_map(|(e, _)| match &e.event {
+            OutboxEvent::Commit { order, .. } => Some(order),
             _ => None,
         })
         .collect();
-    if commits.is_empty() {
-        return Ok(());
+    if orders.is_empty() {
+        return Ok(Vec::new());
     }
     let column = |f: &dyn Fn(&Order) -> Option<String>| -> Vec<Option<String>> {
-        commits.iter().map(|(_, o, _)| f(o)).collect()
+        orders.iter().map(|o| f(o)).collect()
     };
-    let order_ids = column(&|o| Some(o.order_id.to_string()));
+    // Every line of each basket, also those sold in other partitions (their
+    // movements come with their parts), flattened with the order's position.
+    let (mut line_of, mut line_sku, mut line_qty) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, order) in orders.iter().enumerate() {
+        for line in &order.lines {
+            line_of.push(n as i32 + 1);
+            line_sku.push(line.sku.as_str());
+            line_qty.push(line.qty);
+        }
+    }
     let inserted: Vec<(String,)> = sqlx::query_as(
-        "INSERT INTO orders (order_id, reservation_id, customer_id, channel, payment_ref,
-                             committed_at, outbox_ms, outbox_seq)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::timestamptz[], $7::bigint[], $8::bigint[])
+        "WITH l AS (SELECT n, array_agg(sku ORDER BY k) AS skus, array_agg(qty ORDER BY k) AS qtys,
+                           array_agg(0::bigint) AS returned
+                    FROM unnest($9::int[], $10::text[], $11::bigint[]) WITH ORDINALITY AS l(n, sku, qty, k)
+                    GROUP BY n)
+         INSERT INTO orders (order_id, reservation_id, customer_id, channel, payment_ref,
+                             committed_at, outbox_ms, outbox_seq,
+                             line_skus, line_qtys, line_returned)
+         SELECT o.order_id, o.reservation_id, o.customer_id, o.channel, o.payment_ref,
+                o.committed_at, o.ms, o.seq,
+                coalesce(l.skus, '{}'), coalesce(l.qtys, '{}'), coalesce(l.returned, '{}')
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::bigint[], $8::bigint[])
+              WITH ORDINALITY AS o(order_id, reservation_id, customer_id, channel, payment_ref,
+                                   committed_at, ms, seq, n)
+         LEFT JOIN l ON l.n = o.n
          ON CONFLICT DO NOTHING
          RETURNING order_id",
     )
-    .bind(&order_ids)
+    .bind(column(&|o| Some(o.order_id.to_string())))
     .bind(column(&|o| Some(o.reservation_id.to_string())))
     .bind(column(&|o| o.customer_id.clone()))
     .bind(column(&|o| o.channel.clone()))
     .bind(column(&|o| o.payment_ref.clone()))
-    .bind(
-        commits
-            .iter()
-            .map(|(_, o, _)| o.committed_at)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        commits
-            .iter()
-            .map(|((_, id), _, _)| id.ms)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        commits
-            .iter()
-            .map(|((_, id), _, _)| id.seq)
-            .collect::<Vec<_>>(),
-    )
+    .bind(orders.iter().map(|o| o.committed_at).collect::<Vec<_>>())
+    .bind(commits.iter().map(|(e, _)| e.id.ms).collect::<Vec<_>>())
+    .bind(commits.iter().map(|(e, _)| e.id.seq).collect::<Vec<_>>())
+    .bind(&line_of)
+    .bind(&line_sku)
+    .bind(&line_qty)
     .fetch_all(&mut **tx)
     .await?;
     let mut inserted: HashSet<String> = inserted.into_iter().map(|(o,)| o).collect();
 
-    let (mut line_order, mut line_no, mut line_sku, mut line_qty) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, order, sold) in &commits {
-        let order_id = order.order_id.as_str();
-        // Each inserted order id takes its lines once.
-        if inserted.remove(order_id) {
-            // The order's lines: every line of the basket, also those sold
-            // in other partitions (their movements come with their parts).
-            for (n, line) in order.lines.iter().enumerate() {
-                line_order.push(order_id);
-                line_no.push(n as i32 + 1);
-                line_sku.push(line.sku.as_str());
-                line_qty.push(line.qty);
+    let mut unsold = Vec::new();
+    for ((entry, planned), order) in commits.into_iter().zip(orders) {
+        // Each inserted order id takes its movements once.
+        if !inserted.remove(order.order_id.as_str()) {
+            if same_sale_recorded(tx, order).await? {
+                // The same sale under another outbox entry: a Redis that lost
+                // its last moments let this hold be committed again. Counted
+                // once.
+                tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %entry.id,
+                    "sale already in the ledger; outbox entry ignored");
+                unsold.push((entry.partition, entry.id));
+                continue;
             }
-        } else if same_sale_recorded(tx, order).await? {
-            // The same sale under another outbox entry: a Redis that lost its
-            // last moments let this hold be committed again. Counted once.
-            tracing::warn!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id.1,
-                "sale already in the ledger; outbox entry ignored");
-            continue;
-        } else {
-            // The sale happened in Redis all the same, so its stock movements
-            // are recorded below; only the clashing order row is not.
-            tracing::error!(order = %order.order_id, reservation = %order.reservation_id, outbox = %id.1,
+            // The sale happened in Redis all the same, so its stock
+            // movements are recorded; only the clashing order row is not.
+            tracing::error!(order = %order.order_id, reservation = %order.reservation_id, outbox = %entry.id,
                 "order id already in the ledger for another reservation; movements recorded, order row not");
         }
-        for line in sold.iter() {
-            moves.push(
-                *id,
-                "commit",
-                order_id,
-                order.committed_at,
-                line.sku.as_str(),
-                -line.qty,
-                line.on_hand_after,
-            );
-        }
+        moves.extend(entry, planned);
     }
-    if !line_order.is_empty() {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, sku, qty)
-             SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[])",
-        )
-        .bind(&line_order)
-        .bind(&line_no)
-        .bind(&line_sku)
-        .bind(&line_qty)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+    Ok(unsold)
 }
 
 /// The movements of parts of baskets sold over several partitions, each
-/// part (order, partition) once.
-async fn record_parts(
+/// part (order, partition) once. Returns the parts the ledger had already.
+async fn record_parts<'a>(
     tx: &mut Tx<'_>,
-    entries: &[&OutboxEntry],
+    parts: Vec<(&'a OutboxEntry, Vec<Move<'a>>)>,
     moves: &mut Movements,
-) -> Result<(), LedgerError> {
-    if entries.is_empty() {
-        return Ok(());
+) -> Result<Vec<(Partition, StreamId)>, LedgerError> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
     }
-    let orders: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| match &e.event {
-            OutboxEvent::Part { order_id, .. } => Some(order_id.as_str()),
-            _ => None,
-        })
-        .collect();
-    let partitions: Vec<String> = entries.iter().map(|e| e.partition.name()).collect();
+    let order_of = |e: &OutboxEntry| match &e.event {
+        OutboxEvent::Part { order_id, .. } => order_id.to_string(),
+        _ => unreachable!("record_parts takes parts only"),
+    };
+    let orders: Vec<String> = parts.iter().map(|(e, _)| order_of(e)).collect();
+    let partitions: Vec<String> = parts.iter().map(|(e, _)| e.partition.name()).collect();
     let fresh: HashSet<(String, String)> = sqlx::query_as(
         "INSERT INTO order_parts (order_id, partition)
          SELECT * FROM unnest($1::text[], $2::text[])
@@ -359,34 +476,17 @@ async fn record_parts(
     .await?
     .into_iter()
     .collect();
-    for entry in entries {
-        let OutboxEvent::Part {
-            order_id,
-            reservation_id,
-            sold,
-            at,
-        } = &entry.event
-        else {
-            continue;
-        };
-        if !fresh.contains(&(order_id.to_string(), entry.partition.name())) {
-            tracing::warn!(order = %order_id, reservation = %reservation_id, outbox = %entry.id,
-                partition = %entry.partition, "part of a sale already in the ledger; entry ignored");
+    let mut unsold = Vec::new();
+    for ((entry, planned), order_id) in parts.into_iter().zip(orders) {
+        if !fresh.contains(&(order_id.clone(), entry.partition.name())) {
+            tracing::warn!(order = %order_id, outbox = %entry.id, partition = %entry.partition,
+                "part of a sale already in the ledger; entry ignored");
+            unsold.push((entry.partition, entry.id));
             continue;
         }
-        for line in sold {
-            moves.push(
-                (entry.partition, entry.id),
-                "commit",
-                order_id.as_str(),
-                *at,
-                line.sku.as_str(),
-                -line.qty,
-                line.on_hand_after,
-            );
-        }
+        moves.extend(entry, planned);
     }
-    Ok(())
+    Ok(unsold)
 }
 
 /// Marks a restocking return as restocked once every one of its lines has
@@ -424,49 +524,27 @@ async fn same_sale_recorded(tx: &mut Tx<'_>, order: &Order) -> Result<bool, Ledg
     Ok(found.is_some())
 }
 
-/// A SKU set-up, adjustment or restock: its own rows now, its movements into
-/// `moves`. These are rare next to commits, so one entry at a time.
+/// A SKU set-up or adjustment: its own rows (its movements come from
+/// `moves_of`). These are rare next to commits, so one entry at a time.
 async fn record_admin_change(
     tx: &mut Tx<'_>,
-    p: Partition,
     id: StreamId,
     event: &OutboxEvent,
-    moves: &mut Movements,
 ) -> Result<(), LedgerError> {
     match event {
         OutboxEvent::Commit { .. } | OutboxEvent::Part { .. } => {
             unreachable!("sales are recorded by record_orders and record_parts")
         }
         OutboxEvent::Sku {
-            sku,
-            created,
-            delta,
-            on_hand_after,
-            settings,
-            at,
-        } => {
-            upsert_sku(tx, id, sku.as_str(), settings, *at).await?;
-            if *created || *delta != 0 {
-                let kind = if *created { "created" } else { "adjustment" };
-                let reference = format!("sku-put:{id}");
-                moves.push(
-                    (p, id),
-                    kind,
-                    &reference,
-                    *at,
-                    sku.as_str(),
-                    *delta,
-                    *on_hand_after,
-                );
-            }
-        }
+            sku, settings, at, ..
+        } => upsert_sku(tx, id, sku.as_str(), settings, *at).await?,
         OutboxEvent::Adjustment {
             sku,
             adjustment_id,
             delta,
-            on_hand_after,
             reason,
             at,
+            ..
         } => {
             sqlx::query(
                 "INSERT INTO adjustments (adjustment_id, sku, delta, reason, at)
@@ -479,35 +557,9 @@ async fn record_admin_change(
             .bind(at)
             .execute(&mut **tx)
             .await?;
-            let sku = sku.as_str();
-            moves.push(
-                (p, id),
-                "adjustment",
-                adjustment_id,
-                *at,
-                sku,
-                *delta,
-                *on_hand_after,
-            );
         }
-        OutboxEvent::Return {
-            return_id,
-            lines,
-            at,
-            ..
-        } => {
-            for l in lines {
-                moves.push(
-                    (p, id),
-                    "return",
-                    return_id,
-                    *at,
-                    l.sku.as_str(),
-                    l.qty,
-                    l.on_hand_after,
-                );
-            }
-        }
+        // The return itself was recorded before its restock reached Redis.
+        OutboxEvent::Return { .. } => {}
     }
     Ok(())
 }

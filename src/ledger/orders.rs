@@ -13,10 +13,14 @@ struct OrderRow {
     channel: Option<String>,
     payment_ref: Option<String>,
     committed_at: DateTime<Utc>,
+    line_skus: Vec<String>,
+    line_qtys: Vec<i64>,
+    line_returned: Vec<i64>,
 }
 
-const SELECT_ORDER: &str =
-    "SELECT order_id, reservation_id, customer_id, channel, payment_ref, committed_at FROM orders";
+const SELECT_ORDER: &str = "SELECT order_id, reservation_id, customer_id, channel, payment_ref,
+                                   committed_at, line_skus, line_qtys, line_returned
+                            FROM orders";
 
 impl Ledger {
     /// A persisted order by id.
@@ -25,7 +29,7 @@ impl Ledger {
             .bind(order_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        self.with_lines(row).await
+        order_of(row)
     }
 
     /// The persisted order a reservation became.
@@ -38,10 +42,10 @@ impl Ledger {
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        self.with_lines(row).await
+        order_of(row)
     }
 
-    /// The persisted orders of any of these reservations (without lines).
+    /// The persisted orders of any of these reservations.
     pub async fn orders_of_reservations(
         &self,
         ids: &[ReservationId],
@@ -53,53 +57,40 @@ impl Ledger {
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
-            .map(|row| {
-                Ok(Order {
-                    order_id: OrderId::parse(&row.order_id)
-                        .map_err(|m| LedgerError::Internal(anyhow!(m)))?,
-                    reservation_id: ReservationId::parse(&row.reservation_id)
-                        .ok_or_else(|| LedgerError::Internal(anyhow!("corrupt reservation id")))?,
-                    customer_id: row.customer_id,
-                    channel: row.channel,
-                    payment_ref: row.payment_ref,
-                    lines: Vec::new(),
-                    committed_at: row.committed_at,
-                    persisted: true,
-                })
-            })
+            .filter_map(|row| order_of(Some(row)).transpose())
             .collect()
     }
+}
 
-    async fn with_lines(&self, row: Option<OrderRow>) -> Result<Option<Order>, LedgerError> {
-        let Some(row) = row else { return Ok(None) };
-        let lines: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT sku, qty, returned_qty FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-        )
-        .bind(&row.order_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let corrupt =
-            |what: String| LedgerError::Internal(anyhow!("corrupt order {}: {what}", row.order_id));
-        let lines = lines
-            .into_iter()
-            .map(|(sku, qty, returned_qty)| {
-                Ok(OrderLine {
-                    sku: Sku::parse(&sku).map_err(corrupt)?,
-                    qty,
-                    returned_qty,
-                })
+/// The order a row holds, its lines read from the row's arrays.
+fn order_of(row: Option<OrderRow>) -> Result<Option<Order>, LedgerError> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let corrupt =
+        |what: String| LedgerError::Internal(anyhow!("corrupt order {}: {what}", row.order_id));
+    let lines = row
+        .line_skus
+        .iter()
+        .zip(&row.line_qtys)
+        .zip(&row.line_returned)
+        .map(|((sku, &qty), &returned_qty)| {
+            Ok(OrderLine {
+                sku: Sku::parse(sku).map_err(corrupt)?,
+                qty,
+                returned_qty,
             })
-            .collect::<Result<_, LedgerError>>()?;
-        Ok(Some(Order {
-            order_id: OrderId::parse(&row.order_id).map_err(corrupt)?,
-            reservation_id: ReservationId::parse(&row.reservation_id)
-                .ok_or_else(|| corrupt("reservation id".into()))?,
-            customer_id: row.customer_id,
-            channel: row.channel,
-            payment_ref: row.payment_ref,
-            lines,
-            committed_at: row.committed_at,
-            persisted: true,
-        }))
-    }
+        })
+        .collect::<Result<_, LedgerError>>()?;
+    Ok(Some(Order {
+        order_id: OrderId::parse(&row.order_id).map_err(corrupt)?,
+        reservation_id: ReservationId::parse(&row.reservation_id)
+            .ok_or_else(|| corrupt("reservation id".into()))?,
+        customer_id: row.customer_id,
+        channel: row.channel,
+        payment_ref: row.payment_ref,
+        lines,
+        committed_at: row.committed_at,
+        persisted: true,
+    }))
 }

@@ -41,22 +41,22 @@ pub struct PendingRestock {
 
 impl Ledger {
     /// Records a return against an order, capped per line at committed minus
-    /// returned, under a lock on the order's lines; idempotent on return_id.
+    /// returned, under a lock on the order's row; idempotent on return_id.
     pub async fn record_return(
         &self,
         order_id: &OrderId,
         req: &ReturnRequest,
     ) -> Result<ReturnRecorded, LedgerError> {
         let mut tx = self.pool.begin().await?;
-        let lines: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT sku, qty, returned_qty FROM order_lines WHERE order_id = $1 ORDER BY sku FOR UPDATE",
+        let order: Option<(Vec<String>, Vec<i64>, Vec<i64>)> = sqlx::query_as(
+            "SELECT line_skus, line_qtys, line_returned FROM orders WHERE order_id = $1 FOR UPDATE",
         )
         .bind(order_id.as_str())
-        .fetch_all(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if lines.is_empty() {
+        let Some((skus, qtys, mut returned)) = order.filter(|(skus, _, _)| !skus.is_empty()) else {
             return Ok(ReturnRecorded::OrderNotFound);
-        }
+        };
         let before: Option<(String, bool, bool)> = sqlx::query_as(
             "SELECT order_id, restock, restock AND restocked_at IS NULL FROM returns WHERE return_id = $1",
         )
@@ -77,13 +77,18 @@ impl Ledger {
             });
         }
 
-        let returnable: HashMap<&str, i64> =
-            lines.iter().map(|(s, q, r)| (s.as_str(), q - r)).collect();
+        // A basket names each SKU once.
+        let line_of: HashMap<&str, usize> = skus
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        let returnable = |sku: &str| line_of.get(sku).map_or(0, |&i| qtys[i] - returned[i]);
         let excess: Vec<ReturnExcess> = req
             .lines
             .iter()
             .filter_map(|(sku, qty)| {
-                let returnable = returnable.get(sku.as_str()).copied().unwrap_or(0);
+                let returnable = returnable(sku.as_str());
                 (*qty > returnable).then(|| ReturnExcess {
                     sku: sku.clone(),
                     returnable,
@@ -107,27 +112,27 @@ impl Ledger {
         if inserted.rows_affected() == 0 {
             return Ok(ReturnRecorded::IdReused);
         }
-        let skus: Vec<&str> = req.lines.iter().map(|(s, _)| s.as_str()).collect();
-        let qtys: Vec<i64> = req.lines.iter().map(|(_, q)| *q).collect();
+        let back_skus: Vec<&str> = req.lines.iter().map(|(s, _)| s.as_str()).collect();
+        let back_qtys: Vec<i64> = req.lines.iter().map(|(_, q)| *q).collect();
         sqlx::query(
             "INSERT INTO return_lines (return_id, sku, qty) SELECT $1, l.sku, l.qty
              FROM unnest($2::text[], $3::bigint[]) AS l(sku, qty)",
         )
         .bind(&req.return_id)
-        .bind(&skus)
-        .bind(&qtys)
+        .bind(&back_skus)
+        .bind(&back_qtys)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE order_lines SET returned_qty = returned_qty + l.qty
-             FROM unnest($2::text[], $3::bigint[]) AS l(sku, qty)
-             WHERE order_lines.order_id = $1 AND order_lines.sku = l.sku",
-        )
-        .bind(order_id.as_str())
-        .bind(&skus)
-        .bind(&qtys)
-        .execute(&mut *tx)
-        .await?;
+        for (sku, qty) in &req.lines {
+            if let Some(&i) = line_of.get(sku.as_str()) {
+                returned[i] += qty;
+            }
+        }
+        sqlx::query("UPDATE orders SET line_returned = $2 WHERE order_id = $1")
+            .bind(order_id.as_str())
+            .bind(&returned)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(ReturnRecorded::Recorded)
     }

@@ -68,16 +68,17 @@ impl Ledger {
         .await?;
         // skus.on_hand covers the entries up to each partition's watermark;
         // entries after it that are recorded already (commits persist their
-        // own) add their movements.
+        // own) add what their claims say they changed.
         let query = "SELECT s.sku, s.on_hand + coalesce(m.delta, 0) AS on_hand,
                             s.backorder_limit, s.per_customer_limit, s.sale_starts_at
                      FROM skus s
-                     LEFT JOIN (SELECT sm.sku, sum(sm.delta)::bigint AS delta
-                                FROM stock_movements sm
-                                LEFT JOIN outbox_watermark w ON w.partition = sm.outbox_partition
-                                WHERE (sm.outbox_ms, sm.outbox_seq)
+                     LEFT JOIN (SELECT d.sku, sum(d.delta)::bigint AS delta
+                                FROM outbox_applied a
+                                LEFT JOIN outbox_watermark w USING (partition)
+                                CROSS JOIN LATERAL unnest(a.skus, a.deltas) AS d(sku, delta)
+                                WHERE (a.stream_ms, a.stream_seq)
                                       > (coalesce(w.stream_ms, 0), coalesce(w.stream_seq, 0))
-                                GROUP BY sm.sku) m
+                                GROUP BY d.sku) m
                        USING (sku)
                      WHERE $1::text[] IS NULL OR s.sku = ANY($1)
                      ORDER BY s.sku";
@@ -103,7 +104,9 @@ impl Ledger {
     pub async fn bought_of_limited_skus(&self) -> Result<Vec<Bought>, LedgerError> {
         Ok(sqlx::query_as(
             "SELECT o.customer_id, l.sku, sum(l.qty)::bigint AS qty
-             FROM orders o JOIN order_lines l USING (order_id) JOIN skus s USING (sku)
+             FROM orders o
+             CROSS JOIN LATERAL unnest(o.line_skus, o.line_qtys) AS l(sku, qty)
+             JOIN skus s ON s.sku = l.sku
              WHERE o.customer_id IS NOT NULL AND s.per_customer_limit IS NOT NULL
              GROUP BY o.customer_id, l.sku",
         )
