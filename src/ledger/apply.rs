@@ -17,6 +17,7 @@
 //! movements summed per SKU, which is what the drain and the snapshot add up
 //! (no index on the movements' outbox position).
 
+use super::copy::BinaryRows;
 use super::{Ledger, LedgerError};
 use crate::domain::{Order, OutboxEntry, OutboxEvent, Partition, SkuSettings, SoldLine, StreamId};
 use chrono::{DateTime, Utc};
@@ -70,7 +71,28 @@ impl Ledger {
         if (StreamId { ms, seq }) != from {
             return Ok(None);
         }
-        let recorded = record_entries(&mut tx, entries).await?;
+        // Most entries are recorded already (a commit records its own): only
+        // the others are claimed, so the step does not send every line again.
+        let applied: HashSet<(i64, i64)> = sqlx::query_as(
+            "SELECT stream_ms, stream_seq FROM outbox_applied
+             WHERE partition = $1
+               AND (stream_ms, stream_seq) > ($2, $3) AND (stream_ms, stream_seq) <= ($4, $5)",
+        )
+        .bind(p.name())
+        .bind(from.ms)
+        .bind(from.seq)
+        .bind(to.ms)
+        .bind(to.seq)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let unrecorded: Vec<OutboxEntry> = entries
+            .iter()
+            .filter(|e| !applied.contains(&(e.id.ms, e.id.seq)))
+            .cloned()
+            .collect();
+        let recorded = record_entries(&mut tx, &unrecorded).await?;
         // Every movement of an entry in (from, to] is committed now: those of
         // entries recorded by a commit meanwhile too, as each claim above
         // waited for the commit's transaction.
@@ -109,6 +131,9 @@ impl Ledger {
 /// Claims the entries not recorded before and writes their rows. Returns
 /// how many were new.
 async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usize, LedgerError> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
     let planned: Vec<Vec<Move<'_>>> = entries.iter().map(moves_of).collect();
     let fresh = claim(tx, entries, &planned).await?;
     let mut moves = Movements::default();
@@ -306,57 +331,54 @@ async fn forget_deltas(
     Ok(())
 }
 
-/// Movement rows to append, gathered column by column.
-#[derive(Default)]
+/// Movement rows to append, in `COPY`'s binary format.
 struct Movements {
-    sku: Vec<String>,
-    at: Vec<DateTime<Utc>>,
-    kind: Vec<&'static str>,
-    delta: Vec<i64>,
-    after: Vec<i64>,
-    reference: Vec<String>,
-    partition: Vec<String>,
-    ms: Vec<i64>,
-    seq: Vec<i64>,
+    rows: BinaryRows,
+}
+
+impl Default for Movements {
+    fn default() -> Self {
+        Movements {
+            rows: BinaryRows::new(),
+        }
+    }
 }
 
 impl Movements {
     /// The movements `entry` makes.
     fn extend(&mut self, entry: &OutboxEntry, moves: Vec<Move<'_>>) {
+        let partition = entry.partition.name();
         for m in moves {
-            self.sku.push(m.sku.to_owned());
-            self.at.push(m.at);
-            self.kind.push(m.kind);
-            self.delta.push(m.delta);
-            self.after.push(m.on_hand_after);
-            self.reference.push(m.reference.into_owned());
-            self.partition.push(entry.partition.name());
-            self.ms.push(entry.id.ms);
-            self.seq.push(entry.id.seq);
+            let r = &mut self.rows;
+            r.row(9);
+            r.text(m.sku);
+            r.timestamptz(m.at);
+            r.text(m.kind);
+            r.int8(m.delta);
+            r.int8(m.on_hand_after);
+            r.text(&m.reference);
+            r.text(&partition);
+            r.int8(entry.id.ms);
+            r.int8(entry.id.seq);
         }
     }
 
-    async fn insert(&self, tx: &mut Tx<'_>) -> Result<(), LedgerError> {
-        if self.sku.is_empty() {
+    async fn insert(self, tx: &mut Tx<'_>) -> Result<(), LedgerError> {
+        if self.rows.len_rows() == 0 {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO stock_movements (sku, at, kind, delta, on_hand_after, ref,
-                                          outbox_partition, outbox_ms, outbox_seq)
-             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[],
-                                  $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])",
-        )
-        .bind(&self.sku)
-        .bind(&self.at)
-        .bind(&self.kind)
-        .bind(&self.delta)
-        .bind(&self.after)
-        .bind(&self.reference)
-        .bind(&self.partition)
-        .bind(&self.ms)
-        .bind(&self.seq)
-        .execute(&mut **tx)
-        .await?;
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY stock_movements (sku, at, kind, delta, on_hand_after, ref,
+                                       outbox_partition, outbox_ms, outbox_seq)
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        if let Err(e) = copy.send(self.rows.finish()).await {
+            let _ = copy.abort("sending the rows failed").await;
+            return Err(e.into());
+        }
+        copy.finish().await?;
         Ok(())
     }
 }

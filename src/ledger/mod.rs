@@ -4,6 +4,7 @@
 //! the same entries again — a retry, a second instance — changes nothing.
 
 mod apply;
+mod copy;
 mod group_commit;
 mod movements;
 mod orders;
