@@ -60,6 +60,9 @@ SQL
 sales="FROM generate_series(1, 4) o, LATERAL (SELECT (:base::bigint + o) AS k) b"
 lines="generate_series(1, 60) n"
 sku="'S' || ((k * 7919 + n * 131) % 10000)"
+order_row="INSERT INTO l_orders (order_id, reservation_id, customer_id, channel, committed_at, ms, seq, skus, qtys, after)
+  SELECT 'o' || k, 'r' || k, 'c' || k, 'web', now(), k, 0,
+         ARRAY(SELECT $sku FROM $lines), array_fill(1::bigint, ARRAY[60]), array_fill(1000::bigint, ARRAY[60]) $sales;"
 cat > "$dir/rows.sql" <<SQL
 \set base random(1, 1000000000000)
 BEGIN;
@@ -75,9 +78,7 @@ cat > "$dir/arrays.sql" <<SQL
 \set base random(1, 1000000000000)
 BEGIN;
 INSERT INTO l_applied (partition, ms, seq) SELECT 'p0', k, 0 $sales;
-INSERT INTO l_orders (order_id, reservation_id, customer_id, channel, committed_at, ms, seq, skus, qtys, after)
-  SELECT 'o' || k, 'r' || k, 'c' || k, 'web', now(), k, 0,
-         ARRAY(SELECT $sku FROM $lines), array_fill(1::bigint, ARRAY[60]), array_fill(1000::bigint, ARRAY[60]) $sales;
+$order_row
 INSERT INTO l_moves (sku, at, kind, delta, on_hand_after, ref, ms, seq)
   SELECT $sku, now(), 'commit', -1, 1000, 'o' || k, k, 0 $sales, $lines;
 COMMIT;
@@ -88,9 +89,7 @@ cat > "$dir/order_only.sql" <<SQL
 \set base random(1, 1000000000000)
 BEGIN;
 INSERT INTO l_applied (partition, ms, seq) SELECT 'p0', k, 0 $sales;
-INSERT INTO l_orders (order_id, reservation_id, customer_id, channel, committed_at, ms, seq, skus, qtys, after)
-  SELECT 'o' || k, 'r' || k, 'c' || k, 'web', now(), k, 0,
-         ARRAY(SELECT $sku FROM $lines), array_fill(1::bigint, ARRAY[60]), array_fill(1000::bigint, ARRAY[60]) $sales;
+$order_row
 COMMIT;
 SQL
 # The drain's share for order_only: the movements of 50 sales per statement.

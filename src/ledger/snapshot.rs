@@ -66,20 +66,12 @@ impl Ledger {
         )
         .fetch_all(&mut *tx)
         .await?;
-        // skus.on_hand covers the entries up to each partition's watermark;
-        // entries after it that are recorded already (commits persist their
-        // own) add what their claims say they changed.
-        let query = "SELECT s.sku, s.on_hand + coalesce(m.delta, 0) AS on_hand,
-                            s.backorder_limit, s.per_customer_limit, s.sale_starts_at
-                     FROM skus s
-                     LEFT JOIN (SELECT d.sku, sum(d.delta)::bigint AS delta
-                                FROM outbox_applied a
-                                LEFT JOIN outbox_watermark w USING (partition)
-                                CROSS JOIN LATERAL unnest(a.skus, a.deltas) AS d(sku, delta)
-                                WHERE (a.stream_ms, a.stream_seq)
-                                      > (coalesce(w.stream_ms, 0), coalesce(w.stream_seq, 0))
-                                GROUP BY d.sku) m
-                       USING (sku)
+        // The view sku_stock: skus.on_hand covers the entries up to each
+        // partition's watermark; entries after it that are recorded already
+        // (commits persist their own) add what their claims say they changed.
+        let query = "SELECT s.sku, t.on_hand, s.backorder_limit, s.per_customer_limit,
+                            s.sale_starts_at
+                     FROM skus s JOIN sku_stock t USING (sku)
                      WHERE $1::text[] IS NULL OR s.sku = ANY($1)
                      ORDER BY s.sku";
         let skus: Vec<SkuRecord> = sqlx::query_as(query).bind(only).fetch_all(&mut *tx).await?;
