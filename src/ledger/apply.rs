@@ -135,14 +135,16 @@ async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usiz
         return Ok(0);
     }
     let planned: Vec<Vec<Move<'_>>> = entries.iter().map(moves_of).collect();
-    let fresh = claim(tx, entries, &planned).await?;
+    let mut fresh = claim(tx, entries, &planned).await?;
     let mut moves = Movements::default();
     let mut orders = Vec::new();
     let mut parts = Vec::new();
     let mut returns = Vec::new();
     let mut recorded = 0;
     for (entry, planned) in entries.iter().zip(planned) {
-        if !fresh.contains(&(entry.partition.name(), entry.id)) {
+        // Taken out as it is seen: an entry named twice in a batch (a commit
+        // and its retry) is recorded once.
+        if !fresh.remove(&(entry.partition.name(), entry.id)) {
             continue;
         }
         recorded += 1;
@@ -486,7 +488,7 @@ async fn record_parts<'a>(
     };
     let orders: Vec<String> = parts.iter().map(|(e, _)| order_of(e)).collect();
     let partitions: Vec<String> = parts.iter().map(|(e, _)| e.partition.name()).collect();
-    let fresh: HashSet<(String, String)> = sqlx::query_as(
+    let mut fresh: HashSet<(String, String)> = sqlx::query_as(
         "INSERT INTO order_parts (order_id, partition)
          SELECT * FROM unnest($1::text[], $2::text[])
          ON CONFLICT DO NOTHING
@@ -500,7 +502,9 @@ async fn record_parts<'a>(
     .collect();
     let mut unsold = Vec::new();
     for ((entry, planned), order_id) in parts.into_iter().zip(orders) {
-        if !fresh.contains(&(order_id.clone(), entry.partition.name())) {
+        // Taken as it is seen: a second entry selling the same part in this
+        // batch (a partition that lost its last writes sold it again) is not.
+        if !fresh.remove(&(order_id.clone(), entry.partition.name())) {
             tracing::warn!(order = %order_id, outbox = %entry.id, partition = %entry.partition,
                 "part of a sale already in the ledger; entry ignored");
             unsold.push((entry.partition, entry.id));

@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use futures_util::future::join_all;
 use std::time::Duration;
-use stockhold::domain::{OrderId, ReservationId, ReserveRequest, Sku};
+use stockhold::domain::{OrderId, OutboxEvent, ReservationId, ReserveRequest, Sku, StreamId};
 use stockhold::reconciler::{Drain, Outcome};
 
 /// Commits made in Redis only (as while Postgres is away): `n` holds of one
@@ -105,4 +105,58 @@ async fn three_drains_at_once_add_every_commit_to_the_persisted_on_hand_exactly_
             .unwrap();
     assert_eq!((orders, lines), (150, 450));
     assert_eq!(app.counts("A").await.0, 850, "Redis on_hand");
+}
+
+#[tokio::test]
+async fn an_entry_named_twice_in_one_batch_is_recorded_once_with_its_change_of_on_hand() {
+    // Arrange: one sale of A and B that only Redis knows of, and no drain of
+    // the app's own in the way.
+    let app = spawn_app_with(|s| s.reconciler.drain_interval_ms = 3_600_000).await;
+    let skus: Vec<Sku> = ["A", "B"].iter().map(|s| Sku::parse(s).unwrap()).collect();
+    for s in &skus {
+        app.create_sku(s.as_str(), 10).await;
+    }
+    commit_in_redis_only(&app, &skus, 1).await;
+    let home = app.stock.engine.home_for(&req_lines(&skus));
+    let sale = app
+        .stock
+        .engine
+        .outbox_after(home, StreamId::default(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| matches!(e.event, OutboxEvent::Commit { .. }))
+        .expect("the sale's outbox entry");
+
+    // Act: one batch naming it twice (a commit and its retry), then the drain.
+    let recorded = app
+        .stock
+        .ledger
+        .record(&[sale.clone(), sale])
+        .await
+        .unwrap();
+    let drain = Drain::new(app.stock.clone(), 100, 2, Duration::from_secs(600));
+    run_until_idle(drain).await;
+
+    // Assert: one order, one movement per SKU, and the drain's on_hand
+    // counts the sale once.
+    assert_eq!(recorded, 1);
+    let (orders, movements): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM orders),
+                (SELECT count(*) FROM stock_movements WHERE kind = 'commit')",
+    )
+    .fetch_one(app.db())
+    .await
+    .unwrap();
+    assert_eq!((orders, movements), (1, 2));
+    for s in &skus {
+        let (raw, ledger): (i64, i64) = sqlx::query_as(
+            "SELECT s.on_hand, t.on_hand FROM skus s JOIN sku_stock t USING (sku) WHERE s.sku = $1",
+        )
+        .bind(s.as_str())
+        .fetch_one(app.db())
+        .await
+        .unwrap();
+        assert_eq!((raw, ledger), (9, 9), "{s}");
+    }
 }
