@@ -152,8 +152,15 @@ async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usiz
             OutboxEvent::Commit { .. } => orders.push((entry, planned)),
             OutboxEvent::Part { .. } => parts.push((entry, planned)),
             other => {
-                if let OutboxEvent::Return { return_id, at, .. } = other {
-                    returns.push((return_id.as_str(), *at));
+                if let OutboxEvent::Return {
+                    return_id,
+                    lines,
+                    at,
+                    ..
+                } = other
+                {
+                    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+                    returns.push((return_id.as_str(), skus, *at));
                 }
                 record_admin_change(tx, entry.id, other).await?;
                 moves.extend(entry, planned);
@@ -164,8 +171,8 @@ async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usiz
     unsold.extend(record_parts(tx, parts, &mut moves).await?);
     moves.insert(tx).await?;
     forget_deltas(tx, &unsold).await?;
-    for (return_id, at) in returns {
-        mark_restocked(tx, return_id, at).await?;
+    for (return_id, skus, at) in returns {
+        mark_restocked(tx, return_id, &skus, at).await?;
     }
     Ok(recorded)
 }
@@ -515,22 +522,28 @@ async fn record_parts<'a>(
     Ok(unsold)
 }
 
-/// Marks a restocking return as restocked once every one of its lines has
-/// its movement (a return over several partitions restocks each part with
-/// its own outbox entry).
+/// Marks the lines `skus` of a restocking return as back in on_hand, and the
+/// return as restocked once every one of its lines is (a return over several
+/// partitions restocks each part with its own outbox entry).
 async fn mark_restocked(
     tx: &mut Tx<'_>,
     return_id: &str,
+    skus: &[&str],
     at: DateTime<Utc>,
 ) -> Result<(), LedgerError> {
     sqlx::query(
+        "UPDATE return_lines SET restocked = true
+         WHERE return_id = $1 AND sku = ANY($2) AND NOT restocked",
+    )
+    .bind(return_id)
+    .bind(skus)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
         "UPDATE returns SET restocked_at = $2
          WHERE return_id = $1 AND restocked_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM return_lines rl
-                           WHERE rl.return_id = $1
-                             AND NOT EXISTS (SELECT 1 FROM stock_movements m
-                                             WHERE m.sku = rl.sku AND m.kind = 'return'
-                                               AND m.ref = $1))",
+           AND NOT EXISTS (SELECT 1 FROM return_lines
+                           WHERE return_id = $1 AND NOT restocked)",
     )
     .bind(return_id)
     .bind(at)

@@ -434,3 +434,39 @@ async fn the_same_return_id_with_other_lines_or_restock_is_409_idempotency_confl
         assert_problem(res, 409, "idempotency_conflict").await;
     }
 }
+
+#[tokio::test]
+async fn a_restocking_return_is_marked_restocked_once_every_line_is_back() {
+    // Arrange
+    let app = app_with_order().await;
+
+    // Act
+    let res = app
+        .return_order(
+            "ord-1",
+            json!({ "return_id": "rma-7", "lines": lines(&[("A", 2), ("B", 1)]), "restock": true }),
+        )
+        .await;
+
+    // Assert: both lines back in on_hand and in the ledger, so the drain
+    // has no cut-off restock to finish.
+    body_of(res, 201).await;
+    assert_eq!(app.persisted_on_hand("A").await, Some(9));
+    assert_eq!(app.persisted_on_hand("B").await, Some(5));
+    let (restocked, lines_back): (bool, i64) = sqlx::query_as(
+        "SELECT r.restocked_at IS NOT NULL,
+                (SELECT count(*) FROM return_lines l WHERE l.return_id = r.return_id AND l.restocked)
+         FROM returns r WHERE r.return_id = 'rma-7'",
+    )
+    .fetch_one(app.db())
+    .await
+    .unwrap();
+    assert_eq!((restocked, lines_back), (true, 2));
+    let pending = app
+        .stock
+        .ledger
+        .pending_restocks(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+}
