@@ -341,16 +341,9 @@ async fn forget_deltas(
 }
 
 /// Movement rows to append, in `COPY`'s binary format.
+#[derive(Default)]
 struct Movements {
     rows: BinaryRows,
-}
-
-impl Default for Movements {
-    fn default() -> Self {
-        Movements {
-            rows: BinaryRows::new(),
-        }
-    }
 }
 
 impl Movements {

@@ -14,16 +14,18 @@ pub(super) struct BinaryRows {
     rows: usize,
 }
 
-impl BinaryRows {
+impl Default for BinaryRows {
     /// No rows yet: the format's header.
-    pub fn new() -> Self {
+    fn default() -> Self {
         let mut buf = Vec::with_capacity(8192);
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
         buf.extend_from_slice(&0i32.to_be_bytes()); // no header extension
         BinaryRows { buf, rows: 0 }
     }
+}
 
+impl BinaryRows {
     /// Starts a row of `fields` fields.
     pub fn row(&mut self, fields: i16) {
         self.buf.extend_from_slice(&fields.to_be_bytes());
@@ -71,7 +73,7 @@ mod tests {
 
     #[test]
     fn a_row_is_its_field_count_then_each_field_with_its_length() {
-        let mut rows = BinaryRows::new();
+        let mut rows = BinaryRows::default();
         rows.row(2);
         rows.text("A");
         rows.int8(-3);
@@ -89,7 +91,7 @@ mod tests {
 
     #[test]
     fn timestamps_count_microseconds_from_2000() {
-        let mut rows = BinaryRows::new();
+        let mut rows = BinaryRows::default();
         rows.timestamptz(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 1).unwrap());
         let bytes = rows.finish();
         assert_eq!(
