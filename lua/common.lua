@@ -31,7 +31,16 @@
 --                               short TTL the owner renews (lua/lease.lua)
 --   base.."lost-at"       string  ms of the last rebuild that may have lost
 --                               holds (restart, failover, data loss)
---   base.."marks:"..id    string  adjustment / return ids already applied
+--   base.."marks:"..id    string  adjustment / return / transfer ids already
+--                               applied
+--   base.."bk"            hash  sku -> "buckets span" of a SKU spread over
+--                               several partitions (hot-SKU buckets), in its
+--                               own partition only (its bucket 0); bucket b
+--                               is partition (own + b) mod partitions, with
+--                               the SKU's own avail/onhand/rules fields there
+--   base.."xfer"          hash  transfer id -> "sku units to": units taken
+--                               here for another bucket, not yet given
+--   base.."xfers"         zset  those transfer ids by when they were taken
 --   base.."moving"        never exists: see fence()
 --   base.."watches"       zset  token of each reconciliation reading the
 --                               live holds -> ms it is abandoned after
@@ -399,6 +408,14 @@ local function read_sku(base, sku)
   local a_num = tonumber(a)
   return { avail = a_num, on_hand = on_hand, held = on_hand + bo - a_num, bo = bo,
     pcl = pcl, ssa = ssa }
+end
+
+-- A SKU's buckets and span (1 1 unless spread over several partitions).
+local function buckets_of(base, sku)
+  local bk = redis.call('HGET', base .. 'bk', sku)
+  if not bk then return 1, 1 end
+  local n, span = string.match(bk, '^(%d+) (%d+)$')
+  return tonumber(n), tonumber(span)
 end
 
 -- Writes a SKU's settings: bo (0 = none), pcl and ssa ('' = none).

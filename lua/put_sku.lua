@@ -8,16 +8,26 @@
 -- ARGV[4]  backorder_limit, or '' to keep it (0 when new)
 -- ARGV[5]  per_customer_limit, '' to keep it, '-' to remove it
 -- ARGV[6]  sale_starts_at in ms, '' to keep it, '-' to remove it
+-- ARGV[7]  buckets, '' to keep it
+--
+-- Runs in the SKU's own partition (its bucket 0): with buckets, on_hand
+-- here is bucket 0's share (the caller turns a total into it), and
+-- base.."bk" keeps "buckets span" (span: the most buckets ever set, the
+-- partitions that may still hold units of the SKU).
 --
 -- Returns one of
 --   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
---   {'created'|'updated', on_hand, held, bo, pcl, ssa, outbox_id}
---        pcl/ssa '' when none; outbox_id '' when nothing changed
+--   {'created'|'updated', on_hand, held, bo, pcl, ssa, outbox_id, bk}
+--        pcl/ssa '' when none; outbox_id '' when nothing changed; bk
+--        "buckets span"
 --   {'on_hand_required'}
 --   {'insufficient', requested_available, held}  the change would leave
 --        available below 0 (on_hand + backorder_limit below held)
+--   {'bucket_backorder'}  buckets > 1 with a backorder limit
+--   {'bucket_limit'}  buckets would change while the SKU keeps a
+--        per-customer limit (each customer's count lives in one bucket)
 -- Outbox entry (only when something changed):
---   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa at
+--   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa bk at
 local base, sku = ARGV[1], ARGV[2]
 if not ready(base) then return { 'not_ready' } end
 local old = read_sku(base, sku)
@@ -33,20 +43,28 @@ local function setting(arg, was)
   return arg
 end
 local pcl, ssa = setting(ARGV[5], old.pcl), setting(ARGV[6], old.ssa)
+local old_n, span = buckets_of(base, sku)
+local n = ARGV[7] ~= '' and tonumber(ARGV[7]) or old_n
+if n > 1 and bo ~= 0 then return { 'bucket_backorder' } end
+if n ~= old_n and old.pcl ~= '' and pcl ~= '' then return { 'bucket_limit' } end
+if n > span then span = n end
 if on_hand + bo < held then
   return { 'insufficient', int(on_hand + bo), int(held) }
 end
 
 local changed = created or on_hand ~= old.on_hand or bo ~= old.bo
-  or pcl ~= old.pcl or ssa ~= old.ssa
+  or pcl ~= old.pcl or ssa ~= old.ssa or n ~= old_n
+local bk = int(n) .. ' ' .. int(span)
 redis.call('HSET', base .. 'onhand', sku, int(on_hand))
+if span > 1 then redis.call('HSET', base .. 'bk', sku, bk) end
 redis.call('HSET', KEYS[1], sku, int(on_hand + bo - held))
 write_settings(base, sku, bo, pcl, ssa)
 local outbox_id = ''
 if changed then
   outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'sku', 'sku', sku,
     'created', created and '1' or '0', 'delta', int(on_hand - old.on_hand),
-    'on_hand_after', int(on_hand), 'bo', int(bo), 'pcl', pcl, 'ssa', ssa,
+    'on_hand_after', int(on_hand), 'bo', int(bo), 'pcl', pcl, 'ssa', ssa, 'bk', bk,
     'at', int(now_ms()))
 end
-return { created and 'created' or 'updated', int(on_hand), int(held), int(bo), pcl, ssa, outbox_id }
+return { created and 'created' or 'updated', int(on_hand), int(held), int(bo), pcl, ssa, outbox_id,
+  bk }

@@ -10,10 +10,13 @@
 --          the on_hand deltas of entries after R (made since the caller read)
 -- ARGV[4]  the rebuild lease's owner (mode 'rebuild'; '' otherwise)
 -- ARGV[5]  the token of the watch (watch.lua) the caller read the holds under
--- ARGV[6]  number of SKUs n, then 6 values per SKU from ARGV[7] on: sku,
+-- ARGV[6]  number of SKUs n, then 7 values per SKU from ARGV[7] on: sku,
 --          on_hand expected before the entries after R, held by the live
 --          holds as they were when the watch began, backorder_limit,
---          per_customer_limit ('' = none), sale_starts_at ms ('' = none)
+--          per_customer_limit ('' = none), sale_starts_at ms ('' = none),
+--          "buckets span" of a spread SKU in its own partition ('' = not
+--          spread; '-' = this partition is another of its buckets), which
+--          modes other than 'check' keep in base.."bk"
 --
 -- Returns {'lease_lost'} (nothing done) in mode 'rebuild' when the caller no
 -- longer holds the rebuild lease; {'rewatch'} (nothing done) when the watch
@@ -35,7 +38,7 @@ local watches, touched_key = base .. 'watches', base .. 'touched:' .. ARGV[5]
 if not redis.call('ZSCORE', watches, ARGV[5]) then return { 'rewatch' } end
 redis.call('ZADD', watches, now_ms() + WATCH_TTL_MS, ARGV[5])
 local n = tonumber(ARGV[6])
-local first, width = 7, 6 -- ARGV[first + i * width ..] is SKU i's row
+local first, width = 7, 7 -- ARGV[first + i * width ..] is SKU i's row
 local skus, expected_on_hand, expected_held = {}, {}, {}
 for i = 0, n - 1 do
   local j = first + i * width
@@ -106,6 +109,19 @@ for i, sku in ipairs(skus) do
       for _, x in ipairs({ sku, int(want_on_hand + bo - want_held) }) do write_avail[#write_avail + 1] = x end
       if not present then
         write_settings(base, sku, bo, ARGV[j + 4], ARGV[j + 5])
+      end
+    end
+  end
+end
+if mode ~= 'check' then
+  local bks = redis.call('HMGET', base .. 'bk', unpack(skus))
+  for i, sku in ipairs(skus) do
+    local want = ARGV[first + (i - 1) * width + 6]
+    if want ~= '-' and want ~= (bks[i] or '') then
+      if want == '' then
+        redis.call('HDEL', base .. 'bk', sku)
+      else
+        redis.call('HSET', base .. 'bk', sku, want)
       end
     end
   end

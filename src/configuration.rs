@@ -120,6 +120,8 @@ pub struct ReconcilerSettings {
     pub drain_batch: usize,
     /// How long persisted entries stay in the stream.
     pub outbox_retention_seconds: u64,
+    /// Balancer period (hot-SKU buckets).
+    pub balance_interval_ms: u64,
 }
 
 /// `[telemetry]`.
@@ -280,6 +282,9 @@ impl Settings {
             problems.push(
                 "reconciler.reaper_interval_ms must be 1 to 1000 (expiry promise: 2 s)".into(),
             );
+        }
+        if r.balance_interval_ms == 0 {
+            problems.push("reconciler.balance_interval_ms must be at least 1".into());
         }
         if r.reaper_batch == 0 || r.drain_batch == 0 || r.drain_interval_ms == 0 {
             problems.push("reconciler batches and intervals must be at least 1".into());

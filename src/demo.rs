@@ -30,6 +30,7 @@ pub async fn load(stock: &Stock) -> anyhow::Result<usize> {
             continue;
         }
         let req = PutSkuRequest {
+            buckets: None,
             on_hand: Some(on_hand),
             backorder_limit: Some(backorder_limit),
             per_customer_limit,

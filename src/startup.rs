@@ -5,7 +5,7 @@ use crate::configuration::Settings;
 use crate::engine::Engine;
 use crate::http::{self, auth::ApiKeys};
 use crate::ledger::Ledger;
-use crate::reconciler::{self, Drain, Readiness, Reaper, RebuildGuard, Reconciler};
+use crate::reconciler::{self, Balancer, Drain, Readiness, Reaper, RebuildGuard, Reconciler};
 use crate::service::Stock;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -201,6 +201,7 @@ fn spawn_background(
 ) -> Vec<JoinHandle<()>> {
     let r = &settings.reconciler;
     let reaper = Reaper::new(stock.engine.clone(), r.reaper_batch);
+    let balancer = Balancer::new(stock.engine.clone(), stock.ledger.clone());
     let drain = Drain::new(
         stock.clone(),
         r.drain_batch,
@@ -216,6 +217,16 @@ fn spawn_background(
             move || {
                 let reaper = reaper.clone();
                 async move { reaper.try_execute_task().await }
+            },
+        ),
+        reconciler::spawn(
+            "balancer",
+            Duration::from_millis(r.balance_interval_ms),
+            None,
+            shutdown.clone(),
+            move || {
+                let balancer = balancer.clone();
+                async move { balancer.try_execute_task().await }
             },
         ),
         reconciler::spawn(

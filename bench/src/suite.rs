@@ -877,6 +877,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         // the mean of the two); each also through the engine directly.
         if Workload::TIER.iter().any(|w| opts.workloads.contains(w)) {
             let none = PutSkuRequest {
+                buckets: None,
                 on_hand: Some(0),
                 backorder_limit: None,
                 per_customer_limit: Setting::Keep,

@@ -25,6 +25,9 @@ pub struct SkuView {
     pub per_customer_limit: Option<i64>,
     /// When the SKU goes on sale, if not yet.
     pub sale_starts_at: Option<DateTime<Utc>>,
+    /// Partitions its stock is spread over (hot-SKU buckets), if spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<u16>,
 }
 
 /// `PUT /v1/skus/{sku}`: create a SKU (`on_hand` required) or change it
@@ -43,6 +46,9 @@ pub struct PutSku {
     /// `None`: keep; `Some(None)`: on sale now; `Some(Some(t))`: on sale from `t`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sale_starts_at: Option<Option<DateTime<Utc>>>,
+    /// Hot-SKU buckets: partitions to spread the stock over (1 = its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<u16>,
 }
 
 impl PutSku {
@@ -63,6 +69,12 @@ impl PutSku {
     /// Sets the per-customer limit.
     pub fn per_customer_limit(mut self, limit: i64) -> Self {
         self.per_customer_limit = Some(Some(limit));
+        self
+    }
+
+    /// Spreads the stock over `n` partitions (hot-SKU buckets).
+    pub fn buckets(mut self, n: u16) -> Self {
+        self.buckets = Some(n);
         self
     }
 

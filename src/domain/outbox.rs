@@ -54,6 +54,10 @@ pub struct SkuSettings {
     pub per_customer_limit: Option<i64>,
     /// When sales start, if set.
     pub sale_starts_at: Option<DateTime<Utc>>,
+    /// Partitions the SKU's stock is spread over (1: its own only).
+    pub buckets: i32,
+    /// The most partitions it was ever spread over.
+    pub bucket_span: i32,
 }
 
 /// What an outbox entry records.
@@ -110,6 +114,20 @@ pub enum OutboxEvent {
         /// When the sale was made (the home's time).
         at: DateTime<Utc>,
     },
+    /// Units moved between two buckets of a SKU spread over several
+    /// partitions: taken (negative) in one, given (positive) in the other.
+    Transfer {
+        /// The SKU.
+        sku: Sku,
+        /// The transfer's id (both entries carry it).
+        transfer_id: String,
+        /// Change of this bucket's on_hand.
+        delta: i64,
+        /// This bucket's on_hand right after.
+        on_hand_after: i64,
+        /// When (Redis time).
+        at: DateTime<Utc>,
+    },
     /// Returned units put back into `on_hand`.
     Return {
         /// The client's id of the return.
@@ -142,9 +160,9 @@ impl OutboxEvent {
             OutboxEvent::Commit { sold, .. } | OutboxEvent::Part { sold, .. } => {
                 sold.iter().map(|s| (&s.sku, -s.qty)).collect()
             }
-            OutboxEvent::Sku { sku, delta, .. } | OutboxEvent::Adjustment { sku, delta, .. } => {
-                vec![(sku, *delta)]
-            }
+            OutboxEvent::Sku { sku, delta, .. }
+            | OutboxEvent::Adjustment { sku, delta, .. }
+            | OutboxEvent::Transfer { sku, delta, .. } => vec![(sku, *delta)],
             OutboxEvent::Return { lines, .. } => lines.iter().map(|l| (&l.sku, l.qty)).collect(),
         }
     }

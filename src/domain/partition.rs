@@ -69,6 +69,19 @@ impl Partitions {
         self.of_name(sku.as_str())
     }
 
+    /// The partition of bucket `b` of a SKU spread over several (bucket 0
+    /// is the SKU's own partition).
+    pub fn bucket(self, sku: &Sku, b: u16) -> Partition {
+        Partition((self.of_sku(sku).0 + b % self.count) % self.count)
+    }
+
+    /// The bucket, of `buckets`, that a customer's lines of a spread SKU
+    /// always go to (where the customer's count for a per-customer limit
+    /// lives).
+    pub fn bucket_of_customer(self, customer: &str, buckets: u16) -> u16 {
+        (mix(fnv1a(customer.as_bytes())) % u64::from(buckets.max(1))) as u16
+    }
+
     /// The home partition written in a reservation id.
     pub fn home_of(self, id: &ReservationId) -> Partition {
         Partition(id.home_hint() % self.count)

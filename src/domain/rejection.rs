@@ -93,4 +93,12 @@ pub enum Rejection {
     /// A new SKU needs `on_hand`.
     #[error("on_hand required")]
     OnHandRequired,
+    /// A setting that cannot be taken as the SKU stands.
+    #[error("setting refused")]
+    BadSetting {
+        /// The field.
+        field: &'static str,
+        /// Why, in words.
+        message: &'static str,
+    },
 }

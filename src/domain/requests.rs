@@ -163,6 +163,9 @@ pub enum Setting<T> {
     Set(T),
 }
 
+/// Most partitions a hot SKU's stock may spread over.
+pub const MAX_BUCKETS: i64 = 16;
+
 /// `PUT /v1/skus/{sku}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutSkuRequest {
@@ -174,6 +177,8 @@ pub struct PutSkuRequest {
     pub per_customer_limit: Setting<i64>,
     /// New sale start.
     pub sale_starts_at: Setting<DateTime<Utc>>,
+    /// New number of hot-SKU buckets.
+    pub buckets: Option<u16>,
 }
 
 impl PutSkuRequest {
@@ -186,6 +191,7 @@ impl PutSkuRequest {
                 "backorder_limit",
                 "per_customer_limit",
                 "sale_starts_at",
+                "buckets",
             ],
         )?;
         let on_hand = b.int("on_hand", 0, MAX_STOCK);
@@ -210,12 +216,17 @@ impl PutSkuRequest {
                 }
             },
         };
+        let buckets = b.int("buckets", 1, MAX_BUCKETS).map(|n| n as u16);
+        if buckets.is_some_and(|n| n > 1) && backorder_limit.is_some_and(|bo| bo > 0) {
+            b.fail("buckets", "cannot spread a SKU with a backorder limit");
+        }
         b.finish()?;
         Ok(PutSkuRequest {
             on_hand,
             backorder_limit,
             per_customer_limit,
             sale_starts_at,
+            buckets,
         })
     }
 }

@@ -51,6 +51,8 @@ pub struct SkuView {
     pub per_customer_limit: Option<i64>,
     /// When the SKU may first be held, if in the future.
     pub sale_starts_at: Option<DateTime<Utc>>,
+    /// Partitions its stock is spread over (hot-SKU buckets; 1 = none).
+    pub buckets: u16,
 }
 
 impl SkuView {
@@ -86,6 +88,7 @@ mod tests {
             backorder_limit: 1,
             per_customer_limit: None,
             sale_starts_at: None,
+            buckets: 1,
         };
         assert_eq!(view.available(), 0);
     }

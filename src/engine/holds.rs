@@ -147,8 +147,19 @@ impl Engine {
         id: &ReservationId,
         req: &ReserveRequest,
     ) -> Result<Reserved, EngineError> {
+        let groups = self.place(&req.lines, req.customer_id.as_deref());
+        self.reserve_in(id, req, groups).await
+    }
+
+    /// Holds every line of `req` under `id`, or nothing, each group of
+    /// lines in its partition.
+    pub(super) async fn reserve_in(
+        &self,
+        id: &ReservationId,
+        req: &ReserveRequest,
+        groups: BTreeMap<Partition, Vec<(Sku, i64)>>,
+    ) -> Result<Reserved, EngineError> {
         let home = self.keys.home(id);
-        let groups = self.by_partition(&req.lines);
         let reserved = if groups.len() == 1 && groups.contains_key(&home) {
             let reply = self
                 .reserve_script(home, id, req, "", None, &req.lines)
@@ -512,7 +523,86 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(reservation = %id, lines = req.lines.len()))]
     pub async fn patch(&self, id: &ReservationId, req: &PatchRequest) -> Result<Hold, EngineError> {
         let home = self.keys.home(id);
-        let groups = self.by_partition(&req.lines);
+        let mut groups = self.by_partition(&req.lines);
+        let spread = req.lines.iter().any(|(s, _)| self.spread_of(s).is_some());
+        if spread || groups.keys().any(|p| *p != home) {
+            // A line of a spread SKU lives in one of its buckets: where the
+            // hold has it, else where a new one goes.
+            let (record, _) = self.record(home, id).await?.ok_or(Rejection::NotFound)?;
+            groups = self.locate(id, home, &record, &req.lines).await?;
+        }
+        let first = self.patch_in(id, req, home, groups.clone()).await;
+        let Err(EngineError::Rejected(Rejection::Insufficient(short))) = &first else {
+            return first;
+        };
+        let mut gathered = 0;
+        for s in short {
+            if let Some(spread) = self.spread_of(&s.sku) {
+                if let Some((p, _)) = groups
+                    .iter()
+                    .find(|(_, lines)| lines.iter().any(|(sku, _)| *sku == s.sku))
+                {
+                    gathered += self.gather(&s.sku, spread, *p, s.requested).await?;
+                }
+            }
+        }
+        let again = if gathered > 0 {
+            self.patch_in(id, req, home, groups).await
+        } else {
+            first
+        };
+        match again {
+            Err(EngineError::Rejected(Rejection::Insufficient(short))) => {
+                Err(Rejection::Insufficient(self.with_totals(short).await?).into())
+            }
+            other => other,
+        }
+    }
+
+    /// Where each of `lines` of hold `id` lives: with the hold's line of
+    /// that SKU (home or a part), else where a new line goes.
+    async fn locate(
+        &self,
+        id: &ReservationId,
+        home: Partition,
+        record: &Record,
+        lines: &[(Sku, i64)],
+    ) -> Result<BTreeMap<Partition, Vec<(Sku, i64)>>, EngineError> {
+        let mut parts: Option<Vec<(Partition, Vec<Sku>)>> = None;
+        let mut groups: BTreeMap<Partition, Vec<(Sku, i64)>> = BTreeMap::new();
+        for (sku, qty) in lines {
+            let at = if record.lines.iter().any(|(s, _)| s == sku) {
+                home
+            } else if record.basket.iter().any(|s| s == sku.as_str()) {
+                if parts.is_none() {
+                    let mut found = Vec::new();
+                    for p in record.parts.iter().map(|p| Partition(*p)) {
+                        if let Some((part, _)) = self.record(p, id).await? {
+                            found.push((p, part.lines.into_iter().map(|(s, _)| s).collect()));
+                        }
+                    }
+                    parts = Some(found);
+                }
+                parts
+                    .iter()
+                    .flatten()
+                    .find(|(_, skus)| skus.contains(sku))
+                    .map_or_else(|| self.keys.of_sku(sku), |(p, _)| *p)
+            } else {
+                self.place_line(sku, record.customer_id.as_deref())
+            };
+            groups.entry(at).or_default().push((sku.clone(), *qty));
+        }
+        Ok(groups)
+    }
+
+    async fn patch_in(
+        &self,
+        id: &ReservationId,
+        req: &PatchRequest,
+        home: Partition,
+        groups: BTreeMap<Partition, Vec<(Sku, i64)>>,
+    ) -> Result<Hold, EngineError> {
         if groups.keys().all(|p| *p == home) {
             let reply = self
                 .patch_script(home, id, req, "", "", None, &req.lines)

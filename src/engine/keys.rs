@@ -106,6 +106,12 @@ impl PartKeys<'_> {
         format!("{}rules", self.base)
     }
 
+    /// "buckets span" of SKUs spread over several partitions (hash; in the
+    /// SKU's own partition).
+    pub fn buckets(&self) -> String {
+        format!("{}bk", self.base)
+    }
+
     /// A hold's record in this partition (string, lua/common.lua).
     pub fn hold(&self, id: &ReservationId) -> String {
         format!("{}hold:{id}", self.base)

@@ -2,6 +2,7 @@
 //! of live counts is one Lua script call (`lua/`), so it is all-or-nothing
 //! and atomic with respect to every other change.
 
+mod buckets;
 mod cluster;
 mod connections;
 mod holds;
@@ -13,6 +14,7 @@ mod replies;
 mod scripts;
 mod skus;
 
+pub use buckets::Spread;
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
 pub use recovery::{HoldIndex, LeaseOp, ServerState};
@@ -179,6 +181,8 @@ pub struct Engine {
     scripts: Arc<Scripts>,
     watch: Arc<Watch>,
     call_timeout: Duration,
+    /// SKUs spread over several partitions (hot-SKU buckets), by name.
+    spread: Arc<std::sync::RwLock<std::collections::HashMap<String, Spread>>>,
 }
 
 impl Engine {
@@ -200,6 +204,7 @@ impl Engine {
             scripts: Arc::new(Scripts::load()),
             watch: Arc::new(Watch::new(partitions)),
             call_timeout,
+            spread: Arc::default(),
         })
     }
 
@@ -447,6 +452,7 @@ fn sku_view(
         } else {
             Some(replies::time(ssa)?)
         },
+        buckets: 1,
     })
 }
 

@@ -283,7 +283,7 @@ impl Engine {
         index: &HoldIndex,
         rows: &[(&crate::ledger::SkuRecord, i64)],
     ) -> Result<Option<(Vec<Drift>, usize)>, EngineError> {
-        let mut args = Vec::with_capacity(6 + rows.len() * 6);
+        let mut args = Vec::with_capacity(6 + rows.len() * 7);
         let keys = self.keys.part(p);
         args.extend([
             keys.base().to_owned(),
@@ -310,6 +310,12 @@ impl Engine {
                     .map(|t| t.timestamp_millis().to_string())
                     .unwrap_or_default(),
             );
+            // Bucket 0 keeps how the SKU is spread; '-': another bucket.
+            args.push(match (record.bucket, record.bucket_span) {
+                (0, 1) => String::new(),
+                (0, span) => format!("{} {span}", record.buckets),
+                _ => "-".to_owned(),
+            });
         }
         let reply = self
             .script(p, &self.scripts.reconcile, keys.expiry(), args)

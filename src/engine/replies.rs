@@ -75,6 +75,15 @@ pub(crate) fn rejection(reply: &Reply) -> anyhow::Result<Option<Rejection>> {
         "empty" => Rejection::Empty,
         "order_taken" => Rejection::OrderTaken,
         "on_hand_required" => Rejection::OnHandRequired,
+        "bucket_backorder" => Rejection::BadSetting {
+            field: "buckets",
+            message: "cannot spread a SKU with a backorder limit",
+        },
+        "bucket_limit" => Rejection::BadSetting {
+            field: "buckets",
+            message: "can only change while the SKU has no per_customer_limit \
+                      (each customer's count lives in one bucket)",
+        },
         "unknown_sku" => Rejection::UnknownSku(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?),
         "customer_required" => {
             Rejection::CustomerRequired(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?)
@@ -346,6 +355,17 @@ pub(crate) fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
         .collect()
 }
 
+/// "buckets span" as the scripts keep it ('' for a SKU never spread: 1 1).
+pub(crate) fn buckets(bk: &str) -> anyhow::Result<(i32, i32)> {
+    if bk.is_empty() {
+        return Ok((1, 1));
+    }
+    let (n, span) = bk
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("bad buckets {bk:?}"))?;
+    Ok((n.parse()?, span.parse()?))
+}
+
 /// An outbox stream entry (fields as the scripts write them).
 pub(crate) fn outbox_entry(
     partition: Partition,
@@ -397,6 +417,8 @@ pub(crate) fn outbox_entry(
                 backorder_limit: number(get("bo"))?,
                 per_customer_limit: optional(get("pcl")).map(|s| number(&s)).transpose()?,
                 sale_starts_at: optional(get("ssa")).map(|s| time(&s)).transpose()?,
+                buckets: buckets(get("bk"))?.0,
+                bucket_span: buckets(get("bk"))?.1,
             },
             at: time(get("at"))?,
         },
@@ -406,6 +428,13 @@ pub(crate) fn outbox_entry(
             delta: number(get("delta"))?,
             on_hand_after: number(get("on_hand_after"))?,
             reason: optional(get("reason")),
+            at: time(get("at"))?,
+        },
+        "transfer" => OutboxEvent::Transfer {
+            sku: sku(get("sku"))?,
+            transfer_id: get("xfer").to_owned(),
+            delta: number(get("delta"))?,
+            on_hand_after: number(get("on_hand_after"))?,
             at: time(get("at"))?,
         },
         "return" => OutboxEvent::Return {

@@ -31,6 +31,8 @@ pub(crate) struct Scripts {
     pub finish_stage: Script,
     pub commit_part: Script,
     pub end_part: Script,
+    pub bucket: Script,
+    pub transfer: Script,
 }
 
 impl Scripts {
@@ -55,6 +57,8 @@ impl Scripts {
             finish_stage: with_common(include_str!("../../lua/finish_stage.lua")),
             commit_part: with_common(include_str!("../../lua/commit_part.lua")),
             end_part: with_common(include_str!("../../lua/end_part.lua")),
+            bucket: with_common(include_str!("../../lua/bucket.lua")),
+            transfer: with_common(include_str!("../../lua/transfer.lua")),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! it; a restock and an availability read over several SKUs take one per
 //! partition.
 
-use super::{pairs, rejection_or_bug, sku_view, Adjusted, Engine, EngineError, EntryRef, SkuPut};
+use super::{
+    pairs, rejection_or_bug, replies, sku_view, Adjusted, Engine, EngineError, EntryRef, SkuPut,
+    Spread,
+};
 use crate::domain::{
     AdjustmentRequest, OrderId, Partition, PutSkuRequest, Rejection, Setting, Shortage, Sku,
     SkuView,
@@ -31,26 +34,69 @@ impl Engine {
             Setting::Clear => Setting::Clear,
             Setting::Keep => Setting::Keep,
         };
+        if req.buckets.is_some_and(|n| n > self.partitions().count()) {
+            return Err(Rejection::BadSetting {
+                field: "buckets",
+                message: "may not exceed the number of partitions (redis.partitions)",
+            }
+            .into());
+        }
         let p = self.keys.of_sku(sku);
         let keys = self.keys.part(p);
+        // Spread over buckets, bucket 0 keeps on_hand less what the others
+        // have: the others' available units are gathered into it first, so
+        // what they keep is what their holds need.
+        let mut on_hand = req.on_hand;
+        let spread = self.spread_in_redis(sku).await?;
+        if let (Some(total), Some(spread)) = (req.on_hand, spread) {
+            self.gather(sku, spread, p, i64::MAX / 4).await?;
+            let (mut others, mut held) = (0, 0);
+            self.add_buckets(sku, spread.span, &mut others, &mut held)
+                .await?;
+            if total < others {
+                return Err(Rejection::BelowHeld {
+                    sku: sku.clone(),
+                    requested: total,
+                    held,
+                }
+                .into());
+            }
+            on_hand = Some(total - others);
+        }
         let args = vec![
             keys.base().to_owned(),
             sku.to_string(),
-            opt(req.on_hand),
+            opt(on_hand),
             opt(req.backorder_limit),
             setting(pcl),
             setting(ssa),
+            opt(req.buckets.map(i64::from)),
         ];
         let reply = self
             .write_script(p, &self.scripts.put_sku, keys.avail(), args)
             .await?;
         let f = &reply.fields;
         match reply.code.as_str() {
-            "created" | "updated" => Ok(SkuPut {
-                view: sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
-                created: reply.code == "created",
-                outbox: f[5].parse().ok().map(|id| (p, id)),
-            }),
+            "created" | "updated" => {
+                let mut view = sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?;
+                let (buckets, span) = replies::buckets(&f[6])?;
+                let spread = Spread {
+                    buckets: buckets as u16,
+                    span: span as u16,
+                };
+                self.note_spread(sku, spread);
+                if spread.span > 1 {
+                    self.set_up_buckets(sku, spread).await?;
+                    if let Some(v) = self.sku(sku).await? {
+                        view = v;
+                    }
+                }
+                Ok(SkuPut {
+                    view,
+                    created: reply.code == "created",
+                    outbox: f[5].parse().ok().map(|id| (p, id)),
+                })
+            }
             "insufficient" => Err(Rejection::BelowHeld {
                 sku: sku.clone(),
                 requested: f[0].parse().context("put_sku reply")?,
@@ -64,6 +110,34 @@ impl Engine {
     /// Changes a SKU's on_hand by `delta`, once per adjustment id.
     #[tracing::instrument(skip_all, fields(sku = %sku))]
     pub async fn adjust(
+        &self,
+        sku: &Sku,
+        req: &AdjustmentRequest,
+    ) -> Result<Adjusted, EngineError> {
+        let first = self.adjust_bucket_0(sku, req).await;
+        let Some(spread) = self.spread_of(sku) else {
+            return first;
+        };
+        // Spread over buckets: a decrease may need the units available in
+        // the others; the answer shows the SKU's totals.
+        let done = match first {
+            Err(EngineError::Rejected(Rejection::Insufficient(_))) => {
+                self.gather(sku, spread, self.keys.of_sku(sku), i64::MAX / 4)
+                    .await?;
+                self.adjust_bucket_0(sku, req).await?
+            }
+            other => other?,
+        };
+        match done {
+            Adjusted::Applied(_, entry) => {
+                let view = self.sku(sku).await?.ok_or(Rejection::SkuNotFound)?;
+                Ok(Adjusted::Applied(view, entry))
+            }
+            before => Ok(before),
+        }
+    }
+
+    async fn adjust_bucket_0(
         &self,
         sku: &Sku,
         req: &AdjustmentRequest,
@@ -141,16 +215,36 @@ impl Engine {
         let keys = self.keys.part(self.keys.of_sku(sku));
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for key in [keys.avail(), keys.on_hand(), keys.backorder(), keys.rules()] {
+        for key in [
+            keys.avail(),
+            keys.on_hand(),
+            keys.backorder(),
+            keys.rules(),
+            keys.buckets(),
+        ] {
             pipe.cmd("HGET").arg(key).arg(sku.as_str());
         }
-        let (avail, on_hand, bo, rules): (Option<i64>, Option<i64>, Option<i64>, Option<String>) =
-            self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
-                .await?;
+        type Row = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let (avail, on_hand, bo, rules, bk): Row = self
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
         let Some(avail) = avail else {
             return Ok(None);
         };
-        let (on_hand, bo) = (on_hand.unwrap_or(0), bo.unwrap_or(0));
+        let (mut on_hand, bo) = (on_hand.unwrap_or(0), bo.unwrap_or(0));
+        let mut held = on_hand + bo - avail;
+        // Spread over buckets: the others added, each read at its instant.
+        let (buckets, span) = replies::buckets(bk.as_deref().unwrap_or(""))?;
+        if span > 1 {
+            self.add_buckets(sku, span as u16, &mut on_hand, &mut held)
+                .await?;
+        }
         let rules = rules.unwrap_or_default();
         let (pcl, ssa) = rules.split_once(' ').unwrap_or(("-", "-"));
         let setting = |v: &str| -> String {
@@ -160,23 +254,47 @@ impl Engine {
                 v.to_owned()
             }
         };
-        Ok(Some(sku_view(
+        let mut view = sku_view(
             sku,
             &on_hand.to_string(),
-            &(on_hand + bo - avail).to_string(),
+            &held.to_string(),
             &bo.to_string(),
             &setting(pcl),
             &setting(ssa),
-        )?))
+        )?;
+        view.buckets = buckets as u16;
+        Ok(Some(view))
+    }
+
+    /// How a SKU is spread, as its bucket 0 says (not this instance's
+    /// knowledge, which may be a second old).
+    async fn spread_in_redis(&self, sku: &Sku) -> Result<Option<Spread>, EngineError> {
+        let key = self.keys.part(self.keys.of_sku(sku)).buckets();
+        let name = sku.to_string();
+        let bk: Option<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("HGET")
+                    .arg(key)
+                    .arg(name)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let (buckets, span) = replies::buckets(bk.as_deref().unwrap_or(""))?;
+        Ok((span > 1).then_some(Spread {
+            buckets: buckets as u16,
+            span: span as u16,
+        }))
     }
 
     /// `available` of each SKU (`None` for unknown SKUs): one command per
     /// partition asked, all at once.
+    /// A SKU spread over buckets (its own partition says so, read with its
+    /// available count) adds up all of them.
     pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
         if self.partitions().count() == 1 {
-            return self
-                .available_in(self.keys.part(Partition(0)).avail(), skus)
-                .await;
+            let answer = self.available_in(Partition(0), skus, false).await?;
+            return Ok(answer.into_iter().map(|(a, _)| a).collect());
         }
         let mut groups: BTreeMap<Partition, Vec<(usize, Sku)>> = BTreeMap::new();
         for (i, sku) in skus.iter().enumerate() {
@@ -187,34 +305,56 @@ impl Engine {
         }
         let reads = groups.iter().map(|(p, group)| {
             let names: Vec<Sku> = group.iter().map(|(_, s)| s.clone()).collect();
-            let key = self.keys.part(*p).avail();
-            async move { self.available_in(key, &names).await }
+            async move { self.available_in(*p, &names, true).await }
         });
         let answers = futures_util::future::try_join_all(reads).await?;
         let mut out = vec![None; skus.len()];
         for (group, answer) in groups.values().zip(answers) {
-            for ((i, _), a) in group.iter().zip(answer) {
-                out[*i] = a;
+            for ((i, sku), (a, bk)) in group.iter().zip(answer) {
+                out[*i] = match (a, bk) {
+                    (Some(_), Some(bk)) => {
+                        let (buckets, span) = replies::buckets(&bk)?;
+                        let spread = Spread {
+                            buckets: buckets as u16,
+                            span: span as u16,
+                        };
+                        Some(self.available_over_buckets(sku, spread).await?)
+                    }
+                    (a, _) => a,
+                };
             }
         }
         Ok(out)
     }
 
+    /// Available counts of SKUs of partition `p`, and (with `spread`) how
+    /// each is spread over buckets, if it is.
     async fn available_in(
         &self,
-        key: String,
+        p: Partition,
         skus: &[Sku],
-    ) -> Result<Vec<Option<i64>>, EngineError> {
+        spread: bool,
+    ) -> Result<Vec<(Option<i64>, Option<String>)>, EngineError> {
+        let keys = self.keys.part(p);
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let rows: Vec<Option<i64>> = self
-            .run(|mut conn| async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(&names)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(rows.into_iter().map(|a| a.map(|a| a.max(0))).collect())
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(keys.avail()).arg(&names);
+        if spread {
+            pipe.cmd("HMGET").arg(keys.buckets()).arg(&names);
+        }
+        let (avail, bk): (Vec<Option<i64>>, Vec<Option<String>>) = if spread {
+            self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
+                .await?
+        } else {
+            let (avail,): (Vec<Option<i64>>,) = self
+                .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+                .await?;
+            (avail, Vec::new())
+        };
+        Ok(avail
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| (a.map(|a| a.max(0)), bk.get(i).cloned().flatten()))
+            .collect())
     }
 }

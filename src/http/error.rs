@@ -108,6 +108,7 @@ impl From<Rejection> for ApiError {
             ),
             Rejection::OrderTaken => field("order_id", "is already the id of another order".into()),
             Rejection::OnHandRequired => field("on_hand", "is required to create a SKU".into()),
+            Rejection::BadSetting { field: f, message } => field(f, message.into()),
             Rejection::UnknownSku(skus) => ApiError::UnknownSku(skus),
             Rejection::CustomerRequired(skus) => ApiError::Validation(
                 skus.iter()

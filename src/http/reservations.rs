@@ -58,16 +58,18 @@ pub(crate) async fn reserve(
     // With an idempotency key the id is derived from it, so a retry whose
     // first answer was lost finds its hold instead of holding twice. The id
     // names the hold's home partition.
-    let home = stock.engine.home_for(&request.lines);
-    let id = match req
+    let key = req
         .headers()
         .get(IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-    {
+        .and_then(|v| v.to_str().ok());
+    let id_for = |home| match key {
         Some(key) => ReservationId::for_idempotency_key(&caller.id, key, home),
         None => ReservationId::random(home),
     };
-    let reserved = stock.engine.reserve(&id, &request).await?;
+    let (_, reserved) = stock
+        .engine
+        .reserve_new(&request, key.is_some(), id_for)
+        .await?;
     let shortages = request.allow_partial.then_some(reserved.shortages);
     Ok(HttpResponse::Created().json(ReservationView::new(&reserved.hold, shortages)))
 }

@@ -109,6 +109,12 @@ pub struct PutSkuBody {
     #[schema(format = DateTime)]
     #[serde(default)]
     sale_starts_at: Option<String>,
+    /// Hot-SKU buckets: partitions the stock is spread over (1..=16, at
+    /// most the partition count; no backorder limit; may change only while
+    /// the SKU has no per-customer limit).
+    #[schema(minimum = 1, maximum = 16)]
+    #[serde(default)]
+    buckets: Option<i64>,
 }
 
 /// `POST /v1/skus/{sku}/adjustments`.

@@ -122,6 +122,11 @@ pub struct SkuJson {
     per_customer_limit: Option<i64>,
     #[schema(format = DateTime)]
     sale_starts_at: Option<String>,
+    /// Partitions the stock is spread over (hot-SKU buckets); left out for
+    /// a SKU that is not spread.
+    #[serde(skip_serializing_if = "not_spread")]
+    #[schema(minimum = 2, maximum = 16)]
+    buckets: Option<u16>,
 }
 
 impl From<&SkuView> for SkuJson {
@@ -134,8 +139,13 @@ impl From<&SkuView> for SkuJson {
             backorder_limit: v.backorder_limit,
             per_customer_limit: v.per_customer_limit,
             sale_starts_at: v.sale_starts_at.map(time),
+            buckets: Some(v.buckets),
         }
     }
+}
+
+fn not_spread(buckets: &Option<u16>) -> bool {
+    buckets.is_none_or(|n| n <= 1)
 }
 
 /// Availability of one SKU.

@@ -245,6 +245,20 @@ fn moves_of(entry: &OutboxEntry) -> Vec<Move<'_>> {
             on_hand_after: *on_hand_after,
         }],
         OutboxEvent::Sku { .. } => Vec::new(),
+        OutboxEvent::Transfer {
+            sku,
+            transfer_id,
+            delta,
+            on_hand_after,
+            at,
+        } => vec![Move {
+            kind: "transfer",
+            reference: Cow::Borrowed(transfer_id),
+            at: *at,
+            sku: sku.as_str(),
+            delta: *delta,
+            on_hand_after: *on_hand_after,
+        }],
         OutboxEvent::Adjustment {
             sku,
             adjustment_id,
@@ -590,8 +604,9 @@ async fn record_admin_change(
             .execute(&mut **tx)
             .await?;
         }
-        // The return itself was recorded before its restock reached Redis.
-        OutboxEvent::Return { .. } => {}
+        // The return itself was recorded before its restock reached Redis;
+        // a transfer is its movement alone.
+        OutboxEvent::Return { .. } | OutboxEvent::Transfer { .. } => {}
     }
     Ok(())
 }
@@ -608,9 +623,12 @@ async fn upsert_sku(
 ) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO skus (sku, on_hand, backorder_limit, per_customer_limit, sale_starts_at,
-                           settings_ms, settings_seq, created_at, updated_at)
-         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7)
+                           settings_ms, settings_seq, created_at, updated_at,
+                           buckets, bucket_span)
+         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7, $8, $9)
          ON CONFLICT (sku) DO UPDATE SET
+           buckets = CASE WHEN newer THEN EXCLUDED.buckets ELSE skus.buckets END,
+           bucket_span = GREATEST(skus.bucket_span, EXCLUDED.bucket_span),
            backorder_limit = CASE WHEN newer THEN EXCLUDED.backorder_limit ELSE skus.backorder_limit END,
            per_customer_limit = CASE WHEN newer THEN EXCLUDED.per_customer_limit ELSE skus.per_customer_limit END,
            sale_starts_at = CASE WHEN newer THEN EXCLUDED.sale_starts_at ELSE skus.sale_starts_at END,
@@ -629,6 +647,8 @@ async fn upsert_sku(
     .bind(id.ms)
     .bind(id.seq)
     .bind(at)
+    .bind(settings.buckets)
+    .bind(settings.bucket_span)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -30,22 +30,33 @@ impl Ledger {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Option<Vec<Movement>>, LedgerError> {
-        let known: Option<(String,)> = sqlx::query_as("SELECT sku FROM skus WHERE sku = $1")
+        let known: Option<(i32,)> = sqlx::query_as("SELECT bucket_span FROM skus WHERE sku = $1")
             .bind(sku)
             .fetch_optional(&self.pool)
             .await?;
-        if known.is_none() {
+        let Some((span,)) = known else {
             return Ok(None);
-        }
-        let rows = sqlx::query_as(
+        };
+        // A SKU spread over buckets: each movement says the on_hand of its
+        // bucket, so the SKU's on_hand after it is the sum of the movements
+        // up to it. Transfers between its buckets net to zero and are not
+        // shown.
+        let query = if span > 1 {
+            "SELECT id, at, kind, delta, on_hand_after, ref
+             FROM (SELECT id, at, kind, delta, ref,
+                          sum(delta) OVER (ORDER BY id)::bigint AS on_hand_after
+                   FROM stock_movements WHERE sku = $1) m
+             WHERE kind <> 'transfer' AND id < $2 ORDER BY id DESC LIMIT $3"
+        } else {
             "SELECT id, at, kind, delta, on_hand_after, ref FROM stock_movements
-             WHERE sku = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(sku)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE sku = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        };
+        let rows = sqlx::query_as(query)
+            .bind(sku)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(Some(rows))
     }
 }

@@ -20,6 +20,14 @@ pub struct SkuRecord {
     pub per_customer_limit: Option<i64>,
     /// Sale start, if any.
     pub sale_starts_at: Option<DateTime<Utc>>,
+    /// Partitions its stock is spread over (1: its own only).
+    pub buckets: i32,
+    /// The most partitions it was ever spread over.
+    pub bucket_span: i32,
+    /// Which of its buckets this record is of (its on_hand that bucket's
+    /// share); 0 as read, for its own partition.
+    #[sqlx(skip)]
+    pub bucket: u16,
 }
 
 /// A consistent read of the ledger.
@@ -33,6 +41,9 @@ pub struct Snapshot {
     pub applied_after: HashSet<(Partition, StreamId)>,
     /// The SKUs asked for (all when none were named), in SKU order.
     pub skus: Vec<SkuRecord>,
+    /// Of SKUs spread over buckets: the sum of their movements made in each
+    /// partition (each bucket's share of on_hand, as recorded).
+    pub shares: HashMap<(String, Partition), i64>,
 }
 
 /// Units a customer bought of a SKU with a per-customer limit.
@@ -44,6 +55,8 @@ pub struct Bought {
     pub sku: String,
     /// Units committed.
     pub qty: i64,
+    /// The SKU's buckets (the customer's count lives in one of them).
+    pub buckets: i32,
 }
 
 impl Ledger {
@@ -70,11 +83,22 @@ impl Ledger {
         // partition's watermark; entries after it that are recorded already
         // (commits persist their own) add what their claims say they changed.
         let query = "SELECT s.sku, t.on_hand, s.backorder_limit, s.per_customer_limit,
-                            s.sale_starts_at
+                            s.sale_starts_at, s.buckets, s.bucket_span
                      FROM skus s JOIN sku_stock t USING (sku)
                      WHERE $1::text[] IS NULL OR s.sku = ANY($1)
                      ORDER BY s.sku";
         let skus: Vec<SkuRecord> = sqlx::query_as(query).bind(only).fetch_all(&mut *tx).await?;
+        // Spread SKUs are few; each share is the sum of all the SKU's
+        // movements in that partition.
+        let shares: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT m.sku, m.outbox_partition, sum(m.delta)::bigint
+             FROM skus s JOIN stock_movements m USING (sku)
+             WHERE s.bucket_span > 1 AND ($1::text[] IS NULL OR s.sku = ANY($1))
+             GROUP BY m.sku, m.outbox_partition",
+        )
+        .bind(only)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         // Rows of partitions outside the current layout (none, unless the
         // layout changed without the offline step) cannot be followed.
@@ -89,18 +113,31 @@ impl Ledger {
                 .filter_map(|(p, ms, seq)| Some((known(&p)?, StreamId { ms, seq })))
                 .collect(),
             skus,
+            shares: shares
+                .into_iter()
+                .filter_map(|(sku, p, units)| Some(((sku, known(&p)?), units)))
+                .collect(),
         })
+    }
+
+    /// The SKUs spread over several partitions (ever): sku, buckets, span.
+    pub async fn spread_skus(&self) -> Result<Vec<(String, i32, i32)>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT sku, buckets, bucket_span FROM skus WHERE bucket_span > 1 ORDER BY sku",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Units bought per customer of every SKU that has a per-customer limit.
     pub async fn bought_of_limited_skus(&self) -> Result<Vec<Bought>, LedgerError> {
         Ok(sqlx::query_as(
-            "SELECT o.customer_id, l.sku, sum(l.qty)::bigint AS qty
+            "SELECT o.customer_id, l.sku, sum(l.qty)::bigint AS qty, s.buckets
              FROM orders o
              CROSS JOIN LATERAL unnest(o.line_skus, o.line_qtys) AS l(sku, qty)
              JOIN skus s ON s.sku = l.sku
              WHERE o.customer_id IS NOT NULL AND s.per_customer_limit IS NOT NULL
-             GROUP BY o.customer_id, l.sku",
+             GROUP BY o.customer_id, l.sku, s.buckets",
         )
         .fetch_all(&self.pool)
         .await?)

@@ -7,11 +7,13 @@
 //! running them at once: the reaper's step is one atomic script, and the
 //! drain's writes are idempotent per outbox entry.
 
+mod balancer;
 mod drain;
 mod guard;
 mod reaper;
 mod rebuild;
 
+pub use balancer::Balancer;
 pub use drain::Drain;
 pub use guard::{Readiness, RebuildGuard};
 pub use reaper::Reaper;

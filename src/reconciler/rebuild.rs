@@ -16,7 +16,7 @@
 
 use crate::domain::{Drift, Partition, ReconcileMode, Sku, StreamId};
 use crate::engine::{Engine, HoldIndex, LeaseOp, ServerState};
-use crate::ledger::{Ledger, SkuRecord, Snapshot};
+use crate::ledger::{Bought, Ledger, SkuRecord, Snapshot};
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -114,20 +114,21 @@ impl Reconciler {
             .snapshot(names.as_deref())
             .await
             .context("reading the ledger")?;
-        let keys = self.engine.keys();
-        let mut by_partition: BTreeMap<Partition, Vec<&SkuRecord>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<Partition, Vec<SkuRecord>> = BTreeMap::new();
+        let mut checked = 0;
         for record in &snapshot.skus {
-            let p = keys.partitions().of_name(&record.sku);
-            if partitions.contains(&p) {
-                by_partition.entry(p).or_default().push(record);
+            for (p, share) in self.shares(record, &snapshot) {
+                if partitions.contains(&p) {
+                    checked += usize::from(share.bucket == 0);
+                    by_partition.entry(p).or_default().push(share);
+                }
             }
         }
         let mut drifted = Vec::new();
-        let mut checked = 0;
         let with_skus: BTreeSet<Partition> = by_partition.keys().copied().collect();
         for (p, records) in by_partition {
+            let records: Vec<&SkuRecord> = records.iter().collect();
             let (read_up_to, pending) = self.pending_deltas(p, &snapshot).await?;
-            checked += records.len();
             let mut index = self.engine.hold_index(p).await?;
             let compared = self
                 .compare_partition(p, mode, read_up_to, owner, &records, &pending, &mut index)
@@ -136,6 +137,7 @@ impl Reconciler {
             let _ = self.engine.end_watch(p, &index).await;
             drifted.extend(compared?);
         }
+        let drifted = add_up_buckets(drifted);
         if mode != ReconcileMode::Check {
             let repairs: Vec<(String, i64, String)> = drifted
                 .iter()
@@ -175,6 +177,38 @@ impl Reconciler {
             "reconciliation done"
         );
         Ok((report, with_skus))
+    }
+
+    /// The record of each partition a SKU lives in: its own, and for a SKU
+    /// spread over buckets each bucket's, with that bucket's share of
+    /// on_hand (the movements made there; bucket 0 has the rest).
+    fn shares(&self, record: &SkuRecord, snapshot: &Snapshot) -> Vec<(Partition, SkuRecord)> {
+        let parts = self.engine.partitions();
+        let sku = Sku::parse(&record.sku).ok();
+        let own = parts.of_name(&record.sku);
+        let (Some(sku), true) = (sku, record.bucket_span > 1) else {
+            return vec![(own, record.clone())];
+        };
+        let mut out: Vec<(Partition, SkuRecord)> = Vec::new();
+        let mut rest = record.on_hand;
+        let span = (record.bucket_span as u16).min(parts.count());
+        for b in 1..span {
+            let p = parts.bucket(&sku, b);
+            let share = snapshot
+                .shares
+                .get(&(record.sku.clone(), p))
+                .copied()
+                .unwrap_or(0);
+            rest -= share;
+            let mut r = record.clone();
+            r.on_hand = share;
+            r.bucket = b;
+            out.push((p, r));
+        }
+        let mut first = record.clone();
+        first.on_hand = rest;
+        out.insert(0, (own, first));
+        out
     }
 
     /// Compares `records` of partition `p` in batches against the live
@@ -488,10 +522,19 @@ impl Reconciler {
             .reconcile_as(ReconcileMode::Rebuild, None, &partitions, owner, "rebuild")
             .await?;
         let bought = self.ledger.bought_of_limited_skus().await?;
+        let parts = self.engine.partitions();
+        // A customer's count of a spread SKU lives in the customer's bucket.
+        let home_of = |b: &Bought| match Sku::parse(&b.sku) {
+            Ok(sku) if b.buckets > 1 => parts.bucket(
+                &sku,
+                parts.bucket_of_customer(&b.customer_id, b.buckets as u16),
+            ),
+            _ => parts.of_name(&b.sku),
+        };
         for p in taken.keys() {
             let mine: Vec<_> = bought
                 .iter()
-                .filter(|b| self.engine.keys().partitions().of_name(&b.sku) == *p)
+                .filter(|b| home_of(b) == *p)
                 .cloned()
                 .collect();
             self.engine.set_customer_counts(*p, owner, &mine).await?;
@@ -507,4 +550,29 @@ impl Reconciler {
         // made in it may be lost.
         Ok((report, with_skus))
     }
+}
+
+/// One drift per SKU: the buckets of a spread SKU that drifted, added up.
+fn add_up_buckets(drifted: Vec<Drift>) -> Vec<Drift> {
+    let mut out: Vec<Drift> = Vec::with_capacity(drifted.len());
+    let mut at: HashMap<Sku, usize> = HashMap::new();
+    for d in drifted {
+        match at.get(&d.sku) {
+            Some(i) => {
+                let sum = &mut out[*i];
+                sum.expected_on_hand += d.expected_on_hand;
+                sum.expected_held += d.expected_held;
+                sum.actual_held += d.actual_held;
+                sum.actual_on_hand = match (sum.actual_on_hand, d.actual_on_hand) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => {
+                at.insert(d.sku.clone(), out.len());
+                out.push(d);
+            }
+        }
+    }
+    out
 }

@@ -4,6 +4,7 @@
 
 mod adjustments;
 mod auth;
+mod buckets;
 mod concurrency;
 mod drain;
 mod expiry;

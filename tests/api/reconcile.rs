@@ -526,6 +526,9 @@ async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_the
             backorder_limit: 0,
             per_customer_limit: None,
             sale_starts_at: None,
+            buckets: 1,
+            bucket_span: 1,
+            bucket: 0,
         };
         let drift = engine
             .reconcile_batch(p, ReconcileMode::Check, up_to, "", index, &[(&record, 10)])
@@ -547,6 +550,9 @@ async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_the
         backorder_limit: 0,
         per_customer_limit: None,
         sale_starts_at: None,
+        buckets: 1,
+        bucket_span: 1,
+        bucket: 0,
     };
     let lapsed = engine
         .reconcile_batch(
