@@ -200,7 +200,7 @@ fn spawn_background(
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let r = &settings.reconciler;
-    let reaper = Reaper::new(stock.engine.clone(), r.reaper_batch);
+    let reaper = Reaper::new(stock.engine.clone(), stock.ledger.clone(), r.reaper_batch);
     let balancer = Balancer::new(stock.engine.clone(), stock.ledger.clone());
     let drain = Drain::new(
         stock.clone(),

@@ -10,9 +10,9 @@
 //! `WAIT 1 <timeout>` after it. Writes `cluster-<time>.md` and
 //! `cluster-latest.md` into the output directory.
 //!
-//! Not measured here yet: hot-SKU buckets (one hot SKU split over 1 vs 4
-//! buckets). The feature does not exist; the phase is listed in the report as
-//! not run, with no figures.
+//! Then the hot SKU: 1-line reserves of one unit of a single SKU set up with
+//! 1 bucket, then with 4 (`--hot-buckets`): with 1 every call runs on the
+//! master of the SKU's partition; with N on the masters of N partitions.
 
 use crate::load::{self, histogram, Plan, Ran};
 use crate::machine::{self, CpuSnap, CpuUse, Machine};
@@ -85,6 +85,10 @@ pub struct Options {
     /// Calls per master the slow log keeps for the per-script figures.
     #[arg(long, default_value_t = 4_096)]
     pub slowlog_len: u64,
+    /// Hot-SKU phases: a single SKU spread over each of these numbers of
+    /// buckets, reserved 1 unit at a time (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub hot_buckets: Vec<u16>,
     /// Rounds of the WAIT measurement (0 skips it).
     #[arg(long, default_value_t = 2_000)]
     pub wait_samples: u64,
@@ -110,6 +114,8 @@ pub struct Options {
 pub enum Kind {
     Reserve,
     ReserveCommit,
+    /// 1-line reserves of one hot SKU; the phase's `spread` is its buckets.
+    HotReserve,
 }
 
 impl Kind {
@@ -117,8 +123,14 @@ impl Kind {
         match self {
             Kind::Reserve => "reserve",
             Kind::ReserveCommit => "reserve + commit",
+            Kind::HotReserve => "1-line hot SKU (spread: its buckets)",
         }
     }
+}
+
+/// The hot SKU of the phase with `buckets` buckets.
+fn hot_sku(buckets: u16) -> String {
+    format!("HOT-{buckets}")
 }
 
 /// One node of the cluster, from `CLUSTER NODES`.
@@ -740,8 +752,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let title = format!("{}, {spread} partition(s)", kind.label());
                 let lines = opts.lines;
                 let ttl = match kind {
-                    Kind::Reserve => 3_600,
                     Kind::ReserveCommit => 300,
+                    _ => 3_600,
                 };
                 let ran = load::run(&title, &plan, |i, pacer, mut rec| {
                     let (http, cat, by_part) = (http.clone(), cat.clone(), by_part.clone());
@@ -768,6 +780,60 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     shards,
                 });
             }
+        }
+        if !opts.hot_buckets.is_empty() {
+            let Target::Http { client, base, .. } = &*http else {
+                unreachable!("the cluster run measures over HTTP")
+            };
+            for &n in &opts.hot_buckets {
+                let res = client
+                    .put(format!("{base}/v1/skus/{}", hot_sku(n)))
+                    .bearer_auth("dev-admin-key")
+                    .json(&serde_json::json!({ "on_hand": crate::suite::ON_HAND, "buckets": n }))
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    res.status().is_success(),
+                    "setting up {}: {}",
+                    hot_sku(n),
+                    res.text().await.unwrap_or_default()
+                );
+            }
+            // The balancer (once a second) spreads the units over the buckets.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        for &buckets in &opts.hot_buckets {
+            start_stats(&mut conns, opts.slowlog_len).await?;
+            let cpu = CpuSnap::take();
+            let plan = Plan {
+                concurrency: opts.concurrency,
+                duration: Duration::from_secs_f64(opts.seconds),
+                max_units: opts.max_units,
+                rate: None,
+            };
+            let title = format!("1-line hot SKU, {buckets} bucket(s)");
+            let sku = stockhold::domain::Sku::parse(&hot_sku(buckets)).map_err(anyhow::Error::msg)?;
+            let ran = load::run(&title, &plan, |_, pacer, mut rec| {
+                let (http, sku) = (http.clone(), sku.clone());
+                async move {
+                    while let Some(start) = pacer.next().await {
+                        if http.reserve_one(&sku, false, 3_600, &mut rec).await {
+                            rec.unit_done(start, 1);
+                        }
+                    }
+                    rec
+                }
+            })
+            .await;
+            let cpu = cpu.since_pids(&cluster.pids, postmaster);
+            let shards = read_stats(&mut conns, &names, opts.slowlog_len).await?;
+            phases.push(ClusterPhase {
+                kind: Kind::HotReserve,
+                spread: usize::from(buckets),
+                ran,
+                cpu,
+                shards,
+            });
         }
         let wait = if opts.wait_samples > 0 {
             Some(measure_wait(&cluster, &conns, &wait_tag, &opts).await?)
@@ -956,7 +1022,7 @@ pub fn masters_needed(rate: f64, us_per_basket: f64, utilisation: f64) -> u64 {
 
 fn results_table(run: &Run) -> String {
     let mut s = String::from(
-        "| baskets | partitions per basket | baskets/s | p50 ms | p99 ms | p99.9 ms | errors | EVALSHA per basket | Redis µs per basket (EVALSHA, all masters) | CPU cores: all / bench+service / Redis (6 nodes) / Postgres / other |\n\
+        "| baskets | partitions per basket (hot SKU: buckets) | baskets/s | p50 ms | p99 ms | p99.9 ms | errors | EVALSHA per basket | Redis µs per basket (EVALSHA, all masters) | CPU cores: all / bench+service / Redis (6 nodes) / Postgres / other |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for p in &run.phases {
@@ -986,7 +1052,7 @@ fn results_table(run: &Run) -> String {
 
 fn ratio_table(run: &Run) -> String {
     let mut s = String::from(
-        "| baskets | partitions per basket | throughput ÷ 1-partition | p50 ÷ | p99 ÷ | Redis time per basket ÷ |\n\
+        "| baskets | partitions per basket (hot SKU: buckets) | throughput ÷ 1-partition | p50 ÷ | p99 ÷ | Redis time per basket ÷ |\n\
          | --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for p in &run.phases {
@@ -1020,7 +1086,7 @@ fn ratio_table(run: &Run) -> String {
 
 fn shard_table(run: &Run) -> String {
     let mut s = String::from(
-        "| baskets | partitions per basket | master | EVALSHA calls | µs per EVALSHA | Redis busy with scripts |\n\
+        "| baskets | partitions per basket (hot SKU: buckets) | master | EVALSHA calls | µs per EVALSHA | Redis busy with scripts |\n\
          | --- | ---: | --- | ---: | ---: | ---: |\n",
     );
     for p in &run.phases {
@@ -1044,7 +1110,7 @@ fn shard_table(run: &Run) -> String {
 
 fn script_table(run: &Run) -> String {
     let mut s = String::from(
-        "| baskets | partitions per basket | script or command | calls sampled (all masters) | µs per call | per master (µs per call, calls) |\n\
+        "| baskets | partitions per basket (hot SKU: buckets) | script or command | calls sampled (all masters) | µs per call | per master (µs per call, calls) |\n\
          | --- | ---: | --- | ---: | ---: | --- |\n",
     );
     for p in &run.phases {
@@ -1244,10 +1310,6 @@ pub fn markdown(run: &Run) -> String {
     }
     s.push_str("\n## Sizing\n\n");
     s.push_str(&sizing_table(run));
-    s.push_str(
-        "\n## Not measured yet\n\n- hot-SKU buckets (one hot SKU split over 1 vs 4 buckets): the buckets feature does not exist yet; \
-         its phase comes with it.\n",
-    );
     s
 }
 

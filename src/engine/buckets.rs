@@ -33,6 +33,19 @@ pub struct Spread {
     pub span: u16,
 }
 
+/// A transfer taken and not done: its instance stopped between the steps.
+#[derive(Debug, Clone)]
+pub struct StalledTransfer {
+    /// The transfer's id.
+    pub id: String,
+    /// The SKU.
+    pub sku: Sku,
+    /// Units taken.
+    pub units: i64,
+    /// The bucket they go to.
+    pub to: Partition,
+}
+
 /// A transfer whose take is this old and not done is finished by the reaper.
 const TRANSFER_STALLED: Duration = Duration::from_secs(5);
 
@@ -404,9 +417,12 @@ impl Engine {
         .map(drop)
     }
 
-    /// Finishes transfers taken in partition `p` that stalled (their
-    /// instance stopped between take and done). Returns how many.
-    pub async fn finish_transfers(&self, p: Partition) -> Result<usize, EngineError> {
+    /// Transfers taken in partition `p` more than a few seconds ago and not
+    /// done (their instance stopped between take and done), at most 100.
+    pub async fn stalled_transfers(
+        &self,
+        p: Partition,
+    ) -> Result<Vec<StalledTransfer>, EngineError> {
         let keys = self.keys.part(p);
         let reply = self
             .write_script(
@@ -420,24 +436,41 @@ impl Engine {
                 ],
             )
             .await?;
-        let mut finished = 0;
+        let mut out = Vec::new();
         for pair in reply.fields.chunks_exact(2) {
-            let (id, what) = (&pair[0], &pair[1]);
-            let parts: Vec<&str> = what.split_ascii_whitespace().collect();
-            if let [sku, units, to] = parts.as_slice() {
-                let (Ok(sku), Ok(units), Ok(to)) =
-                    (Sku::parse(sku), units.parse::<i64>(), to.parse::<u16>())
-                else {
-                    continue;
-                };
-                if self.give(Partition(to), id, &sku, units).await.is_err() {
-                    continue;
-                }
-            }
-            self.transfer_done(p, id).await?;
-            finished += 1;
+            let parts: Vec<&str> = pair[1].split_ascii_whitespace().collect();
+            let [sku, units, to] = parts.as_slice() else {
+                return Err(anyhow!("bad pending transfer {pair:?}").into());
+            };
+            out.push(StalledTransfer {
+                id: pair[0].clone(),
+                sku: Sku::parse(sku).map_err(|m| anyhow!(m))?,
+                units: units
+                    .parse()
+                    .map_err(|_| anyhow!("bad pending transfer {pair:?}"))?,
+                to: Partition(
+                    to.parse()
+                        .map_err(|_| anyhow!("bad pending transfer {pair:?}"))?,
+                ),
+            });
         }
-        Ok(finished)
+        Ok(out)
+    }
+
+    /// Finishes a stalled transfer taken in `p`: gives its units (unless
+    /// `given`: the ledger has the give already, so the destination made it
+    /// and then lost it with its data, and the rebuild counted it), then
+    /// drops the pending record.
+    pub async fn finish_transfer(
+        &self,
+        p: Partition,
+        t: &StalledTransfer,
+        given: bool,
+    ) -> Result<(), EngineError> {
+        if !given {
+            self.give(t.to, &t.id, &t.sku, t.units).await?;
+        }
+        self.transfer_done(p, &t.id).await
     }
 
     /// Sets up buckets `1..span` of a spread SKU (counters, and bucket 0's

@@ -14,7 +14,7 @@ mod replies;
 mod scripts;
 mod skus;
 
-pub use buckets::Spread;
+pub use buckets::{Spread, StalledTransfer};
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
 pub use recovery::{HoldIndex, LeaseOp, ServerState};

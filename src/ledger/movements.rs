@@ -22,6 +22,19 @@ pub struct Movement {
 }
 
 impl Ledger {
+    /// Whether the ledger has the give of transfer `id` of `sku` (the units
+    /// arrived in their bucket and that was recorded).
+    pub async fn transfer_given(&self, sku: &str, id: &str) -> Result<bool, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM stock_movements
+                            WHERE sku = $1 AND ref = $2 AND kind = 'transfer' AND delta > 0)",
+        )
+        .bind(sku)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Up to `limit` movements of `sku` older than `before`, newest first;
     /// `None` if the ledger does not know the SKU.
     pub async fn movements(
@@ -38,15 +51,16 @@ impl Ledger {
             return Ok(None);
         };
         // A SKU spread over buckets: each movement says the on_hand of its
-        // bucket, so the SKU's on_hand after it is the sum of the movements
-        // up to it. Transfers between its buckets net to zero and are not
-        // shown.
+        // bucket, so the SKU's on_hand after it is the sum of its movements
+        // up to it. Transfers between its buckets net to zero (their two
+        // halves are recorded apart, by each bucket's drain) and are left
+        // out of the sum and of the list.
         let query = if span > 1 {
             "SELECT id, at, kind, delta, on_hand_after, ref
              FROM (SELECT id, at, kind, delta, ref,
                           sum(delta) OVER (ORDER BY id)::bigint AS on_hand_after
-                   FROM stock_movements WHERE sku = $1) m
-             WHERE kind <> 'transfer' AND id < $2 ORDER BY id DESC LIMIT $3"
+                   FROM stock_movements WHERE sku = $1 AND kind <> 'transfer') m
+             WHERE id < $2 ORDER BY id DESC LIMIT $3"
         } else {
             "SELECT id, at, kind, delta, on_hand_after, ref FROM stock_movements
              WHERE sku = $1 AND id < $2 ORDER BY id DESC LIMIT $3"

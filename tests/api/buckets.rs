@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use stockhold::domain::Sku;
+use stockhold::domain::{Partition, Sku};
 
 /// 4 partitions; the balancer runs when a test says (`spread`), so what a
 /// test reads of each bucket is what it did.
@@ -305,6 +305,89 @@ async fn each_bucket_is_rebuilt_from_the_ledger_with_its_share() {
     assert_problem(reserve_one(&app, "HOT", 1).await, 409, "insufficient_stock").await;
 }
 
+/// transfer.lua as the service loads it (common.lua in front).
+fn transfer_script() -> redis::Script {
+    redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../../lua/common.lua"),
+        include_str!("../../lua/transfer.lua")
+    ))
+}
+
+/// Runs one step of transfer `id` of 3 units of HOT in partition `p`.
+async fn transfer_step(
+    app: &TestApp,
+    p: Partition,
+    op: &str,
+    id: &str,
+    to: Partition,
+) -> Vec<String> {
+    let part = app.stock.engine.keys().part(p);
+    let mut redis = app.redis().await;
+    transfer_script()
+        .key(part.avail())
+        .arg(part.base())
+        .arg(op)
+        .arg(id)
+        .arg("HOT")
+        .arg(3)
+        .arg(to.0)
+        .invoke_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_transfer_whose_give_the_ledger_has_is_not_given_twice() {
+    // Arrange: a transfer of 3 units taken and given, its give recorded;
+    // then the destination loses the give's mark (a restart that lost its
+    // last writes, rebuilt from the ledger, which has the give), and the
+    // source still has the transfer pending.
+    let app = spawn_partitioned().await;
+    spread(&app, "HOT", 10, 2).await;
+    let engine = &app.stock.engine;
+    let sku = Sku::parse("HOT").unwrap();
+    let (from, to) = (
+        engine.partitions().bucket(&sku, 0),
+        engine.partitions().bucket(&sku, 1),
+    );
+    assert_eq!(
+        transfer_step(&app, from, "take", "t-given", to).await,
+        ["ok", "3"]
+    );
+    assert_eq!(transfer_step(&app, to, "give", "t-given", to).await, ["ok"]);
+    let recorded = app
+        .eventually(Duration::from_secs(10), || async {
+            app.stock
+                .ledger
+                .transfer_given("HOT", "t-given")
+                .await
+                .unwrap()
+        })
+        .await;
+    assert!(recorded, "the give was not recorded");
+    let mark = format!("{}marks:xfer:t-given", engine.keys().part(to).base());
+    let mut redis = app.redis().await;
+    let _: () = redis::cmd("DEL")
+        .arg(mark)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Act: the reaper finds the transfer stalled.
+    let done = app
+        .eventually(Duration::from_secs(15), || async {
+            engine.stalled_transfers(from).await.unwrap().is_empty()
+                && engine.stalled_transfers(to).await.unwrap().is_empty()
+        })
+        .await;
+
+    // Assert: finished without a second give.
+    assert!(done, "the transfer stayed pending");
+    assert_eq!(app.counts("HOT").await, (10, 0, 10));
+    assert_eq!(drifted(&app).await, json!([]));
+}
+
 #[tokio::test]
 async fn a_transfer_cut_off_after_its_take_is_finished_by_the_reaper() {
     // Arrange: 10 units over 2 buckets.
@@ -318,24 +401,7 @@ async fn a_transfer_cut_off_after_its_take_is_finished_by_the_reaper() {
     );
 
     // Act: a transfer's take runs, and its instance stops there.
-    let script = redis::Script::new(&format!(
-        "{}\n{}",
-        include_str!("../../lua/common.lua"),
-        include_str!("../../lua/transfer.lua")
-    ));
-    let src = engine.keys().part(from);
-    let mut redis = app.redis().await;
-    let reply: Vec<String> = script
-        .key(src.avail())
-        .arg(src.base())
-        .arg("take")
-        .arg("t-cut-off")
-        .arg("HOT")
-        .arg(3)
-        .arg(to.0)
-        .invoke_async(&mut redis)
-        .await
-        .unwrap();
+    let reply = transfer_step(&app, from, "take", "t-cut-off", to).await;
     assert_eq!(reply, ["ok", "3"]);
     assert_eq!(app.counts("HOT").await, (7, 0, 7), "3 units on their way");
 
