@@ -428,3 +428,36 @@ async fn a_transfer_cut_off_after_its_take_is_finished_by_the_reaper() {
         .await;
     assert!(recorded);
 }
+
+#[tokio::test]
+async fn a_flash_sale_over_four_buckets_sells_exactly_the_stock() {
+    // Arrange: 100 units over 4 buckets; the balancer runs as in production
+    // (every second) while 300 buyers come at once, half of them signed in
+    // (their lines go to their own bucket and gather into it), half not
+    // (a bucket at random, then the others).
+    let app = spawn_app_with(|s| s.redis.partitions = 4).await;
+    let res = app
+        .put_sku("HOT", json!({ "on_hand": 100, "buckets": 4 }))
+        .await;
+    assert_eq!(res.status(), 201);
+
+    // Act
+    let buyers = (0..300).map(|n| {
+        let app = &app;
+        async move {
+            let mut body = json!({ "lines": [{ "sku": "HOT", "qty": 1 }] });
+            if n % 2 == 0 {
+                body["customer_id"] = json!(format!("c-{n}"));
+            }
+            app.reserve(body).await.status().as_u16()
+        }
+    });
+    let answers = futures_util::future::join_all(buyers).await;
+
+    // Assert: every unit sold once, none left while a buyer was refused.
+    let held = answers.iter().filter(|s| **s == 201).count();
+    let short = answers.iter().filter(|s| **s == 409).count();
+    assert_eq!((held, short), (100, 200), "{answers:?}");
+    assert_eq!(app.counts("HOT").await, (100, 100, 0));
+    assert_eq!(drifted(&app).await, json!([]));
+}
