@@ -200,6 +200,9 @@ impl Engine {
         let start = (uuid::Uuid::new_v4().as_u128() % parts.len() as u128) as usize;
         let line = || BTreeMap::from([(parts[start], vec![(sku.clone(), qty)])]);
         if !req.allow_partial {
+            // A bucket whose partition cannot be reached (failing over,
+            // being rebuilt) is passed over: the others serve.
+            let mut unavailable = None;
             for k in 0..parts.len() {
                 let p = parts[(start + k) % parts.len()];
                 let id = id_for(p);
@@ -209,8 +212,12 @@ impl Engine {
                     // A bucket not set up yet (its SKU spread a moment ago).
                     Err(EngineError::Rejected(Rejection::UnknownSku(_)))
                         if p != self.keys.of_sku(sku) => {}
+                    Err(e @ EngineError::Unavailable(_)) => unavailable = Some(e),
                     other => return other.map(|r| (id, r)),
                 }
+            }
+            if let Some(e) = unavailable {
+                return Err(e);
             }
         }
         // Short everywhere (or a partial hold, which takes what it can get
