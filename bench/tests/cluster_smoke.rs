@@ -59,7 +59,6 @@ fn cluster_smoke_run_writes_its_report() {
         "### Redis time per script",
         "## WAIT for a replica",
         "## Sizing",
-        "hot-SKU buckets",
     ] {
         assert!(report.contains(section), "no {section} in:\n{report}");
     }
@@ -74,6 +73,21 @@ fn cluster_smoke_run_writes_its_report() {
     for cells in rows {
         assert_ne!(cells[3], "0", "a phase did nothing: {cells:?}");
         assert_eq!(cells[7], "0", "errors in a phase: {cells:?}\n{report}");
+    }
+    // The hot SKU with 1 and 4 buckets, each with work and no errors.
+    let hot: Vec<Vec<&str>> = report
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|c| c.len() == 12 && c[1].starts_with("1-line hot SKU"))
+        .collect();
+    assert_eq!(
+        hot.iter().map(|c| c[2]).collect::<Vec<_>>(),
+        ["1", "4"],
+        "hot-SKU phases in:\n{report}"
+    );
+    for cells in hot {
+        assert_ne!(cells[3], "0", "a hot-SKU phase did nothing: {cells:?}");
+        assert_eq!(cells[7], "0", "errors in a hot-SKU phase: {cells:?}\n{report}");
     }
     assert!(report.contains("| script alone |"), "{report}");
     assert!(
