@@ -38,6 +38,7 @@
 --                               own partition only (its bucket 0); bucket b
 --                               is partition (own + b) mod partitions, with
 --                               the SKU's own avail/onhand/rules fields there
+--   base.."bkat"          hash  sku -> ms its buckets last changed (bucket 0)
 --   base.."xfer"          hash  transfer id -> "sku units to": units taken
 --                               here for another bucket, not yet given
 --   base.."xfers"         zset  those transfer ids by when they were taken

@@ -23,9 +23,16 @@
 --   {'on_hand_required'}
 --   {'insufficient', requested_available, held}  the change would leave
 --        available below 0 (on_hand + backorder_limit below held)
---   {'bucket_backorder'}  buckets > 1 with a backorder limit
---   {'bucket_limit'}  buckets would change while the SKU keeps a
+--   {'bucket_backorder'}  a backorder limit on a SKU spread over buckets
+--        (now or ever: span > 1)
+--   {'bucket_limit'}  buckets would change while the SKU keeps or gets a
 --        per-customer limit (each customer's count lives in one bucket)
+--   {'spread_settling', ms}  a per-customer limit set less than
+--        SPREAD_SETTLE_MS after the SKU's buckets changed: every instance
+--        must route its customers' lines to their bucket first (they read
+--        the buckets once a second); nothing done, call again in ms
+--   {'spread_on_hand'}  on_hand given for a SKU spread over buckets: its
+--        units move between them, so only adjustments (relative) change it
 -- Outbox entry (only when something changed):
 --   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa bk at
 local base, sku = ARGV[1], ARGV[2]
@@ -44,10 +51,18 @@ local function setting(arg, was)
 end
 local pcl, ssa = setting(ARGV[5], old.pcl), setting(ARGV[6], old.ssa)
 local old_n, span = buckets_of(base, sku)
+if ARGV[3] ~= '' and not created and span > 1 then return { 'spread_on_hand' } end
 local n = ARGV[7] ~= '' and tonumber(ARGV[7]) or old_n
-if n > 1 and bo ~= 0 then return { 'bucket_backorder' } end
-if n ~= old_n and old.pcl ~= '' and pcl ~= '' then return { 'bucket_limit' } end
 if n > span then span = n end
+-- Units a backorder limit allows would appear in every bucket rebuilt.
+if span > 1 and bo ~= 0 then return { 'bucket_backorder' } end
+if n ~= old_n and pcl ~= '' then return { 'bucket_limit' } end
+local SPREAD_SETTLE_MS = 3000
+if span > 1 and pcl ~= '' and old.pcl == '' then
+  local at = redis.call('HGET', base .. 'bkat', sku)
+  local wait = at and tonumber(at) + SPREAD_SETTLE_MS - now_ms() or 0
+  if wait > 0 then return { 'spread_settling', int(wait) } end
+end
 if on_hand + bo < held then
   return { 'insufficient', int(on_hand + bo), int(held) }
 end
@@ -57,6 +72,7 @@ local changed = created or on_hand ~= old.on_hand or bo ~= old.bo
 local bk = int(n) .. ' ' .. int(span)
 redis.call('HSET', base .. 'onhand', sku, int(on_hand))
 if span > 1 then redis.call('HSET', base .. 'bk', sku, bk) end
+if n ~= old_n then redis.call('HSET', base .. 'bkat', sku, int(now_ms())) end
 redis.call('HSET', KEYS[1], sku, int(on_hand + bo - held))
 write_settings(base, sku, bo, pcl, ssa)
 local outbox_id = ''

@@ -16,7 +16,7 @@
 --          per_customer_limit ('' = none), sale_starts_at ms ('' = none),
 --          "buckets span" of a spread SKU in its own partition ('' = not
 --          spread; '-' = this partition is another of its buckets), which
---          modes other than 'check' keep in base.."bk"
+--          modes other than 'check' put back in base.."bk" where missing
 --
 -- Returns {'lease_lost'} (nothing done) in mode 'rebuild' when the caller no
 -- longer holds the rebuild lease; {'rewatch'} (nothing done) when the watch
@@ -113,16 +113,14 @@ for i, sku in ipairs(skus) do
     end
   end
 end
+-- How a SKU is spread is Redis's to say (the ledger learns it a drain step
+-- later): it is only put back where it is missing, as after a data loss.
 if mode ~= 'check' then
   local bks = redis.call('HMGET', base .. 'bk', unpack(skus))
   for i, sku in ipairs(skus) do
     local want = ARGV[first + (i - 1) * width + 6]
-    if want ~= '-' and want ~= (bks[i] or '') then
-      if want == '' then
-        redis.call('HDEL', base .. 'bk', sku)
-      else
-        redis.call('HSET', base .. 'bk', sku, want)
-      end
+    if want ~= '-' and want ~= '' and not bks[i] then
+      redis.call('HSET', base .. 'bk', sku, want)
     end
   end
 end

@@ -18,7 +18,8 @@
 -- ARGV[6]  destination partition number (take)
 --
 -- Returns {'not_ready'} | {'unknown_sku'} (no counters for the SKU here) |
---   take: {'ok', units taken} (0: nothing available, nothing written)
+--   take: {'ok', units taken, outbox id, on_hand_after, at} (units 0:
+--         nothing available, nothing written)
 --   give: {'ok'} | {'repeat'}
 --   done: {'ok'}
 --   due:  {'ok', id, "sku units to", ...} (at most 100)
@@ -50,11 +51,12 @@ if op == 'take' then
   if x <= 0 then return { 'ok', '0' } end
   redis.call('HINCRBY', KEYS[1], sku, -x)
   local after = redis.call('HINCRBY', base .. 'onhand', sku, -x)
+  local at = int(now_ms())
   redis.call('HSET', pending, id, sku .. ' ' .. int(x) .. ' ' .. ARGV[6])
-  redis.call('ZADD', by_time, now_ms(), id)
-  redis.call('XADD', base .. 'outbox', '*', 'kind', 'transfer', 'sku', sku, 'xfer', id,
-    'delta', int(-x), 'on_hand_after', int(after), 'at', int(now_ms()))
-  return { 'ok', int(x) }
+  redis.call('ZADD', by_time, at, id)
+  local entry = redis.call('XADD', base .. 'outbox', '*', 'kind', 'transfer', 'sku', sku,
+    'xfer', id, 'delta', int(-x), 'on_hand_after', int(after), 'at', at)
+  return { 'ok', int(x), entry, int(after), at }
 end
 -- give
 if not redis.call('SET', base .. 'marks:xfer:' .. id, '1', 'NX', 'PX', ENDED_TTL_MS) then

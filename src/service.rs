@@ -34,6 +34,11 @@ impl Stock {
     /// (`writers` transactions at once, up to `batch` entries each).
     pub fn new(engine: Engine, ledger: Ledger, writers: usize, batch: usize) -> Self {
         let recorder = GroupCommit::start(ledger.clone(), writers, batch);
+        let durable = recorder.clone();
+        engine.set_durable(std::sync::Arc::new(move |entry| {
+            let durable = durable.clone();
+            Box::pin(async move { durable.record(entry).await })
+        }));
         Stock {
             engine,
             ledger,

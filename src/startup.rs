@@ -84,6 +84,11 @@ impl Application {
             .start_up(&instance)
             .await
             .context("rebuilding Redis from the ledger")?;
+        // Which SKUs are spread over buckets, before the first reserve is
+        // routed (the reaper looks again every second).
+        if let Err(e) = stock.engine.refresh_spread().await {
+            tracing::warn!(error = ?e, "could not read the SKUs spread over buckets yet");
+        }
         let guard = RebuildGuard::new(reconciler, instance, readiness);
         guard.try_execute_task().await?;
         let mut tasks = spawn_background(&settings, &stock, &shutdown);
@@ -201,7 +206,7 @@ fn spawn_background(
 ) -> Vec<JoinHandle<()>> {
     let r = &settings.reconciler;
     let reaper = Reaper::new(stock.engine.clone(), stock.ledger.clone(), r.reaper_batch);
-    let balancer = Balancer::new(stock.engine.clone(), stock.ledger.clone());
+    let balancer = Balancer::new(stock.engine.clone());
     let drain = Drain::new(
         stock.clone(),
         r.drain_batch,

@@ -87,7 +87,10 @@ fn cluster_smoke_run_writes_its_report() {
     );
     for cells in hot {
         assert_ne!(cells[3], "0", "a hot-SKU phase did nothing: {cells:?}");
-        assert_eq!(cells[7], "0", "errors in a hot-SKU phase: {cells:?}\n{report}");
+        assert_eq!(
+            cells[7], "0",
+            "errors in a hot-SKU phase: {cells:?}\n{report}"
+        );
     }
     assert!(report.contains("| script alone |"), "{report}");
     assert!(

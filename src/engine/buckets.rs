@@ -13,15 +13,22 @@
 //! at random and falls over to the others; a customer's lines of S always
 //! go to the customer's bucket (where the per-customer count lives, so N
 //! may only change while S has no limit); other baskets hold S in bucket 0.
-//! An instance learns each SKU's buckets from the ledger once a second
-//! (`set_spread`); one that does not know yet sends every line to bucket 0,
-//! which is always right.
+//! An instance learns each SKU's buckets from Redis at start-up and once a
+//! second (`refresh_spread`; an instance that set them knows at once). One
+//! that does not know yet sends every line to bucket 0, which is right but
+//! for a customer's line of a SKU with a per-customer limit: so a limit can
+//! only be set a few seconds after the buckets changed (`put_sku.lua`), by
+//! when every instance knows.
 
 use super::{rejection_or_bug, Engine, EngineError, Reserved};
-use crate::domain::{Partition, Rejection, ReservationId, ReserveRequest, Shortage, Sku};
+use crate::domain::{
+    OutboxEntry, OutboxEvent, Partition, Rejection, ReservationId, ReserveRequest, Shortage, Sku,
+    StreamId,
+};
 use anyhow::anyhow;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How a SKU's stock is spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,26 +58,68 @@ const TRANSFER_STALLED: Duration = Duration::from_secs(5);
 
 type Lines = Vec<(Sku, i64)>;
 
+/// Records an outbox entry in the ledger now; whether it was.
+pub type Durable =
+    Arc<dyn Fn(OutboxEntry) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
 impl Engine {
+    /// Sets how a transfer's take is made durable before its units are
+    /// given (the service's group commit). Without it (an engine on its
+    /// own, as in some benchmarks) units are given at once.
+    pub fn set_durable(&self, durable: Durable) {
+        let _ = self.durable.set(durable);
+    }
+
     /// How `sku` is spread, if over more than its own partition (as this
     /// instance last learnt).
     pub fn spread_of(&self, sku: &Sku) -> Option<Spread> {
         let known = self.spread.read().unwrap_or_else(|e| e.into_inner());
-        known.get(sku.as_str()).copied()
+        known.get(sku.as_str()).map(|(s, _)| *s)
     }
 
-    /// Every SKU spread over several partitions, as the ledger says. The
-    /// ledger learns a change a drain step after Redis: what this instance
-    /// set meanwhile keeps its span (a span never shrinks), and a SKU it
-    /// spread that the ledger does not know yet stays.
-    pub fn set_spread(&self, mut all: HashMap<String, Spread>) {
-        let mut known = self.spread.write().unwrap_or_else(|e| e.into_inner());
-        for (sku, mine) in known.iter() {
-            all.entry(sku.clone())
-                .and_modify(|s| s.span = s.span.max(mine.span))
-                .or_insert(*mine);
+    /// Learns every SKU spread over several partitions from Redis (each
+    /// partition's `bk`, where its own SKUs' spread is kept). A partition
+    /// that does not answer keeps what was known of its SKUs.
+    pub async fn refresh_spread(&self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let parts: Vec<Partition> = self.partitions().all().collect();
+        let reads = parts.iter().map(|p| {
+            let key = self.keys.part(*p).buckets();
+            self.run(|mut conn| async move {
+                redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async::<HashMap<String, String>>(&mut conn)
+                    .await
+            })
+        });
+        let answers = futures_util::future::join_all(reads).await;
+        let mut fresh: HashMap<String, Spread> = HashMap::new();
+        let mut answered = std::collections::HashSet::new();
+        let mut failed = None;
+        for (p, answer) in parts.into_iter().zip(answers) {
+            match answer {
+                Ok(all) => {
+                    answered.insert(p);
+                    for (sku, bk) in all {
+                        let (buckets, span) = super::replies::buckets(&bk)?;
+                        let spread = Spread {
+                            buckets: buckets as u16,
+                            span: span as u16,
+                        };
+                        fresh.insert(sku, spread);
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
         }
-        *known = all;
+        // What this instance set itself since the reads began is newer.
+        let parts = self.partitions();
+        let mut known = self.spread.write().unwrap_or_else(|e| e.into_inner());
+        known.retain(|sku, (_, at)| *at > started || !answered.contains(&parts.of_name(sku)));
+        for (sku, spread) in fresh.into_iter().filter(|(_, s)| s.span > 1) {
+            known.entry(sku).or_insert((spread, started));
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// What this instance knows of spread SKUs.
@@ -78,14 +127,14 @@ impl Engine {
         let known = self.spread.read().unwrap_or_else(|e| e.into_inner());
         known
             .iter()
-            .filter_map(|(s, spread)| Some((Sku::parse(s).ok()?, *spread)))
+            .filter_map(|(s, (spread, _))| Some((Sku::parse(s).ok()?, *spread)))
             .collect()
     }
 
     pub(super) fn note_spread(&self, sku: &Sku, spread: Spread) {
         let mut known = self.spread.write().unwrap_or_else(|e| e.into_inner());
         if spread.span > 1 {
-            known.insert(sku.to_string(), spread);
+            known.insert(sku.to_string(), (spread, Instant::now()));
         } else {
             known.remove(sku.as_str());
         }
@@ -369,11 +418,33 @@ impl Engine {
         if take.code != "ok" {
             return Err(rejection_or_bug(&take));
         }
-        let taken: i64 = take.fields[0]
-            .parse()
-            .map_err(|_| anyhow!("transfer reply {:?}", take.fields))?;
+        let bad = || anyhow!("transfer reply {:?}", take.fields);
+        let taken: i64 = take.fields[0].parse().map_err(|_| bad())?;
         if taken == 0 {
             return Ok(0);
+        }
+        // The take must be in the ledger before the units arrive anywhere:
+        // a source that lost the take with its last writes (a failover) is
+        // rebuilt from the ledger, and would otherwise have the units back
+        // while the destination has them too.
+        if let Some(durable) = self.durable.get() {
+            let f = &take.fields;
+            let entry = OutboxEntry {
+                partition: from,
+                id: f[1].parse::<StreamId>().map_err(|_| bad())?,
+                event: OutboxEvent::Transfer {
+                    sku: sku.clone(),
+                    transfer_id: id.clone(),
+                    delta: -taken,
+                    on_hand_after: f[2].parse().map_err(|_| bad())?,
+                    at: super::replies::time(&f[3])?,
+                },
+            };
+            if !durable(entry).await {
+                tracing::warn!(%sku, from = %from, to = %to,
+                    "a transfer's take could not be recorded yet; the reaper gives its units once it is");
+                return Ok(0);
+            }
         }
         if let Err(e) = self.give(to, &id, sku, taken).await {
             tracing::warn!(%sku, from = %from, to = %to, error = ?e,
@@ -464,10 +535,10 @@ impl Engine {
         Ok(out)
     }
 
-    /// Finishes a stalled transfer taken in `p`: gives its units (unless
-    /// `given`: the ledger has the give already, so the destination made it
-    /// and then lost it with its data, and the rebuild counted it), then
-    /// drops the pending record.
+    /// Finishes a stalled transfer taken in `p` whose take the ledger has:
+    /// gives its units (unless `given`: the ledger has the give already, so
+    /// the destination made it and then lost it with its data, and the
+    /// rebuild counted it), then drops the pending record.
     pub async fn finish_transfer(
         &self,
         p: Partition,

@@ -14,7 +14,7 @@ mod replies;
 mod scripts;
 mod skus;
 
-pub use buckets::{Spread, StalledTransfer};
+pub use buckets::{Durable, Spread, StalledTransfer};
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
 pub use recovery::{HoldIndex, LeaseOp, ServerState};
@@ -181,8 +181,12 @@ pub struct Engine {
     scripts: Arc<Scripts>,
     watch: Arc<Watch>,
     call_timeout: Duration,
-    /// SKUs spread over several partitions (hot-SKU buckets), by name.
-    spread: Arc<std::sync::RwLock<std::collections::HashMap<String, Spread>>>,
+    /// Makes an outbox entry durable in the ledger (set by the service):
+    /// a transfer gives its units only once its take is recorded.
+    durable: Arc<std::sync::OnceLock<Durable>>,
+    /// SKUs spread over several partitions (hot-SKU buckets), by name, with
+    /// when this instance learnt it.
+    spread: Arc<std::sync::RwLock<std::collections::HashMap<String, (Spread, std::time::Instant)>>>,
 }
 
 impl Engine {
@@ -205,6 +209,7 @@ impl Engine {
             watch: Arc::new(Watch::new(partitions)),
             call_timeout,
             spread: Arc::default(),
+            durable: Arc::default(),
         })
     }
 

@@ -75,14 +75,20 @@ pub(crate) fn rejection(reply: &Reply) -> anyhow::Result<Option<Rejection>> {
         "empty" => Rejection::Empty,
         "order_taken" => Rejection::OrderTaken,
         "on_hand_required" => Rejection::OnHandRequired,
+        "spread_on_hand" => Rejection::BadSetting {
+            field: "on_hand",
+            message: "cannot be set on a SKU spread over buckets (its units move between \
+                      them): change it with POST /v1/skus/{sku}/adjustments",
+        },
         "bucket_backorder" => Rejection::BadSetting {
             field: "buckets",
-            message: "cannot spread a SKU with a backorder limit",
+            message: "a SKU spread over buckets (now or before) cannot have a backorder limit",
         },
         "bucket_limit" => Rejection::BadSetting {
             field: "buckets",
             message: "can only change while the SKU has no per_customer_limit \
-                      (each customer's count lives in one bucket)",
+                      (each customer's count lives in one bucket): remove the limit \
+                      first, or in this PUT; set it again in a later one",
         },
         "unknown_sku" => Rejection::UnknownSku(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?),
         "customer_required" => {

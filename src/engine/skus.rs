@@ -13,6 +13,7 @@ use crate::domain::{
 };
 use anyhow::{anyhow, Context};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 impl Engine {
     /// Creates or updates a SKU; returns it and the outbox entry written, if any.
@@ -43,38 +44,27 @@ impl Engine {
         }
         let p = self.keys.of_sku(sku);
         let keys = self.keys.part(p);
-        // Spread over buckets, bucket 0 keeps on_hand less what the others
-        // have: the others' available units are gathered into it first, so
-        // what they keep is what their holds need.
-        let mut on_hand = req.on_hand;
-        let spread = self.spread_in_redis(sku).await?;
-        if let (Some(total), Some(spread)) = (req.on_hand, spread) {
-            self.gather(sku, spread, p, i64::MAX / 4).await?;
-            let (mut others, mut held) = (0, 0);
-            self.add_buckets(sku, spread.span, &mut others, &mut held)
-                .await?;
-            if total < others {
-                return Err(Rejection::BelowHeld {
-                    sku: sku.clone(),
-                    requested: total,
-                    held,
-                }
-                .into());
-            }
-            on_hand = Some(total - others);
-        }
         let args = vec![
             keys.base().to_owned(),
             sku.to_string(),
-            opt(on_hand),
+            opt(req.on_hand),
             opt(req.backorder_limit),
             setting(pcl),
             setting(ssa),
             opt(req.buckets.map(i64::from)),
         ];
-        let reply = self
-            .write_script(p, &self.scripts.put_sku, keys.avail(), args)
+        let mut reply = self
+            .write_script(p, &self.scripts.put_sku, keys.avail(), args.clone())
             .await?;
+        if reply.code == "spread_settling" {
+            // A per-customer limit waits until every instance knows how
+            // the SKU is spread now (a few seconds at most).
+            let wait: u64 = reply.fields[0].parse().context("put_sku reply")?;
+            tokio::time::sleep(Duration::from_millis(wait.min(10_000))).await;
+            reply = self
+                .write_script(p, &self.scripts.put_sku, keys.avail(), args)
+                .await?;
+        }
         let f = &reply.fields;
         match reply.code.as_str() {
             "created" | "updated" => {
@@ -124,7 +114,18 @@ impl Engine {
             Err(EngineError::Rejected(Rejection::Insufficient(_))) => {
                 self.gather(sku, spread, self.keys.of_sku(sku), i64::MAX / 4)
                     .await?;
-                self.adjust_bucket_0(sku, req).await?
+                match self.adjust_bucket_0(sku, req).await {
+                    Err(EngineError::Rejected(Rejection::Insufficient(_))) => {
+                        let v = self.sku(sku).await?.ok_or(Rejection::SkuNotFound)?;
+                        return Err(Rejection::Insufficient(vec![Shortage {
+                            sku: sku.clone(),
+                            requested: -req.delta,
+                            available: (v.on_hand - v.held).max(0),
+                        }])
+                        .into());
+                    }
+                    other => other?,
+                }
             }
             other => other?,
         };
@@ -266,29 +267,6 @@ impl Engine {
         Ok(Some(view))
     }
 
-    /// How a SKU is spread, as its bucket 0 says (not this instance's
-    /// knowledge, which may be a second old).
-    async fn spread_in_redis(&self, sku: &Sku) -> Result<Option<Spread>, EngineError> {
-        let key = self.keys.part(self.keys.of_sku(sku)).buckets();
-        let name = sku.to_string();
-        let bk: Option<String> = self
-            .run(|mut conn| async move {
-                redis::cmd("HGET")
-                    .arg(key)
-                    .arg(name)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        let (buckets, span) = replies::buckets(bk.as_deref().unwrap_or(""))?;
-        Ok((span > 1).then_some(Spread {
-            buckets: buckets as u16,
-            span: span as u16,
-        }))
-    }
-
-    /// `available` of each SKU (`None` for unknown SKUs): one command per
-    /// partition asked, all at once.
     /// A SKU spread over buckets (its own partition says so, read with its
     /// available count) adds up all of them.
     pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {

@@ -22,12 +22,16 @@ pub struct Movement {
 }
 
 impl Ledger {
-    /// Whether the ledger has the give of transfer `id` of `sku` (the units
-    /// arrived in their bucket and that was recorded).
-    pub async fn transfer_given(&self, sku: &str, id: &str) -> Result<bool, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM stock_movements
-                            WHERE sku = $1 AND ref = $2 AND kind = 'transfer' AND delta > 0)",
+    /// Whether the ledger has the take and the give of transfer `id` of
+    /// `sku` (the units left one bucket; they arrived in the other).
+    pub async fn transfer_recorded(
+        &self,
+        sku: &str,
+        id: &str,
+    ) -> Result<(bool, bool), LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT coalesce(bool_or(delta < 0), false), coalesce(bool_or(delta > 0), false)
+             FROM stock_movements WHERE sku = $1 AND ref = $2 AND kind = 'transfer'",
         )
         .bind(sku)
         .bind(id)

@@ -62,7 +62,13 @@ pub struct Bought {
 impl Ledger {
     /// Reads the SKUs (`only` those, when given), the watermark and the
     /// entries applied after it, all in one repeatable-read snapshot.
-    pub async fn snapshot(&self, only: Option<&[String]>) -> Result<Snapshot, LedgerError> {
+    /// `spread` names SKUs spread over buckets that the ledger may not
+    /// know as such yet (Redis knows first): their shares are read too.
+    pub async fn snapshot(
+        &self,
+        only: Option<&[String]>,
+        spread: &[String],
+    ) -> Result<Snapshot, LedgerError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
@@ -93,10 +99,12 @@ impl Ledger {
         let shares: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT m.sku, m.outbox_partition, sum(m.delta)::bigint
              FROM skus s JOIN stock_movements m USING (sku)
-             WHERE s.bucket_span > 1 AND ($1::text[] IS NULL OR s.sku = ANY($1))
+             WHERE (s.bucket_span > 1 OR s.sku = ANY($2))
+               AND ($1::text[] IS NULL OR s.sku = ANY($1))
              GROUP BY m.sku, m.outbox_partition",
         )
         .bind(only)
+        .bind(spread)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -118,15 +126,6 @@ impl Ledger {
                 .filter_map(|(sku, p, units)| Some(((sku, known(&p)?), units)))
                 .collect(),
         })
-    }
-
-    /// The SKUs spread over several partitions (ever): sku, buckets, span.
-    pub async fn spread_skus(&self) -> Result<Vec<(String, i32, i32)>, LedgerError> {
-        Ok(sqlx::query_as(
-            "SELECT sku, buckets, bucket_span FROM skus WHERE bucket_span > 1 ORDER BY sku",
-        )
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     /// Units bought per customer of every SKU that has a per-customer limit.

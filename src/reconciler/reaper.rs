@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// Stalled transfers between hot-SKU buckets are looked for this often (a
-/// script call per partition; they are due 5 s after their take).
+/// script call per partition; they are due 5 s after their take), and the
+/// SKUs spread over buckets read again (put_sku.lua's SPREAD_SETTLE_MS
+/// counts on it).
 const TRANSFERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Expires due holds in batches.
@@ -51,6 +53,11 @@ impl Reaper {
         for p in self.engine.partitions().all() {
             let expired = self.engine.expire_due(p, self.batch).await?;
             let mut finished = self.engine.finish_commits(p, self.batch).await?;
+            if transfers && p.0 == 0 {
+                if let Err(e) = self.engine.refresh_spread().await {
+                    tracing::warn!(error = ?e, "could not read the SKUs spread over buckets");
+                }
+            }
             if transfers {
                 // Best effort: the holds of the next partitions come first.
                 match self.finish_transfers(p).await {
@@ -77,12 +84,19 @@ impl Reaper {
     /// stalled. Returns how many.
     async fn finish_transfers(&self, p: crate::domain::Partition) -> anyhow::Result<usize> {
         let stalled = self.engine.stalled_transfers(p).await?;
+        let mut finished = 0;
         for t in &stalled {
-            let given = self.ledger.transfer_given(t.sku.as_str(), &t.id).await?;
+            // Units are given only once their take is durable; the drain
+            // records it from the source's outbox.
+            let (taken, given) = self.ledger.transfer_recorded(t.sku.as_str(), &t.id).await?;
+            if !taken {
+                continue;
+            }
             self.engine.finish_transfer(p, t, given).await?;
+            finished += 1;
             tracing::warn!(sku = %t.sku, transfer = %t.id, units = t.units, to = %t.to, given,
-                "finished a transfer between buckets that its instance left half done");
+                "finished a transfer between buckets that was left half done");
         }
-        Ok(stalled.len())
+        Ok(finished)
     }
 }

@@ -109,9 +109,15 @@ impl Reconciler {
     ) -> anyhow::Result<(Report, BTreeSet<Partition>)> {
         let started = Instant::now();
         let names: Option<Vec<String>> = only.map(|s| s.iter().map(|s| s.to_string()).collect());
+        let spread: Vec<String> = self
+            .engine
+            .spread_skus()
+            .into_iter()
+            .map(|(s, _)| s.to_string())
+            .collect();
         let snapshot = self
             .ledger
-            .snapshot(names.as_deref())
+            .snapshot(names.as_deref(), &spread)
             .await
             .context("reading the ledger")?;
         let mut by_partition: BTreeMap<Partition, Vec<SkuRecord>> = BTreeMap::new();
@@ -184,11 +190,23 @@ impl Reconciler {
     /// on_hand (the movements made there; bucket 0 has the rest).
     fn shares(&self, record: &SkuRecord, snapshot: &Snapshot) -> Vec<(Partition, SkuRecord)> {
         let parts = self.engine.partitions();
-        let sku = Sku::parse(&record.sku).ok();
         let own = parts.of_name(&record.sku);
-        let (Some(sku), true) = (sku, record.bucket_span > 1) else {
+        let Ok(sku) = Sku::parse(&record.sku) else {
             return vec![(own, record.clone())];
         };
+        // Redis knows a spread first (the ledger a drain step later, or
+        // after Postgres is back): the wider of the two.
+        let mut record = record.clone();
+        if let Some(live) = self.engine.spread_of(&sku) {
+            if i32::from(live.span) > record.bucket_span {
+                record.bucket_span = i32::from(live.span);
+                record.buckets = i32::from(live.buckets);
+            }
+        }
+        let record = &record;
+        if record.bucket_span <= 1 {
+            return vec![(own, record.clone())];
+        }
         let mut out: Vec<(Partition, SkuRecord)> = Vec::new();
         let mut rest = record.on_hand;
         let span = (record.bucket_span as u16).min(parts.count());
@@ -203,6 +221,8 @@ impl Reconciler {
             let mut r = record.clone();
             r.on_hand = share;
             r.bucket = b;
+            // Only bucket 0 sells beyond its units.
+            r.backorder_limit = 0;
             out.push((p, r));
         }
         let mut first = record.clone();
