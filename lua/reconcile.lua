@@ -114,12 +114,14 @@ for i, sku in ipairs(skus) do
   end
 end
 -- How a SKU is spread is Redis's to say (the ledger learns it a drain step
--- later): it is only put back where it is missing, as after a data loss.
+-- later): it is put back where it is missing or narrower than the ledger's
+-- (after a data loss), never narrowed.
 if mode ~= 'check' then
   local bks = redis.call('HMGET', base .. 'bk', unpack(skus))
+  local function span(bk) return tonumber(string.match(bk or '', ' (%d+)$') or '1') end
   for i, sku in ipairs(skus) do
     local want = ARGV[first + (i - 1) * width + 6]
-    if want ~= '-' and want ~= '' and not bks[i] then
+    if want ~= '-' and want ~= '' and span(want) > span(bks[i]) then
       redis.call('HSET', base .. 'bk', sku, want)
     end
   end

@@ -11,7 +11,7 @@
 --
 -- KEYS[1]  base.."avail"
 -- ARGV[1]  base prefix
--- ARGV[2]  op: take | give | done | due
+-- ARGV[2]  op: take | give | done | due | undo | pending
 -- ARGV[3]  transfer id (due: ms after its take a pending transfer is due)
 -- ARGV[4]  sku (take, give)
 -- ARGV[5]  units (take: at most; give: exactly)
@@ -22,6 +22,9 @@
 --         nothing available, nothing written)
 --   give: {'ok'} | {'repeat'}
 --   done: {'ok'}
+--   undo: {'ok'} the take given back in the source (its record could not
+--         be made durable) | {'gone'} the transfer is no longer pending
+--   pending: {'ok', '1' | '0'} whether the transfer is still pending here
 --   due:  {'ok', id, "sku units to", ...} (at most 100)
 -- Outbox entry: kind=transfer sku xfer delta on_hand_after at
 local base, op, id = ARGV[1], ARGV[2], ARGV[3]
@@ -30,6 +33,21 @@ local pending, by_time = base .. 'xfer', base .. 'xfers'
 if op == 'done' then
   redis.call('HDEL', pending, id)
   redis.call('ZREM', by_time, id)
+  return { 'ok' }
+end
+if op == 'pending' then
+  return { 'ok', int(redis.call('HEXISTS', pending, id)) }
+end
+if op == 'undo' then
+  local rec = redis.call('HGET', pending, id)
+  if not rec then return { 'gone' } end
+  local sku, x = string.match(rec, '^(%S+) (%d+) ')
+  redis.call('HDEL', pending, id)
+  redis.call('ZREM', by_time, id)
+  redis.call('HINCRBY', KEYS[1], sku, x)
+  local after = redis.call('HINCRBY', base .. 'onhand', sku, x)
+  redis.call('XADD', base .. 'outbox', '*', 'kind', 'transfer', 'sku', sku, 'xfer', id,
+    'delta', x, 'on_hand_after', int(after), 'at', int(now_ms()))
   return { 'ok' }
 end
 if op == 'due' then

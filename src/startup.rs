@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How often each instance reads which SKUs are spread over buckets.
+const SPREAD_EVERY: Duration = Duration::from_secs(1);
+
 /// How long start-up waits for Postgres to accept the migrations.
 const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -80,12 +83,15 @@ impl Application {
         let server = server.run();
 
         let instance = uuid::Uuid::new_v4().to_string();
+        // Which SKUs are spread over buckets, before the start-up reconcile
+        // and the first reserve (partitions not rebuilt yet say nothing).
+        if let Err(e) = stock.engine.refresh_spread().await {
+            tracing::warn!(error = ?e, "could not read the SKUs spread over buckets yet");
+        }
         reconciler
             .start_up(&instance)
             .await
             .context("rebuilding Redis from the ledger")?;
-        // Which SKUs are spread over buckets, before the first reserve is
-        // routed (the reaper looks again every second).
         if let Err(e) = stock.engine.refresh_spread().await {
             tracing::warn!(error = ?e, "could not read the SKUs spread over buckets yet");
         }
@@ -224,6 +230,18 @@ fn spawn_background(
                 async move { reaper.try_execute_task().await }
             },
         ),
+        // Which SKUs are spread over buckets, read from Redis every second
+        // on a task of its own (put_sku.lua's SPREAD_SETTLE_MS counts on it).
+        reconciler::spawn("spread", SPREAD_EVERY, None, shutdown.clone(), {
+            let engine = stock.engine.clone();
+            move || {
+                let engine = engine.clone();
+                async move {
+                    engine.refresh_spread().await?;
+                    Ok((reconciler::Outcome::Idle, false))
+                }
+            }
+        }),
         reconciler::spawn(
             "balancer",
             Duration::from_millis(r.balance_interval_ms),

@@ -83,12 +83,16 @@ impl Engine {
     pub async fn refresh_spread(&self) -> Result<(), EngineError> {
         let started = Instant::now();
         let parts: Vec<Partition> = self.partitions().all().collect();
+        // With the partition's ready marker: one that lost its data (not
+        // rebuilt yet) has no `bk` to go by.
         let reads = parts.iter().map(|p| {
-            let key = self.keys.part(*p).buckets();
+            let keys = self.keys.part(*p);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("EXISTS").arg(keys.ready());
+            pipe.cmd("HGETALL").arg(keys.buckets());
             self.run(|mut conn| async move {
-                redis::cmd("HGETALL")
-                    .arg(key)
-                    .query_async::<HashMap<String, String>>(&mut conn)
+                pipe.query_async::<(bool, HashMap<String, String>)>(&mut conn)
                     .await
             })
         });
@@ -98,7 +102,8 @@ impl Engine {
         let mut failed = None;
         for (p, answer) in parts.into_iter().zip(answers) {
             match answer {
-                Ok(all) => {
+                Ok((false, _)) => {}
+                Ok((true, all)) => {
                     answered.insert(p);
                     for (sku, bk) in all {
                         let (buckets, span) = super::replies::buckets(&bk)?;
@@ -441,8 +446,19 @@ impl Engine {
                 },
             };
             if !durable(entry).await {
-                tracing::warn!(%sku, from = %from, to = %to,
-                    "a transfer's take could not be recorded yet; the reaper gives its units once it is");
+                // Postgres cannot take it now: the units go back where they
+                // were rather than wait for the ledger on their way.
+                let undone = self.transfer_op(from, "undo", &id).await;
+                tracing::warn!(%sku, from = %from, to = %to, undone = ?undone.as_ref().map(|r| r.code.clone()),
+                    "a transfer's take could not be recorded; given back");
+                return Ok(0);
+            }
+            // A take lost with the source's last writes (a failover while
+            // it was being recorded) is not given: the rebuilt source has
+            // the units.
+            let still = self.transfer_op(from, "pending", &id).await?;
+            if still.fields.first().map(String::as_str) != Some("1") {
+                tracing::warn!(%sku, from = %from, "a transfer's take was lost in its source; not given");
                 return Ok(0);
             }
         }
@@ -484,15 +500,24 @@ impl Engine {
     }
 
     async fn transfer_done(&self, from: Partition, id: &str) -> Result<(), EngineError> {
-        let src = self.keys.part(from);
+        self.transfer_op(from, "done", id).await.map(drop)
+    }
+
+    /// One of transfer.lua's steps that name only the transfer, in `p`.
+    async fn transfer_op(
+        &self,
+        p: Partition,
+        op: &str,
+        id: &str,
+    ) -> Result<super::Reply, EngineError> {
+        let keys = self.keys.part(p);
         self.write_script(
-            from,
+            p,
             &self.scripts.transfer,
-            src.avail(),
-            vec![src.base().to_owned(), "done".into(), id.to_owned()],
+            keys.avail(),
+            vec![keys.base().to_owned(), op.to_owned(), id.to_owned()],
         )
         .await
-        .map(drop)
     }
 
     /// Transfers taken in partition `p` more than a few seconds ago and not

@@ -44,7 +44,7 @@ impl Engine {
         }
         let p = self.keys.of_sku(sku);
         let keys = self.keys.part(p);
-        let args = vec![
+        let mut args = vec![
             keys.base().to_owned(),
             sku.to_string(),
             opt(req.on_hand),
@@ -53,18 +53,37 @@ impl Engine {
             setting(ssa),
             opt(req.buckets.map(i64::from)),
         ];
-        let mut reply = self
-            .write_script(p, &self.scripts.put_sku, keys.avail(), args.clone())
-            .await?;
-        if reply.code == "spread_settling" {
-            // A per-customer limit waits until every instance knows how
-            // the SKU is spread now (a few seconds at most).
-            let wait: u64 = reply.fields[0].parse().context("put_sku reply")?;
-            tokio::time::sleep(Duration::from_millis(wait.min(10_000))).await;
-            reply = self
-                .write_script(p, &self.scripts.put_sku, keys.avail(), args)
+        let mut tries = 0;
+        let reply = loop {
+            tries += 1;
+            let reply = self
+                .write_script(p, &self.scripts.put_sku, keys.avail(), args.clone())
                 .await?;
-        }
+            match reply.code.as_str() {
+                // A per-customer limit waits until every instance knows how
+                // the SKU is spread now (a few seconds at most).
+                "spread_settling" if tries < 3 => {
+                    let wait: u64 = reply.fields[0].parse().context("put_sku reply")?;
+                    tokio::time::sleep(Duration::from_millis(wait.clamp(1, 3_000))).await;
+                }
+                "spread_settling" => {
+                    return Err(EngineError::Unavailable(anyhow!(
+                        "the SKU's buckets changed a moment ago; set its per-customer limit again"
+                    )))
+                }
+                // The on_hand of a spread SKU changes by adjustments; one
+                // it has already (a retry of the PUT that spread it) is
+                // no change.
+                "spread_on_hand" if tries < 3 => {
+                    let now = self.sku(sku).await?.map(|v| v.on_hand);
+                    if now != req.on_hand {
+                        break reply;
+                    }
+                    args[2] = String::new();
+                }
+                _ => break reply,
+            }
+        };
         let f = &reply.fields;
         match reply.code.as_str() {
             "created" | "updated" => {
@@ -76,8 +95,12 @@ impl Engine {
                 };
                 self.note_spread(sku, spread);
                 if spread.span > 1 {
-                    self.set_up_buckets(sku, spread).await?;
-                    if let Some(v) = self.sku(sku).await? {
+                    // Done now so holds may go there at once; done by the
+                    // balancer anyway (the change itself is made).
+                    if let Err(e) = self.set_up_buckets(sku, spread).await {
+                        tracing::warn!(%sku, error = ?e, "buckets not set up yet; the balancer will");
+                    }
+                    if let Ok(Some(v)) = self.sku(sku).await {
                         view = v;
                     }
                 }

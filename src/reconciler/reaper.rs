@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// Stalled transfers between hot-SKU buckets are looked for this often (a
-/// script call per partition; they are due 5 s after their take), and the
-/// SKUs spread over buckets read again (put_sku.lua's SPREAD_SETTLE_MS
-/// counts on it).
+/// script call per partition; they are due 5 s after their take).
 const TRANSFERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Expires due holds in batches.
@@ -53,11 +51,6 @@ impl Reaper {
         for p in self.engine.partitions().all() {
             let expired = self.engine.expire_due(p, self.batch).await?;
             let mut finished = self.engine.finish_commits(p, self.batch).await?;
-            if transfers && p.0 == 0 {
-                if let Err(e) = self.engine.refresh_spread().await {
-                    tracing::warn!(error = ?e, "could not read the SKUs spread over buckets");
-                }
-            }
             if transfers {
                 // Best effort: the holds of the next partitions come first.
                 match self.finish_transfers(p).await {

@@ -252,6 +252,12 @@ async fn a_spread_skus_on_hand_changes_by_adjustments_only() {
     let app = spawn_partitioned().await;
     spread(&app, "HOT", 4, 4).await;
 
+    // A retry of the PUT that spread it (its answer lost) is no change.
+    let again = app
+        .put_sku("HOT", json!({ "on_hand": 4, "buckets": 4 }))
+        .await;
+    assert_eq!(again.status(), 200, "{}", again.text().await.unwrap());
+
     // Act
     let put = app.put_sku("HOT", json!({ "on_hand": 10 })).await;
     let take = app
