@@ -8,9 +8,6 @@ ALTER TABLE skus
     ADD COLUMN buckets integer NOT NULL DEFAULT 1,
     ADD COLUMN bucket_span integer NOT NULL DEFAULT 1;
 
--- Every instance reads the spread SKUs once a second.
-CREATE INDEX skus_spread ON skus (sku) WHERE bucket_span > 1;
-
 ALTER TABLE stock_movements DROP CONSTRAINT stock_movements_kind_check;
 ALTER TABLE stock_movements ADD CONSTRAINT stock_movements_kind_check
     CHECK (kind IN ('created', 'adjustment', 'commit', 'return', 'repair', 'transfer'))

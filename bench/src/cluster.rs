@@ -128,6 +128,16 @@ impl Kind {
     }
 }
 
+/// How long and how wide each phase runs.
+fn phase_plan(opts: &Options) -> Plan {
+    Plan {
+        concurrency: opts.concurrency,
+        duration: Duration::from_secs_f64(opts.seconds),
+        max_units: opts.max_units,
+        rate: None,
+    }
+}
+
 /// The hot SKU of the phase with `buckets` buckets.
 fn hot_sku(buckets: u16) -> String {
     format!("HOT-{buckets}")
@@ -743,12 +753,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 seed += 1000;
                 start_stats(&mut conns, opts.slowlog_len).await?;
                 let cpu = CpuSnap::take();
-                let plan = Plan {
-                    concurrency: opts.concurrency,
-                    duration: Duration::from_secs_f64(opts.seconds),
-                    max_units: opts.max_units,
-                    rate: None,
-                };
+                let plan = phase_plan(&opts);
                 let title = format!("{}, {spread} partition(s)", kind.label());
                 let lines = opts.lines;
                 let ttl = match kind {
@@ -805,12 +810,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         for &buckets in &opts.hot_buckets {
             start_stats(&mut conns, opts.slowlog_len).await?;
             let cpu = CpuSnap::take();
-            let plan = Plan {
-                concurrency: opts.concurrency,
-                duration: Duration::from_secs_f64(opts.seconds),
-                max_units: opts.max_units,
-                rate: None,
-            };
+            let plan = phase_plan(&opts);
             let title = format!("1-line hot SKU, {buckets} bucket(s)");
             let sku = stockhold::domain::Sku::parse(&hot_sku(buckets)).map_err(anyhow::Error::msg)?;
             let ran = load::run(&title, &plan, |_, pacer, mut rec| {

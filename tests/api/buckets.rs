@@ -400,6 +400,14 @@ fn transfer_script() -> redis::Script {
     ))
 }
 
+/// HOT with 10 units over 2 buckets: the partitions of its buckets 0 and 1.
+async fn two_buckets(app: &TestApp) -> (Partition, Partition) {
+    spread(app, "HOT", 10, 2).await;
+    let parts = app.stock.engine.partitions();
+    let sku = Sku::parse("HOT").unwrap();
+    (parts.bucket(&sku, 0), parts.bucket(&sku, 1))
+}
+
 /// Runs one step of transfer `id` of 3 units of HOT in partition `p`.
 async fn transfer_step(
     app: &TestApp,
@@ -467,13 +475,8 @@ async fn a_transfer_whose_give_the_ledger_has_is_not_given_twice() {
     // last writes, rebuilt from the ledger, which has the give), and the
     // source still has the transfer pending.
     let app = spawn_partitioned().await;
-    spread(&app, "HOT", 10, 2).await;
+    let (from, to) = two_buckets(&app).await;
     let engine = &app.stock.engine;
-    let sku = Sku::parse("HOT").unwrap();
-    let (from, to) = (
-        engine.partitions().bucket(&sku, 0),
-        engine.partitions().bucket(&sku, 1),
-    );
     let take = transfer_step(&app, from, "take", "t-given", to).await;
     assert_eq!(take[..2], ["ok", "3"]);
     assert_eq!(transfer_step(&app, to, "give", "t-given", to).await, ["ok"]);
@@ -514,13 +517,7 @@ async fn a_transfer_whose_give_the_ledger_has_is_not_given_twice() {
 async fn a_transfer_cut_off_after_its_take_is_finished_by_the_reaper() {
     // Arrange: 10 units over 2 buckets.
     let app = spawn_partitioned().await;
-    spread(&app, "HOT", 10, 2).await;
-    let engine = &app.stock.engine;
-    let sku = Sku::parse("HOT").unwrap();
-    let (from, to) = (
-        engine.partitions().bucket(&sku, 0),
-        engine.partitions().bucket(&sku, 1),
-    );
+    let (from, to) = two_buckets(&app).await;
 
     // Act: a transfer's take runs, and its instance stops there.
     let reply = transfer_step(&app, from, "take", "t-cut-off", to).await;
