@@ -23,7 +23,8 @@
 --   give: {'ok'} | {'repeat'}
 --   done: {'ok'}
 --   undo: {'ok'} the take given back in the source (its record could not
---         be made durable) | {'gone'} the transfer is no longer pending
+--         be made durable) | {'gone'} the transfer is no longer pending, or
+--         is as old as ARGV[4] ms (the reaper's to finish)
 --   pending: {'ok', '1' | '0'} whether the transfer is still pending here
 --   due:  {'ok', id, "sku units to", ...} (at most 100)
 -- Outbox entry: kind=transfer sku xfer delta on_hand_after at
@@ -40,7 +41,8 @@ if op == 'pending' then
 end
 if op == 'undo' then
   local rec = redis.call('HGET', pending, id)
-  if not rec then return { 'gone' } end
+  local taken = tonumber(redis.call('ZSCORE', by_time, id) or '0')
+  if not rec or now_ms() - taken >= tonumber(ARGV[4]) then return { 'gone' } end
   local sku, x = string.match(rec, '^(%S+) (%d+) ')
   redis.call('HDEL', pending, id)
   redis.call('ZREM', by_time, id)

@@ -73,8 +73,13 @@ impl Engine {
     /// How `sku` is spread, if over more than its own partition (as this
     /// instance last learnt).
     pub fn spread_of(&self, sku: &Sku) -> Option<Spread> {
+        self.spread_of_name(sku.as_str())
+    }
+
+    /// As `spread_of`, by the SKU's name.
+    pub fn spread_of_name(&self, sku: &str) -> Option<Spread> {
         let known = self.spread.read().unwrap_or_else(|e| e.into_inner());
-        known.get(sku.as_str()).map(|(s, _)| *s)
+        known.get(sku).map(|(s, _)| *s)
     }
 
     /// Learns every SKU spread over several partitions from Redis (each
@@ -169,6 +174,14 @@ impl Engine {
         lines: &[(Sku, i64)],
         customer: Option<&str>,
     ) -> BTreeMap<Partition, Lines> {
+        let none_spread = self
+            .spread
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if none_spread {
+            return self.by_partition(lines);
+        }
         let mut groups: BTreeMap<Partition, Lines> = BTreeMap::new();
         for line in lines {
             groups
@@ -448,7 +461,7 @@ impl Engine {
             if !durable(entry).await {
                 // Postgres cannot take it now: the units go back where they
                 // were rather than wait for the ledger on their way.
-                let undone = self.transfer_op(from, "undo", &id).await;
+                let undone = self.transfer_undo(from, &id).await;
                 tracing::warn!(%sku, from = %from, to = %to, undone = ?undone.as_ref().map(|r| r.code.clone()),
                     "a transfer's take could not be recorded; given back");
                 return Ok(0);
@@ -501,6 +514,24 @@ impl Engine {
 
     async fn transfer_done(&self, from: Partition, id: &str) -> Result<(), EngineError> {
         self.transfer_op(from, "done", id).await.map(drop)
+    }
+
+    /// Gives a take back in its source, unless it is old enough for the
+    /// reaper to finish it (the two never both act on one transfer).
+    async fn transfer_undo(&self, p: Partition, id: &str) -> Result<super::Reply, EngineError> {
+        let keys = self.keys.part(p);
+        self.write_script(
+            p,
+            &self.scripts.transfer,
+            keys.avail(),
+            vec![
+                keys.base().to_owned(),
+                "undo".into(),
+                id.to_owned(),
+                TRANSFER_STALLED.as_millis().to_string(),
+            ],
+        )
+        .await
     }
 
     /// One of transfer.lua's steps that name only the transfer, in `p`.

@@ -191,22 +191,22 @@ impl Reconciler {
     fn shares(&self, record: &SkuRecord, snapshot: &Snapshot) -> Vec<(Partition, SkuRecord)> {
         let parts = self.engine.partitions();
         let own = parts.of_name(&record.sku);
-        let Ok(sku) = Sku::parse(&record.sku) else {
-            return vec![(own, record.clone())];
-        };
         // Redis knows a spread first (the ledger a drain step later, or
         // after Postgres is back): the wider of the two.
+        let live = self
+            .engine
+            .spread_of_name(&record.sku)
+            .filter(|l| i32::from(l.span) > record.bucket_span);
+        let sku = Sku::parse(&record.sku);
+        let (Ok(sku), true) = (sku, record.bucket_span > 1 || live.is_some()) else {
+            return vec![(own, record.clone())];
+        };
         let mut record = record.clone();
-        if let Some(live) = self.engine.spread_of(&sku) {
-            if i32::from(live.span) > record.bucket_span {
-                record.bucket_span = i32::from(live.span);
-                record.buckets = i32::from(live.buckets);
-            }
+        if let Some(live) = live {
+            record.bucket_span = i32::from(live.span);
+            record.buckets = i32::from(live.buckets);
         }
         let record = &record;
-        if record.bucket_span <= 1 {
-            return vec![(own, record.clone())];
-        }
         let mut out: Vec<(Partition, SkuRecord)> = Vec::new();
         let mut rest = record.on_hand;
         let span = (record.bucket_span as u16).min(parts.count());
