@@ -9,11 +9,13 @@
 -- ARGV[5]  reason ('' = none)
 --
 -- Returns one of
---   {'ok', on_hand, held, bo, pcl, ssa, outbox_id}
+--   {'ok', on_hand, held, bo, pcl, ssa, outbox_id, pools}  (pools as pools_text)
 --   {'repeat', sku, delta}      the id was applied before (to that SKU, by that delta)
 --   {'not_ready'} | {'not_found'}
 --   {'insufficient', on_hand, held}   a decrease would take on_hand below held
--- on_hand and available move together (held stays).
+--        (with pools: the shared pool's units below what it holds)
+-- on_hand and available move together (held stays); the change is the
+-- shared pool's (allocations keep their shares, safety stock its units).
 -- Outbox entry: kind=adjustment sku adj delta on_hand_after reason at
 local base, sku = ARGV[1], ARGV[2]
 if not ready(base) then return { 'not_ready' } end
@@ -28,8 +30,9 @@ if not v then return { 'not_found' } end
 local delta = tonumber(ARGV[4])
 -- Only a decrease can take on_hand below what holds need: a receipt is
 -- always welcome, also while a SKU is sold on backorder (on_hand < held).
-if delta < 0 and v.on_hand + delta < v.held then
-  return { 'insufficient', int(v.on_hand), int(v.held) }
+local shared = v.on_hand - v.shares - v.safety
+if delta < 0 and shared + delta < v.shared_held then
+  return { 'insufficient', int(shared), int(v.shared_held) }
 end
 
 local after = redis.call('HINCRBY', base .. 'onhand', sku, delta)
@@ -38,4 +41,4 @@ redis.call('SET', mark, sku .. ' ' .. int(delta), 'PX', ORDER_TTL_MS)
 local outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'adjustment', 'sku', sku,
   'adj', ARGV[3], 'delta', int(delta), 'on_hand_after', int(after), 'reason', ARGV[5],
   'at', int(now_ms()))
-return { 'ok', int(after), int(v.held), int(v.bo), v.pcl, v.ssa, outbox_id }
+return { 'ok', int(after), int(v.held), int(v.bo), v.pcl, v.ssa, outbox_id, pools_text(v) }

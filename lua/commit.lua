@@ -15,9 +15,10 @@
 --
 -- Returns one of
 --   {'not_ready'}  the partition is not rebuilt yet (nothing done)
---   {'ok', record, fresh, outbox_id, sold}
+--   {'ok', record, fresh, outbox_id, sold, pools}
 --        fresh = '1' when this call made the sale, '0' when it was made before
---        (outbox_id and sold are '' then); sold is the outbox entry's lines;
+--        (outbox_id and sold are '' then); sold is the outbox entry's lines,
+--        pools its allocations' part (see sell_lines);
 --        'begun' after a begin (the other steps are to follow)
 --   {'multi', record}  mode '': the hold has parts elsewhere (nothing done)
 --   {'not_found'} | {'expired'} | {'released'} | {'empty'} | {'order_taken'}
@@ -26,7 +27,8 @@
 -- carries every field the ledger needs:
 --   kind=commit order res cust chan pref at lines="sku qty on_hand_after ..."
 --   and, for a basket over several partitions, all="sku qty ..." (the lines
---   of every partition: the order's lines)
+--   of every partition: the order's lines); pools="sku@chan n share_after
+--   ..." when units were held from the channel's allocations
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
 local mode, indexed = ARGV[5], ARGV[6] == '1'
@@ -67,12 +69,16 @@ redis.call('ZREM', base .. 'exp', id)
 redis.call('ZREM', base .. 'committing', id)
 local rec = write_hold(key, h)
 if indexed and mode == '' then redis.call('SET', order_key, id, 'PX', ORDER_TTL_MS) end
-local lines = sell_lines(base, h)
+local lines, pools = sell_lines(base, h)
 local entry = { 'kind', 'commit', 'order', h.oid, 'res', id, 'cust', h.cust, 'chan', h.chan,
   'pref', h.pref, 'at', h.cat, 'lines', lines }
 if mode == 'finish' then
   entry[#entry + 1] = 'all'
   entry[#entry + 1] = ARGV[7]
 end
+if pools ~= '' then
+  entry[#entry + 1] = 'pools'
+  entry[#entry + 1] = pools
+end
 local outbox_id = redis.call('XADD', base .. 'outbox', '*', unpack(entry))
-return { 'ok', rec, '1', outbox_id, lines }
+return { 'ok', rec, '1', outbox_id, lines, pools }

@@ -11,14 +11,15 @@
 -- ARGV[5]  committed_at ms (the home's)
 --
 -- Returns one of
---   {'ok', outbox_id, sold, record}  sold now: "sku qty on_hand_after ..."
+--   {'ok', outbox_id, sold, record, pools}  sold now: "sku qty on_hand_after
+--        ...", and the allocations' part (see sell_lines)
 --   {'repeat', record}               sold before
 --   {'gone'}                         no part here (lost with the partition's
 --                                    data; nothing sold)
 --   {'not_ready'} | {'released'} | {'expired'}
--- Outbox entry: kind=part order res at lines="sku qty on_hand_after ...":
--- the stock movements of this partition's lines; the order itself is in
--- the home's entry.
+-- Outbox entry: kind=part order res at lines="sku qty on_hand_after ..."
+-- [pools="sku@chan n share_after ..."]: the stock movements of this
+-- partition's lines; the order itself is in the home's entry.
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
 local h = read_hold(key)
@@ -31,10 +32,14 @@ end
 h.st, h.oid, h.cat = 'committed', ARGV[4], ARGV[5]
 redis.call('ZREM', base .. 'exp', id)
 local rec = write_hold(key, h)
-local lines = sell_lines(base, h)
+local lines, pools = sell_lines(base, h)
 local outbox_id = ''
 if lines ~= '' then
-  outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'part', 'order', h.oid,
-    'res', id, 'at', h.cat, 'lines', lines)
+  local entry = { 'kind', 'part', 'order', h.oid, 'res', id, 'at', h.cat, 'lines', lines }
+  if pools ~= '' then
+    entry[#entry + 1] = 'pools'
+    entry[#entry + 1] = pools
+  end
+  outbox_id = redis.call('XADD', base .. 'outbox', '*', unpack(entry))
 end
-return { 'ok', outbox_id, lines, rec }
+return { 'ok', outbox_id, lines, rec, pools }

@@ -39,6 +39,15 @@
 --                               is partition (own + b) mod partitions, with
 --                               the SKU's own avail/onhand/rules fields there
 --   base.."bkat"          hash  sku -> ms its buckets last changed (bucket 0)
+--   base.."pools"         hash  sku -> "safety chan ...": its safety stock
+--                               (units no reservation may hold) and the
+--                               channels with an allocation (only SKUs with
+--                               either); each channel's pool is the avail
+--                               and onhand field sku.."@"..chan: its share
+--                               of on_hand and what is available of it
+--                               (share - held from it). The SKU's own avail
+--                               field is the shared pool's: on_hand - the
+--                               shares - safety + backorder - held from it
 --   base.."xfer"          hash  transfer id -> "sku units to": units taken
 --                               here for another bucket, not yet given
 --   base.."xfers"         zset  those transfer ids by when they were taken
@@ -128,8 +137,8 @@ local function words(s)
 end
 
 -- The hold record: st cust chan ca ea oid cat pref counted skus qtys, then
--- for baskets over several partitions: home parts basket ver pv chg; joined
--- by \31 (trailing empty fields are left out). st is held | committing |
+-- for baskets over several partitions: home parts basket ver pv chg, then
+-- pq pqo; joined by \31 (trailing empty fields are left out). st is held | committing |
 -- committed | released | expired; ca, ea, cat are ms; counted lists the SKUs
 -- whose units count in the customer's total; skus and qtys list this
 -- partition's lines in basket order. home is '' in a home record, else the
@@ -137,8 +146,11 @@ end
 -- (home only, when it has parts) every SKU of the basket in basket order;
 -- ver the confirmed version; pv (parts only) "version:token" of a staged
 -- change, chg its "sku old new ..." (the lines hold the larger of old, new).
+-- pq "sku n ...": the units of each line held from the allocation of the
+-- hold's channel (the rest of the line is held from the shared pool); pqo
+-- pq as it was before a staged change (parts only, while one is pending).
 local FIELDS = { 'st', 'cust', 'chan', 'ca', 'ea', 'oid', 'cat', 'pref', 'counted', 'skus', 'qtys',
-  'home', 'parts', 'basket', 'ver', 'pv', 'chg' }
+  'home', 'parts', 'basket', 'ver', 'pv', 'chg', 'pq', 'pqo' }
 
 -- Each hold record as this script call first read it (key -> record, or
 -- false when there was none): what note_change keeps.
@@ -224,14 +236,51 @@ local function hold_lines(h)
   return words(h.skus), words(h.qtys), counted
 end
 
+-- The units of each line held from the channel's allocation: sku -> n.
+local function pooled(pq)
+  local t = {}
+  if pq ~= '' then
+    for s, n in string.gmatch(pq, '(%S+) (%d+)') do t[s] = tonumber(n) end
+  end
+  return t
+end
+
+-- `t` (sku -> n) as the record's pq, for the lines `skus` in their order.
+local function pq_of(t, skus)
+  local out = {}
+  for _, s in ipairs(skus) do
+    local n = t[s]
+    if n and n > 0 then out[#out + 1] = s .. ' ' .. int(n) end
+  end
+  return table.concat(out, ' ')
+end
+
+-- The avail/onhand field of channel `chan`'s allocation of `sku`.
+local function pool_field(sku, chan)
+  return sku .. '@' .. chan
+end
+
 -- Sells every line of a held hold: on_hand drops by each line's qty (held
--- drops with it, so available stays), in two calls however many lines.
--- Returns the sale as the outbox carries it: "sku qty on_hand_after ...".
+-- drops with it, so available stays), and so does the share of the
+-- channel's allocation by the units held from it, in two calls however
+-- many lines. Returns the sale as the outbox carries it: "sku qty
+-- on_hand_after ...", and the allocations' part "sku@chan n share_after
+-- ..." ('' when none).
 local function sell_lines(base, h)
   local skus, qtys = hold_lines(h)
-  if #skus == 0 then return '' end
+  if #skus == 0 then return '', '' end
+  local from_pool = pooled(h.pq)
+  local fields = {}
+  for i, sku in ipairs(skus) do fields[i] = sku end
+  local pools = {}
+  for _, sku in ipairs(skus) do
+    if from_pool[sku] then
+      pools[#pools + 1] = sku
+      fields[#fields + 1] = pool_field(sku, h.chan)
+    end
+  end
   local onhand_key = base .. 'onhand'
-  local on_hand = redis.call('HMGET', onhand_key, unpack(skus))
+  local on_hand = redis.call('HMGET', onhand_key, unpack(fields))
   local writes, sold = {}, {}
   for i, sku in ipairs(skus) do
     local after = int((tonumber(on_hand[i]) or 0) - qty(qtys[i]))
@@ -239,8 +288,16 @@ local function sell_lines(base, h)
     writes[#writes + 1] = after
     sold[#sold + 1] = sku .. ' ' .. qtys[i] .. ' ' .. after
   end
+  local pool_sold = {}
+  for k, sku in ipairs(pools) do
+    local field, n = fields[#skus + k], from_pool[sku]
+    local after = int((tonumber(on_hand[#skus + k]) or 0) - n)
+    writes[#writes + 1] = field
+    writes[#writes + 1] = after
+    pool_sold[#pool_sold + 1] = field .. ' ' .. int(n) .. ' ' .. after
+  end
   redis.call('HSET', onhand_key, unpack(writes))
-  return table.concat(sold, ' ')
+  return table.concat(sold, ' '), table.concat(pool_sold, ' ')
 end
 
 -- Adds `delta[sku]` to the available count of every SKU in `delta`, in two
@@ -257,19 +314,29 @@ local function add_available(base, skus, delta)
   redis.call('HSET', key, unpack(out))
 end
 
--- Collects the units a held hold gives back into `back` (sku -> units, with
--- `order` listing the SKUs) and takes its counted lines off the customer's
+-- Adds `n` units for avail field `field` to `back` (see give_back).
+local function give(back, order, field, n)
+  if n <= 0 then return end
+  if not back[field] then
+    back[field] = 0
+    order[#order + 1] = field
+  end
+  back[field] = back[field] + n
+end
+
+-- Collects the units a held hold gives back into `back` (avail field ->
+-- units, with `order` listing the fields: each line's units go back to the
+-- pool they came from) and takes its counted lines off the customer's
 -- totals; the caller applies `back` with add_available.
 local function give_back(base, h, back, order)
   local skus, qtys, counted = hold_lines(h)
   local cust_key = base .. 'cust:' .. h.cust
+  local from_pool = pooled(h.pq)
   for i, sku in ipairs(skus) do
     local q = qty(qtys[i])
-    if not back[sku] then
-      back[sku] = 0
-      order[#order + 1] = sku
-    end
-    back[sku] = back[sku] + q
+    local p = from_pool[sku] or 0
+    give(back, order, sku, q - p)
+    if p > 0 then give(back, order, pool_field(sku, h.chan), p) end
     if counted[sku] then
       if redis.call('HINCRBY', cust_key, sku, -q) <= 0 then
         redis.call('HDEL', cust_key, sku)
@@ -310,7 +377,10 @@ end
 
 -- Ends a part's staged change: 'confirm' keeps the new quantities (giving
 -- back what went down), 'undo' the old ones (giving back what went up).
--- Updates avail, the customer's totals and the record (not written here).
+-- Units go back to the pool they came from: an undo gives back exactly
+-- what the stage took (pqo is pq before it), a confirmation gives back
+-- units of the shared pool first. Updates avail, the customer's totals and
+-- the record (not written here).
 local function settle_stage(base, h, op)
   if h.pv == '' then return end
   local skus, qtys, counted = hold_lines(h)
@@ -318,14 +388,23 @@ local function settle_stage(base, h, op)
   for i, sku in ipairs(skus) do at[sku] = i end
   local back, order = {}, {}
   local cust_key = base .. 'cust:' .. h.cust
+  local from_pool, before = pooled(h.pq), pooled(h.pqo)
   local c = words(h.chg)
   for k = 1, #c, 3 do
     local sku, old, new = c[k], tonumber(c[k + 1]), tonumber(c[k + 2])
     local keep = op == 'confirm' and new or old
     local held = old > new and old or new
     if keep < held then
-      back[sku] = held - keep
-      order[#order + 1] = sku
+      local p = from_pool[sku] or 0
+      local to_pool
+      if op == 'confirm' then
+        to_pool = held - keep - math.min(held - keep, held - p)
+      else
+        to_pool = p - (before[sku] or 0)
+      end
+      give(back, order, sku, held - keep - to_pool)
+      give(back, order, pool_field(sku, h.chan), to_pool)
+      from_pool[sku] = p - to_pool
       if counted[sku] and redis.call('HINCRBY', cust_key, sku, keep - held) <= 0 then
         redis.call('HDEL', cust_key, sku)
       end
@@ -334,6 +413,7 @@ local function settle_stage(base, h, op)
   end
   add_available(base, order, back)
   set_lines(h, skus, qtys, counted)
+  h.pq, h.pqo = pq_of(from_pool, words(h.skus)), ''
   if op == 'confirm' then h.ver = int(version_of(h.pv)) end
   h.pv, h.chg = '', ''
 end
@@ -392,8 +472,30 @@ local function check_rule(rule, sku, wanted, now, cust, cust_key, f)
   return true
 end
 
--- A SKU's live counts and settings: available, on_hand, held, bo, pcl, ssa
--- (pcl/ssa '' when none); nil when the SKU is not set up.
+-- A SKU's pools ("safety chan ..." in base.."pools"): its safety stock and
+-- the channels with an allocation, in order; 0, {} when it has none.
+local function pools_of(base, sku)
+  local p = redis.call('HGET', base .. 'pools', sku)
+  if not p then return 0, {} end
+  local w = words(p)
+  local safety = tonumber(table.remove(w, 1))
+  return safety, w
+end
+
+-- The avail fields of channel `chan`'s allocation of each SKU in
+-- skus[first..last] (HMGET: false where the SKU has none); nil when no SKU
+-- here has an allocation or no channel is named (one HLEN).
+local function read_pools(base, chan, skus, first, last)
+  if chan == '' or redis.call('HLEN', base .. 'pools') == 0 then return nil end
+  local fields = {}
+  for i = first, last do fields[#fields + 1] = pool_field(skus[i], chan) end
+  return redis.call('HMGET', base .. 'avail', unpack(fields))
+end
+
+-- A SKU's live counts and settings: avail (the shared pool's), on_hand,
+-- held (every pool's), bo, pcl, ssa (pcl/ssa '' when none), safety,
+-- shares (the allocations' shares added up), shared_held, and pools: per
+-- allocation { chan, share, held, avail }; nil when the SKU is not set up.
 local function read_sku(base, sku)
   local a = redis.call('HGET', base .. 'avail', sku)
   if not a then return nil end
@@ -406,9 +508,31 @@ local function read_sku(base, sku)
     if pcl == '-' then pcl = '' end
     if ssa == '-' then ssa = '' end
   end
+  local safety, chans = pools_of(base, sku)
+  local pools, shares, pool_held = {}, 0, 0
+  for _, chan in ipairs(chans) do
+    local f = pool_field(sku, chan)
+    local share = tonumber(redis.call('HGET', base .. 'onhand', f) or '0')
+    local pa = tonumber(redis.call('HGET', base .. 'avail', f) or '0')
+    pools[#pools + 1] = { chan = chan, share = share, held = share - pa, avail = pa }
+    shares, pool_held = shares + share, pool_held + share - pa
+  end
   local a_num = tonumber(a)
-  return { avail = a_num, on_hand = on_hand, held = on_hand + bo - a_num, bo = bo,
-    pcl = pcl, ssa = ssa }
+  local shared_held = on_hand - shares - safety + bo - a_num
+  return { avail = a_num, on_hand = on_hand, held = shared_held + pool_held, bo = bo,
+    pcl = pcl, ssa = ssa, safety = safety, shares = shares, shared_held = shared_held,
+    pools = pools }
+end
+
+-- A SKU's pools as replies carry them: "safety chan share held avail ..."
+-- ('' when it has neither safety stock nor allocations).
+local function pools_text(v)
+  if v.safety == 0 and #v.pools == 0 then return '' end
+  local out = { int(v.safety) }
+  for _, p in ipairs(v.pools) do
+    out[#out + 1] = p.chan .. ' ' .. int(p.share) .. ' ' .. int(p.held) .. ' ' .. int(p.avail)
+  end
+  return table.concat(out, ' ')
 end
 
 -- A SKU's buckets and span (1 1 unless spread over several partitions).

@@ -39,7 +39,9 @@ local mode = argv[4]
 local h = read_hold(key)
 local now = now_ms()
 if mode == 'check' then
-  h = h or { cust = argv[5], counted = '', skus = '', qtys = '' }
+  -- (a partition where the hold has no part yet: its allocations are not
+  -- counted, the checks only explain a refusal)
+  h = h or { cust = argv[5], chan = '', counted = '', skus = '', qtys = '', pq = '' }
 else
   if not h then return { 'not_found' } end
   if expire_if_due(base, key, id, h, now) then return { 'expired' } end
@@ -55,11 +57,15 @@ local at = {} -- sku -> position in skus
 for i, sku in ipairs(skus) do at[sku] = i end
 
 local avail = {}
-local rules = nil
+local rules, pools = nil, nil
 if n > 0 then
   avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
   rules = read_rules(base, argv, sku0 + 1, sku0 + n)
+  pools = read_pools(base, h.chan, argv, sku0 + 1, sku0 + n)
 end
+-- Units held from the channel's allocation: a line that grows takes from
+-- it first, a line that shrinks gives back the shared pool's units first.
+local from_pool = pooled(h.pq)
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
@@ -86,16 +92,30 @@ for i = 1, n do
       end
       local have = a + 0
       if have < 0 then have = 0 end
-      if delta > have then
-        for _, x in ipairs({ sku, q, have + old_q }) do short[#short + 1] = x end
+      local pa = pools and pools[i] and tonumber(pools[i]) or 0
+      local p = pa > delta and delta or (pa > 0 and pa or 0)
+      if delta - p > have then
+        for _, x in ipairs({ sku, q, have + p + old_q }) do short[#short + 1] = x end
       end
       writes[#writes + 1] = sku
-      writes[#writes + 1] = int(a - delta)
+      writes[#writes + 1] = int(a - (delta - p))
+      if p > 0 then
+        writes[#writes + 1] = pool_field(sku, h.chan)
+        writes[#writes + 1] = int(pa - p)
+        from_pool[sku] = (from_pool[sku] or 0) + p
+      end
       new_qty[sku] = q
     end
   elseif delta < 0 then
+    local p = from_pool[sku] or 0
+    local shared = math.min(-delta, old_q - p)
     writes[#writes + 1] = sku
-    writes[#writes + 1] = int((tonumber(avail[i]) or 0) - delta)
+    writes[#writes + 1] = int((tonumber(avail[i]) or 0) + shared)
+    if shared < -delta then
+      writes[#writes + 1] = pool_field(sku, h.chan)
+      writes[#writes + 1] = int(tonumber(pools and pools[i] or 0) - delta - shared)
+      from_pool[sku] = p + delta + shared
+    end
     if counted[sku] then cust_changes[#cust_changes + 1] = { sku, delta } end
     new_qty[sku] = q
   end
@@ -140,6 +160,7 @@ for i = 1, n do
   if not at[sku] and new_qty[sku] then keep(sku, new_qty[sku]) end
 end
 h.skus, h.qtys, h.counted = table.concat(out_s, ' '), table.concat(out_q, ' '), table.concat(out_c, ' ')
+h.pq = pq_of(from_pool, out_s)
 if argv[3] ~= '' then
   h.ea = int(now + tonumber(argv[3]))
   redis.call('ZADD', base .. 'exp', h.ea, id)

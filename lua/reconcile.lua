@@ -10,13 +10,20 @@
 --          the on_hand deltas of entries after R (made since the caller read)
 -- ARGV[4]  the rebuild lease's owner (mode 'rebuild'; '' otherwise)
 -- ARGV[5]  the token of the watch (watch.lua) the caller read the holds under
--- ARGV[6]  number of SKUs n, then 7 values per SKU from ARGV[7] on: sku,
+-- ARGV[6]  number of SKUs n, then 8 values per SKU from ARGV[7] on: sku,
 --          on_hand expected before the entries after R, held by the live
 --          holds as they were when the watch began, backorder_limit,
 --          per_customer_limit ('' = none), sale_starts_at ms ('' = none),
 --          "buckets span" of a spread SKU in its own partition ('' = not
 --          spread; '-' = this partition is another of its buckets), which
---          modes other than 'check' put back in base.."bk" where missing
+--          modes other than 'check' put back in base.."bk" where missing,
+--          and its pools "safety chan ..." ('' = none; put back with the
+--          other settings of a SKU missing from Redis)
+--          A channel's allocation of a SKU is a row of its own named
+--          "sku@chan" (its share as on_hand, held = units held from it;
+--          no backorder, no settings), in the same batch as its SKU: the
+--          SKU's row counts its shared pool, whose available is on_hand -
+--          the shares - safety + backorder - held from it.
 --
 -- Returns {'lease_lost'} (nothing done) in mode 'rebuild' when the caller no
 -- longer holds the rebuild lease; {'rewatch'} (nothing done) when the watch
@@ -38,7 +45,7 @@ local watches, touched_key = base .. 'watches', base .. 'touched:' .. ARGV[5]
 if not redis.call('ZSCORE', watches, ARGV[5]) then return { 'rewatch' } end
 redis.call('ZADD', watches, now_ms() + WATCH_TTL_MS, ARGV[5])
 local n = tonumber(ARGV[6])
-local first, width = 7, 7 -- ARGV[first + i * width ..] is SKU i's row
+local first, width = 7, 8 -- ARGV[first + i * width ..] is SKU i's row
 local skus, expected_on_hand, expected_held = {}, {}, {}
 for i = 0, n - 1 do
   local j = first + i * width
@@ -57,13 +64,19 @@ for _, entry in ipairs(tail) do
   for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
   if f.kind == 'commit' or f.kind == 'part' or f.kind == 'return' then
     local sign = f.kind == 'return' and 1 or -1
-    for sku, q in string.gmatch(f.lines, '(%S+) (%d+) %-?%d+') do
+    for sku, q in string.gmatch(f.lines .. ' ' .. (f.pools or ''), '(%S+) (%d+) %-?%d+') do
       if expected_on_hand[sku] then
         expected_on_hand[sku] = expected_on_hand[sku] + sign * tonumber(q)
       end
     end
   elseif f.sku and expected_on_hand[f.sku] then
     expected_on_hand[f.sku] = expected_on_hand[f.sku] + tonumber(f.delta)
+    for c, d in string.gmatch(f.pools or '', '(%S+) %d+ (%-?%d+)') do
+      local field = pool_field(f.sku, c)
+      if expected_on_hand[field] then
+        expected_on_hand[field] = expected_on_hand[field] + tonumber(d)
+      end
+    end
   end
 end
 
@@ -74,9 +87,15 @@ local function count(rec, sign)
   local h = parse_hold(rec)
   if h.st == 'held' or h.st == 'committing' then
     local hs, hq = hold_lines(h)
+    local from_pool = pooled(h.pq)
     for i, sku in ipairs(hs) do
+      local p = from_pool[sku] or 0
       if expected_held[sku] then
-        expected_held[sku] = expected_held[sku] + sign * qty(hq[i])
+        expected_held[sku] = expected_held[sku] + sign * (qty(hq[i]) - p)
+      end
+      local field = p > 0 and pool_field(sku, h.chan)
+      if field and expected_held[field] then
+        expected_held[field] = expected_held[field] + sign * p
       end
     end
   end
@@ -90,6 +109,27 @@ end
 local avail = redis.call('HMGET', base .. 'avail', unpack(skus))
 local on_hand = redis.call('HMGET', base .. 'onhand', unpack(skus))
 local bos = redis.call('HMGET', base .. 'bo', unpack(skus))
+local configs = redis.call('HMGET', base .. 'pools', unpack(skus))
+-- What each SKU's shared pool leaves out: its safety stock (Redis's, or
+-- the ledger's for a SKU missing there) and its allocations' shares,
+-- expected and actual.
+local parent = {}
+for i, sku in ipairs(skus) do parent[i] = string.match(sku, '^([^@]+)@') end
+local deduct_want, deduct_now = {}, {}
+for i, sku in ipairs(skus) do
+  if not parent[i] then
+    local config = configs[i] or (avail[i] and '0' or ARGV[first + (i - 1) * width + 7])
+    local safety = tonumber(string.match(config, '^(%d+)') or '0')
+    deduct_want[sku], deduct_now[sku] = safety, safety
+  end
+end
+for i, sku in ipairs(skus) do
+  local of = parent[i]
+  if of and deduct_want[of] then
+    deduct_want[of] = deduct_want[of] + expected_on_hand[sku]
+    deduct_now[of] = deduct_now[of] + tonumber(on_hand[i] or '0')
+  end
+end
 local drifted = { 'ok', int(#touched / 2) }
 local write_on_hand, write_avail = {}, {}
 for i, sku in ipairs(skus) do
@@ -97,18 +137,26 @@ for i, sku in ipairs(skus) do
   local present = avail[i] ~= false and on_hand[i] ~= false
   local oh = tonumber(on_hand[i] or '0')
   local bo = present and tonumber(bos[i] or '0') or tonumber(ARGV[j + 3])
-  local held = present and oh + bo - tonumber(avail[i]) or 0
+  local held = present and oh + bo - (deduct_now[sku] or 0) - tonumber(avail[i]) or 0
   local want_on_hand, want_held = expected_on_hand[sku], expected_held[sku]
-  if not present or oh ~= want_on_hand or held ~= want_held then
+  -- An allocation removed (share 0, nothing held) has no fields.
+  local gone = parent[i] and not present and want_on_hand == 0 and want_held == 0
+  -- A SKU whose allocations' shares drifted gets its shared pool's
+  -- available count written again too.
+  local shares_drifted = not parent[i] and deduct_now[sku] ~= deduct_want[sku]
+  if not gone and (not present or oh ~= want_on_hand or held ~= want_held or shares_drifted) then
     for _, x in ipairs({ sku, int(want_on_hand), int(want_held),
         present and int(oh) or '', int(held) }) do
       drifted[#drifted + 1] = x
     end
     if mode ~= 'check' then
       for _, x in ipairs({ sku, int(want_on_hand) }) do write_on_hand[#write_on_hand + 1] = x end
-      for _, x in ipairs({ sku, int(want_on_hand + bo - want_held) }) do write_avail[#write_avail + 1] = x end
-      if not present then
+      for _, x in ipairs({ sku, int(want_on_hand + bo - (deduct_want[sku] or 0) - want_held) }) do
+        write_avail[#write_avail + 1] = x
+      end
+      if not present and not parent[i] then
         write_settings(base, sku, bo, ARGV[j + 4], ARGV[j + 5])
+        if ARGV[j + 7] ~= '' then redis.call('HSET', base .. 'pools', sku, ARGV[j + 7]) end
       end
     end
   end

@@ -6,7 +6,8 @@
 -- ARGV[2]  hold id
 -- ARGV[3]  ttl in ms
 -- ARGV[4]  customer id ('' = none)
--- ARGV[5]  channel ('' = none)
+-- ARGV[5]  channel ('' = none); a line of a SKU with an allocation for it
+--          takes the allocation's units first, then the shared pool's
 -- ARGV[6]  allow_partial: '1' or '0'
 -- ARGV[7]  mode: '' (the whole basket is here), 'home' (the home record of a
 --          basket whose other parts are staged already) or 'check' (run the
@@ -36,7 +37,9 @@
 --   {'insufficient', sku, requested, available, ...}
 -- Checks come first; nothing is written unless every check passed. This is
 -- the hot path: one HMGET and one HSET of the available counts whatever the
--- number of lines, and no per-line work for rules unless a SKU has one.
+-- number of lines, and no per-line work for rules unless a SKU has one (nor
+-- for allocations unless a SKU here has one and the hold names a channel:
+-- then one HMGET more).
 local argv = ARGV
 local base, id, key = argv[1], argv[2], KEYS[1]
 if not ready(base) then return { 'not_ready' } end
@@ -52,6 +55,10 @@ local cust_key = base .. 'cust:' .. cust
 
 local avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
 local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
+-- The channel's allocation of each SKU, if any: a line takes from it first,
+-- then from the shared pool.
+local pools = read_pools(base, chan, argv, sku0 + 1, sku0 + n)
+local pq = {} -- "sku n" of lines that take n units from the allocation
 
 -- The common case first, in a loop of a few operations a line: every SKU
 -- set up, none with a rule, every line available in full. Anything else
@@ -64,11 +71,25 @@ if plain then
     local a = avail[i]
     if not a then plain = false break end
     local qs = argv[q0 + i]
-    local left = a - (SMALL[qs] or qs)
+    local q = SMALL[qs] or tonumber(qs)
+    local pa = pools and pools[i]
+    local p = 0
+    if pa then
+      pa = tonumber(pa)
+      p = pa > q and q or (pa > 0 and pa or 0)
+    end
+    local left = a - (q - p)
     if left < 0 then plain = false break end
-    writes[j + 1] = argv[sku0 + i]
+    local sku = argv[sku0 + i]
+    writes[j + 1] = sku
     writes[j + 2] = fmt('%d', left)
     j = j + 2
+    if p > 0 then
+      writes[j + 1] = pool_field(sku, chan)
+      writes[j + 2] = fmt('%d', pa - p)
+      j = j + 2
+      pq[#pq + 1] = sku .. ' ' .. fmt('%d', p)
+    end
   end
 end
 
@@ -78,7 +99,7 @@ local fails = { early = early, nocust = nocust, over = over }
 local taken = nil       -- { {sku, qty}, ... } once a line is held short
 local counted = {}      -- { {sku, qty}, ... } lines counted for the customer
 if not plain then
-  writes, j = {}, 0
+  writes, j, pq = {}, 0, {}
   for i = 1, n do
     local sku, a = argv[sku0 + i], avail[i]
     if not a then
@@ -89,10 +110,12 @@ if not plain then
       local rule = rules and rules[i]
       local is_counted = rule and check_rule(rule, sku, q, now, cust, cust_key, fails)
       local have = a + 0
-      local take = q
-      if q > have then
+      local pa = pools and pools[i] and tonumber(pools[i]) or 0
+      local p = pa > q and q or (pa > 0 and pa or 0) -- from the allocation
+      local take = q - p                               -- from the shared pool
+      if take > have then
         take = have > 0 and have or 0
-        for _, x in ipairs({ sku, q, take }) do short[#short + 1] = x end
+        for _, x in ipairs({ sku, q, p + take }) do short[#short + 1] = x end
         if not taken then
           taken = {}
           for k = 1, i - 1 do
@@ -100,12 +123,18 @@ if not plain then
           end
         end
       end
-      if take > 0 then
-        if taken then taken[#taken + 1] = { sku, int(take) } end
-        if is_counted then counted[#counted + 1] = { sku, take } end
+      if take + p > 0 then
+        if taken then taken[#taken + 1] = { sku, int(take + p) } end
+        if is_counted then counted[#counted + 1] = { sku, take + p } end
         writes[j + 1] = sku
         writes[j + 2] = fmt('%d', have - take)
         j = j + 2
+        if p > 0 then
+          writes[j + 1] = pool_field(sku, chan)
+          writes[j + 2] = fmt('%d', pa - p)
+          j = j + 2
+          pq[#pq + 1] = sku .. ' ' .. int(p)
+        end
       end
     end
   end
@@ -145,7 +174,8 @@ end
 local h = { st = 'held', cust = cust, chan = chan, ca = int(now),
   ea = int(now + tonumber(argv[3])), oid = '', cat = '', pref = '',
   counted = table.concat(counted_skus, ' '), skus = skus, qtys = qtys,
-  home = '', parts = '', basket = '', ver = '', pv = '', chg = '' }
+  home = '', parts = '', basket = '', ver = '', pv = '', chg = '', pq = table.concat(pq, ' '),
+  pqo = '' }
 if mode == 'home' then
   h.parts, h.basket, h.ver = argv[10], argv[11], '1'
 end

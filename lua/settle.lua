@@ -38,7 +38,10 @@ end
 local h = read_hold(key)
 if not h or (h.st ~= 'held' and h.st ~= 'committing') then return 0 end
 local skus, qtys, counted = hold_lines(h)
+local from_pool = pooled(h.pq)
 if late then
+  -- Sold as commit.lua sells: units held from the channel's allocation
+  -- first (the order's movements say so too).
   local sold = {}
   local w = words(ARGV[8])
   for k = 1, #w, 2 do sold[w[k]] = (sold[w[k]] or 0) + qty(w[k + 1]) end
@@ -50,13 +53,18 @@ if late then
     local held = qty(qtys[i])
     local s = sold[sku] or 0
     if s > held then s = held end
+    local p = from_pool[sku] or 0
+    local sold_p = math.min(s, p)
     if s > 0 then
       writes[#writes + 1] = sku
       writes[#writes + 1] = int((tonumber(on_hand[i]) or 0) - s)
     end
+    if sold_p > 0 then
+      redis.call('HINCRBY', onhand_key, pool_field(sku, h.chan), -sold_p)
+    end
     if held > s then
-      back[sku] = held - s
-      order[#order + 1] = sku
+      give(back, order, sku, held - s - (p - sold_p))
+      give(back, order, pool_field(sku, h.chan), p - sold_p)
       if counted[sku] and redis.call('HINCRBY', cust_key, sku, s - held) <= 0 then
         redis.call('HDEL', cust_key, sku)
       end
@@ -65,9 +73,13 @@ if late then
   if #writes > 0 then redis.call('HSET', onhand_key, unpack(writes)) end
   add_available(base, order, back)
 else
-  local back = {}
-  for i, sku in ipairs(skus) do back[sku] = qty(qtys[i]) end
-  add_available(base, skus, back)
+  local back, order = {}, {}
+  for i, sku in ipairs(skus) do
+    local p = from_pool[sku] or 0
+    give(back, order, sku, qty(qtys[i]) - p)
+    give(back, order, pool_field(sku, h.chan), p)
+  end
+  add_available(base, order, back)
 end
 h.st, h.oid, h.cat = 'committed', ARGV[3], ARGV[4]
 h.pv, h.chg = '', ''

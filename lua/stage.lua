@@ -43,7 +43,7 @@ if h then
 else
   h = { st = 'held', cust = argv[6], chan = argv[7], ca = int(now), ea = int(now + tonumber(argv[5])), oid = '',
     cat = '', pref = '', counted = '', skus = '', qtys = '', home = argv[3], parts = '',
-    basket = '', ver = '0', pv = '', chg = '' }
+    basket = '', ver = '0', pv = '', chg = '', pq = '', pqo = '' }
 end
 local partial = argv[8] == '1' and h.skus == ''
 
@@ -55,6 +55,10 @@ for i, sku in ipairs(skus) do at[sku] = i end
 local cust_key = base .. 'cust:' .. h.cust
 local avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
 local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
+-- A line that grows takes from the channel's allocation first; an undo
+-- gives back what the stage took (pqo keeps pq as it was).
+local pools = read_pools(base, h.chan, argv, sku0 + 1, sku0 + n)
+local from_pool, pq_before = pooled(h.pq), h.pq
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
@@ -75,12 +79,14 @@ for i = 1, n do
         cust_key, fails)
       local have = a + 0
       if have < 0 then have = 0 end
-      if up > have then
+      local pa = pools and pools[i] and tonumber(pools[i]) or 0
+      local p = pa > up and up or (pa > 0 and pa or 0)
+      if up - p > have then
         if partial then
-          shortages[#shortages + 1] = sku .. ' ' .. int(q) .. ' ' .. int(have)
-          up, q = have, old + have
+          shortages[#shortages + 1] = sku .. ' ' .. int(q) .. ' ' .. int(have + p)
+          up, q = have + p, old + have + p
         else
-          for _, x in ipairs({ sku, q, have + old }) do short[#short + 1] = x end
+          for _, x in ipairs({ sku, q, have + p + old }) do short[#short + 1] = x end
         end
       end
       -- What the customer's count gains: the units taken (a partial line
@@ -92,7 +98,12 @@ for i = 1, n do
       end
       if up > 0 then
         writes[#writes + 1] = sku
-        writes[#writes + 1] = int(a - up)
+        writes[#writes + 1] = int(a - (up - p))
+        if p > 0 then
+          writes[#writes + 1] = pool_field(sku, h.chan)
+          writes[#writes + 1] = int(pa - p)
+          from_pool[sku] = (from_pool[sku] or 0) + p
+        end
       end
     end
   end
@@ -120,6 +131,7 @@ for _, c in ipairs(cust_changes) do
 end
 set_lines(h, skus, qtys, counted)
 h.pv, h.chg = change, table.concat(chg, ' ')
+h.pq, h.pqo = pq_of(from_pool, words(h.skus)), pq_before
 note_change(key)
 redis.call('SET', key, encode_hold(h))
 -- The reaper asks the home about this part by then at the latest.

@@ -1,5 +1,5 @@
 //! The demo catalogue the development set-up loads: a few SKUs showing each
-//! setting. SKUs that exist already are left as they are, so loading twice
+//! setting (allocations and safety stock included). SKUs that exist already are left as they are, so loading twice
 //! does not reset stock.
 
 use crate::domain::{PutSkuRequest, Setting, Sku};
@@ -29,12 +29,16 @@ pub async fn load(stock: &Stock) -> anyhow::Result<usize> {
         if stock.engine.sku(&sku).await?.is_some() {
             continue;
         }
+        // The limited sneaker keeps 20 pairs for the phone line and 5 back.
+        let pools = name == "SNEAKER-LTD-42";
         let req = PutSkuRequest {
             buckets: None,
             on_hand: Some(on_hand),
             backorder_limit: Some(backorder_limit),
             per_customer_limit,
             sale_starts_at,
+            safety_stock: pools.then_some(5),
+            allocations: pools.then(|| vec![("callcentre".to_owned(), 20)]),
         };
         if stock.put_sku(&sku, &req).await?.created {
             created += 1;

@@ -197,7 +197,16 @@ impl Stock {
         order_id: &OrderId,
         lines: &[(Sku, i64)],
     ) -> Result<(), EngineError> {
-        for entry in self.engine.restock(return_id, order_id, lines).await? {
+        let pools = self
+            .ledger
+            .return_pools(return_id)
+            .await
+            .map_err(unavailable)?;
+        for entry in self
+            .engine
+            .restock(return_id, order_id, lines, &pools)
+            .await?
+        {
             self.persist(entry).await;
         }
         Ok(())

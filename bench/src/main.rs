@@ -12,10 +12,14 @@
 //!   over 1, 2 and 4 partitions over HTTP, Redis time per call per master,
 //!   and the latency a `WAIT` for a replica adds to a write; writes
 //!   bench-results/cluster-*.md.
+//! - `pools`: the reserve script's Redis time per line with a channel
+//!   allocation on every SKU against none, alternated in one run (see
+//!   `pools.rs`).
 
 mod cluster;
 mod load;
 mod machine;
+mod pools;
 mod reference;
 mod report;
 mod suite;
@@ -136,6 +140,9 @@ enum Command {
     /// stockhold on a Redis Cluster: baskets over 1, 2 and 4 partitions
     /// over HTTP, Redis time per call per master, WAIT for a replica.
     Cluster(cluster::Options),
+    /// The reserve script's Redis time per line with a channel allocation
+    /// on every SKU against none, in one run.
+    Pools(pools::Options),
     /// Time the start-up rebuild and a dry-run reconcile over N SKUs.
     Scale {
         /// SKUs in the ledger.
@@ -289,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             cluster::run(opts).await
         }
+        Command::Pools(opts) => pools::run(opts).await,
         Command::Scale {
             skus,
             holds,

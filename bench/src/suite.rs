@@ -882,6 +882,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 backorder_limit: None,
                 per_customer_limit: Setting::Keep,
                 sale_starts_at: Setting::Keep,
+                safety_stock: None,
+                allocations: None,
             };
             stock
                 .put_sku(&Sku::parse(SOLD_OUT).expect("a valid SKU name"), &none)

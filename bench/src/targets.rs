@@ -224,7 +224,7 @@ impl Target {
                 let skus: Vec<Sku> = idx.iter().map(|&i| cat.skus[i].clone()).collect();
                 stock
                     .engine
-                    .availability(&skus)
+                    .availability(&skus, None)
                     .await
                     .map(drop)
                     .map_err(|e| engine_error(&e))

@@ -117,9 +117,22 @@ impl Client {
     /// `GET /v1/availability?sku=…`: up to 500 SKUs, in the order asked; a
     /// SKU never set up reads as 0.
     pub async fn availability<S: AsRef<str>>(&self, skus: &[S]) -> Result<Availability, Error> {
+        self.availability_on(skus, None).await
+    }
+
+    /// `GET /v1/availability?sku=…&channel=…`: what a reservation of
+    /// `channel` may hold (the shared pool and the channel's allocation).
+    pub async fn availability_on<S: AsRef<str>>(
+        &self,
+        skus: &[S],
+        channel: Option<&str>,
+    ) -> Result<Availability, Error> {
         let mut url = self.url(&["v1", "availability"]);
         url.query_pairs_mut()
             .extend_pairs(skus.iter().map(|s| ("sku", s.as_ref())));
+        if let Some(channel) = channel {
+            url.query_pairs_mut().append_pair("channel", channel);
+        }
         self.call(self.authorized(Method::GET, url)).await?.json()
     }
 

@@ -5,6 +5,7 @@
 use crate::Error;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 // ---------------------------------------------------------------- SKUs
 
@@ -28,6 +29,36 @@ pub struct SkuView {
     /// Partitions its stock is spread over (hot-SKU buckets), if spread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buckets: Option<u16>,
+    /// Units of `on_hand` no reservation may hold (with allocations or
+    /// safety stock only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_stock: Option<i64>,
+    /// Each channel's allocation: its share of `on_hand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocations: Option<BTreeMap<String, i64>>,
+    /// The counts per pool: `shared`, each channel's allocation, `safety`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pools: Option<Vec<Pool>>,
+}
+
+/// One pool of a SKU's stock (`SkuView::pools`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    /// `shared`, `safety` or the channel of an allocation.
+    pub pool: String,
+    /// Its share of `on_hand`.
+    pub on_hand: i64,
+    /// Units held from it.
+    pub held: i64,
+    /// What may still be held from it.
+    pub available: i64,
+}
+
+impl SkuView {
+    /// The allocation of `channel`, if the SKU has one.
+    pub fn pool(&self, channel: &str) -> Option<&Pool> {
+        self.pools.as_ref()?.iter().find(|p| p.pool == channel)
+    }
 }
 
 /// `PUT /v1/skus/{sku}`: create a SKU (`on_hand` required) or change it
@@ -49,6 +80,12 @@ pub struct PutSku {
     /// Hot-SKU buckets: partitions to spread the stock over (1 = its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buckets: Option<u16>,
+    /// New safety stock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_stock: Option<i64>,
+    /// New allocations: every channel's share (an empty map removes all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocations: Option<BTreeMap<String, i64>>,
 }
 
 impl PutSku {
@@ -75,6 +112,21 @@ impl PutSku {
     /// Spreads the stock over `n` partitions (hot-SKU buckets).
     pub fn buckets(mut self, n: u16) -> Self {
         self.buckets = Some(n);
+        self
+    }
+
+    /// Keeps `units` of on_hand back from every channel.
+    pub fn safety_stock(mut self, units: i64) -> Self {
+        self.safety_stock = Some(units);
+        self
+    }
+
+    /// Sets `channel`'s allocation to `units` (the others named so far
+    /// kept; channels never named lose theirs).
+    pub fn allocation(mut self, channel: impl Into<String>, units: i64) -> Self {
+        self.allocations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(channel.into(), units);
         self
     }
 

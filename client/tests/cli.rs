@@ -66,13 +66,16 @@ async fn an_agent_checks_holds_changes_and_commits_a_basket() {
     assert_eq!(availability.code, 0, "{}", availability.stderr);
     assert_eq!(
         row(&availability.stdout, "MUG-LOGO"),
-        ["MUG-LOGO", "10", "yes"]
+        ["MUG-LOGO", "10", "yes", "-"]
     );
     assert_eq!(
         row(&availability.stdout, "TSHIRT-RED-M"),
-        ["TSHIRT-RED-M", "3", "yes"]
+        ["TSHIRT-RED-M", "3", "yes", "-"]
     );
-    assert_eq!(row(&availability.stdout, "GHOST"), ["GHOST", "0", "no"]);
+    assert_eq!(
+        row(&availability.stdout, "GHOST"),
+        ["GHOST", "0", "no", "-"]
+    );
 
     let reserve = cc(
         &app,
@@ -92,7 +95,7 @@ async fn an_agent_checks_holds_changes_and_commits_a_basket() {
     assert!(id.starts_with("res_"), "{id}");
     assert_eq!(field(&reserve.stdout, "Status"), "held");
     assert_eq!(field(&reserve.stdout, "Customer"), "c-123");
-    assert_eq!(field(&reserve.stdout, "Channel"), "phone");
+    assert_eq!(field(&reserve.stdout, "Channel"), "callcentre");
     let expires = field(&reserve.stdout, "Expires");
     assert!(
         expires.ends_with("(in 2h)") || expires.ends_with("(in 1h 59m)"),
@@ -147,11 +150,45 @@ async fn an_agent_checks_holds_changes_and_commits_a_basket() {
     assert!(again.stdout.starts_with("Already committed earlier"));
 
     let stock = cc(&app, &["availability", "MUG-LOGO", "TSHIRT-RED-M"]).await;
-    assert_eq!(row(&stock.stdout, "MUG-LOGO"), ["MUG-LOGO", "7", "yes"]);
+    assert_eq!(
+        row(&stock.stdout, "MUG-LOGO"),
+        ["MUG-LOGO", "7", "yes", "-"]
+    );
     assert_eq!(
         row(&stock.stdout, "TSHIRT-RED-M"),
-        ["TSHIRT-RED-M", "3", "yes"]
+        ["TSHIRT-RED-M", "3", "yes", "-"]
     );
+}
+
+#[tokio::test]
+async fn an_agent_sees_and_holds_the_call_centres_allocation_first() {
+    // Arrange: 10 units, 4 of them set aside for the call centre.
+    let app = spawn_app().await;
+    let put = stockhold_client::PutSku::create(10).allocation("callcentre", 4);
+    app.admin.put_sku("VASE", &put).await.unwrap();
+
+    // Act + Assert: the agent may hold all 10, 4 of them its own.
+    let stock = cc(&app, &["availability", "VASE"]).await;
+    assert_eq!(stock.code, 0, "{}", stock.stderr);
+    assert!(stock.stdout.contains("ALLOCATION LEFT"), "{}", stock.stdout);
+    assert_eq!(
+        row(&stock.stdout, "VASE"),
+        ["VASE", "10", "yes", "4", "of", "4"]
+    );
+    let web = cc(&app, &["--channel", "web", "availability", "VASE"]).await;
+    assert_eq!(row(&web.stdout, "VASE"), ["VASE", "6", "yes", "-"]);
+
+    let reserve = cc(&app, &["reserve", "--customer", "c-9", "VASE=5"]).await;
+    assert_eq!(reserve.code, 0, "{}", reserve.stderr);
+    assert_eq!(field(&reserve.stdout, "Channel"), "callcentre");
+    let stock = cc(&app, &["availability", "VASE"]).await;
+    assert_eq!(
+        row(&stock.stdout, "VASE"),
+        ["VASE", "5", "yes", "0", "of", "4"]
+    );
+    let view = app.admin.sku("VASE").await.unwrap();
+    assert_eq!(view.pool("callcentre").map(|p| p.held), Some(4));
+    assert_eq!(view.pool("shared").map(|p| p.held), Some(1));
 }
 
 #[tokio::test]
@@ -321,5 +358,5 @@ async fn json_output_is_the_services_answer() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let held: stockhold_client::Reservation = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(held.lines, [Line::new("LAMP", 2)]);
-    assert_eq!(held.channel.as_deref(), Some("phone"));
+    assert_eq!(held.channel.as_deref(), Some("callcentre"));
 }

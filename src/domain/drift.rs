@@ -25,11 +25,16 @@ impl ReconcileMode {
     }
 }
 
-/// One SKU whose live counts are not what they must be.
+/// One SKU (or one channel's allocation of it) whose live counts are not
+/// what they must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
     /// The SKU.
     pub sku: Sku,
+    /// The channel, when the counts are of its allocation of the SKU (its
+    /// share as on_hand, the units held from it as held); `None` for the
+    /// SKU's own counts (its shared pool's held).
+    pub pool: Option<String>,
     /// `on_hand` the ledger and unpersisted outbox entries give.
     pub expected_on_hand: i64,
     /// `held` the live holds give.
@@ -38,4 +43,14 @@ pub struct Drift {
     pub actual_on_hand: Option<i64>,
     /// `held` in Redis.
     pub actual_held: i64,
+}
+
+impl Drift {
+    /// The ledger account drifted: the SKU, or its allocation's.
+    pub fn account(&self) -> String {
+        match &self.pool {
+            Some(channel) => super::pool_account(&self.sku, channel),
+            None => self.sku.to_string(),
+        }
+    }
 }

@@ -14,14 +14,17 @@ mod validation;
 
 pub use drift::{Drift, ReconcileMode};
 pub use order::{Order, OrderId, OrderLine};
-pub use outbox::{OutboxEntry, OutboxEvent, SkuSettings, SoldLine, StreamId};
+pub use outbox::{
+    pool_account, split_pool_account, AllocationChange, OutboxEntry, OutboxEvent, PoolLine,
+    SkuSettings, SoldLine, StreamId,
+};
 pub use partition::{Partition, Partitions, MAX_PARTITIONS};
-pub use rejection::{LimitBreach, Rejection, ReturnExcess};
+pub use rejection::{LimitBreach, PoolShort, Rejection, ReturnExcess};
 pub use requests::{
-    AdjustmentRequest, CommitRequest, Limits, PatchRequest, PutSkuRequest, ReserveRequest,
-    ReturnRequest, Setting,
+    channel_name, AdjustmentRequest, CommitRequest, Limits, PatchRequest, PutSkuRequest,
+    ReserveRequest, ReturnRequest, Setting,
 };
 pub use reservation::{Hold, HoldLine, HoldStatus, ReservationId, Shortage};
 pub use role::Role;
-pub use sku::{Sku, SkuView, MAX_QTY};
+pub use sku::{Allocation, Sku, SkuView, MAX_QTY};
 pub use validation::FieldError;

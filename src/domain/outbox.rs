@@ -45,6 +45,50 @@ pub struct SoldLine {
     pub on_hand_after: i64,
 }
 
+/// Units of a line held from a channel's allocation and sold from it (or
+/// returned to it), with the allocation's share of on_hand right after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolLine {
+    /// The SKU.
+    pub sku: Sku,
+    /// The channel whose allocation it is.
+    pub channel: String,
+    /// Units.
+    pub qty: i64,
+    /// The allocation's share right after.
+    pub share_after: i64,
+}
+
+impl PoolLine {
+    /// The ledger account of the allocation (see `pool_account`).
+    pub fn account(&self) -> String {
+        pool_account(&self.sku, &self.channel)
+    }
+}
+
+/// A change of one allocation's share by a SKU set-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationChange {
+    /// The channel.
+    pub channel: String,
+    /// Its share right after (0 when the allocation was removed).
+    pub share_after: i64,
+    /// Change of its share (units moved from the shared pool, or back).
+    pub delta: i64,
+}
+
+/// The ledger account (and Redis field) of channel `channel`'s allocation
+/// of `sku`: `sku@channel`. A SKU never contains `@`, so the name is never
+/// a SKU's.
+pub fn pool_account(sku: &Sku, channel: &str) -> String {
+    format!("{sku}@{channel}")
+}
+
+/// The SKU and channel of an allocation's account; `None` for a SKU's own.
+pub fn split_pool_account(name: &str) -> Option<(&str, &str)> {
+    name.split_once('@')
+}
+
 /// A SKU's settings as last set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkuSettings {
@@ -58,6 +102,10 @@ pub struct SkuSettings {
     pub buckets: i32,
     /// The most partitions it was ever spread over.
     pub bucket_span: i32,
+    /// Units no reservation may hold.
+    pub safety_stock: i64,
+    /// The channels with an allocation (in the order set).
+    pub allocations: Vec<String>,
 }
 
 /// What an outbox entry records.
@@ -70,6 +118,8 @@ pub enum OutboxEvent {
         /// The lines sold in this partition (all of them, unless the basket
         /// spans partitions), with `on_hand` after the sale.
         sold: Vec<SoldLine>,
+        /// The units of those lines sold from the channel's allocations.
+        pools: Vec<PoolLine>,
     },
     /// A SKU was created or its stock or settings were set.
     Sku {
@@ -83,6 +133,10 @@ pub enum OutboxEvent {
         on_hand_after: i64,
         /// Settings after the change.
         settings: SkuSettings,
+        /// Allocations whose share changed.
+        allocations: Vec<AllocationChange>,
+        /// Change of the safety stock.
+        safety_delta: i64,
         /// When (Redis time).
         at: DateTime<Utc>,
     },
@@ -111,6 +165,8 @@ pub enum OutboxEvent {
         reservation_id: ReservationId,
         /// This partition's lines with `on_hand` after the sale.
         sold: Vec<SoldLine>,
+        /// The units of those lines sold from the channel's allocations.
+        pools: Vec<PoolLine>,
         /// When the sale was made (the home's time).
         at: DateTime<Utc>,
     },
@@ -136,6 +192,8 @@ pub enum OutboxEvent {
         order_id: String,
         /// Units back per SKU, with `on_hand` right after.
         lines: Vec<SoldLine>,
+        /// The units of those lines back in a channel's allocation.
+        pools: Vec<PoolLine>,
         /// When (Redis time).
         at: DateTime<Utc>,
     },
@@ -154,16 +212,40 @@ pub struct OutboxEntry {
 }
 
 impl OutboxEvent {
-    /// The change of `on_hand` this event made, per SKU.
-    pub fn on_hand_deltas(&self) -> Vec<(&Sku, i64)> {
+    /// The change of `on_hand` this event made, per ledger account: each
+    /// SKU's, and each allocation's share (`pool_account`).
+    pub fn on_hand_deltas(&self) -> Vec<(String, i64)> {
+        let pooled = |pools: &[PoolLine], sign: i64| {
+            pools
+                .iter()
+                .map(move |p| (p.account(), sign * p.qty))
+                .collect::<Vec<_>>()
+        };
         match self {
-            OutboxEvent::Commit { sold, .. } | OutboxEvent::Part { sold, .. } => {
-                sold.iter().map(|s| (&s.sku, -s.qty)).collect()
-            }
-            OutboxEvent::Sku { sku, delta, .. }
-            | OutboxEvent::Adjustment { sku, delta, .. }
-            | OutboxEvent::Transfer { sku, delta, .. } => vec![(sku, *delta)],
-            OutboxEvent::Return { lines, .. } => lines.iter().map(|l| (&l.sku, l.qty)).collect(),
+            OutboxEvent::Commit { sold, pools, .. } | OutboxEvent::Part { sold, pools, .. } => sold
+                .iter()
+                .map(|s| (s.sku.to_string(), -s.qty))
+                .chain(pooled(pools, -1))
+                .collect(),
+            OutboxEvent::Sku {
+                sku,
+                delta,
+                allocations,
+                ..
+            } => std::iter::once((sku.to_string(), *delta))
+                .chain(
+                    allocations
+                        .iter()
+                        .map(|a| (pool_account(sku, &a.channel), a.delta)),
+                )
+                .collect(),
+            OutboxEvent::Adjustment { sku, delta, .. }
+            | OutboxEvent::Transfer { sku, delta, .. } => vec![(sku.to_string(), *delta)],
+            OutboxEvent::Return { lines, pools, .. } => lines
+                .iter()
+                .map(|l| (l.sku.to_string(), l.qty))
+                .chain(pooled(pools, 1))
+                .collect(),
         }
     }
 }

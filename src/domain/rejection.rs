@@ -28,6 +28,18 @@ pub struct ReturnExcess {
     pub requested: i64,
 }
 
+/// A pool of a SKU (`shared`, or a channel's allocation) that a change of
+/// the allocations or the safety stock would leave below its holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PoolShort {
+    /// `shared` or the channel.
+    pub pool: String,
+    /// The pool's share of on_hand the change asks for.
+    pub on_hand: i64,
+    /// Units held from it now.
+    pub held: i64,
+}
+
 /// An operation the stock rules refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -78,6 +90,10 @@ pub enum Rejection {
         /// Units held.
         held: i64,
     },
+    /// A change of allocations or safety stock that would leave pools
+    /// with fewer units than their holds took.
+    #[error("pool below what is held from it")]
+    PoolBelowHeld(Vec<PoolShort>),
     /// No such SKU.
     #[error("SKU not found")]
     SkuNotFound,

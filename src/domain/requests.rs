@@ -166,6 +166,12 @@ pub enum Setting<T> {
 /// Most partitions a hot SKU's stock may spread over.
 pub const MAX_BUCKETS: i64 = 16;
 
+/// Most channels with an allocation of one SKU.
+pub const MAX_ALLOCATIONS: usize = 32;
+
+/// Pool names the SKU view uses for what is not a channel's allocation.
+const RESERVED_POOLS: [&str; 2] = ["shared", "safety"];
+
 /// `PUT /v1/skus/{sku}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutSkuRequest {
@@ -179,6 +185,11 @@ pub struct PutSkuRequest {
     pub sale_starts_at: Setting<DateTime<Utc>>,
     /// New number of hot-SKU buckets.
     pub buckets: Option<u16>,
+    /// New safety stock.
+    pub safety_stock: Option<i64>,
+    /// New allocations: every channel's share (channels not named lose
+    /// theirs; empty: none).
+    pub allocations: Option<Vec<(String, i64)>>,
 }
 
 impl PutSkuRequest {
@@ -192,6 +203,8 @@ impl PutSkuRequest {
                 "per_customer_limit",
                 "sale_starts_at",
                 "buckets",
+                "safety_stock",
+                "allocations",
             ],
         )?;
         let on_hand = b.int("on_hand", 0, MAX_STOCK);
@@ -220,6 +233,16 @@ impl PutSkuRequest {
         if buckets.is_some_and(|n| n > 1) && backorder_limit.is_some_and(|bo| bo > 0) {
             b.fail("buckets", "cannot spread a SKU with a backorder limit");
         }
+        let safety_stock = b.int("safety_stock", 0, MAX_STOCK);
+        let allocations = allocations(&mut b);
+        let pools = safety_stock.is_some_and(|n| n > 0)
+            || allocations.as_ref().is_some_and(|a| !a.is_empty());
+        if buckets.is_some_and(|n| n > 1) && pools {
+            b.fail(
+                "buckets",
+                "cannot spread a SKU with allocations or safety stock",
+            );
+        }
         b.finish()?;
         Ok(PutSkuRequest {
             on_hand,
@@ -227,8 +250,59 @@ impl PutSkuRequest {
             per_customer_limit,
             sale_starts_at,
             buckets,
+            safety_stock,
+            allocations,
         })
     }
+}
+
+/// A channel as a reservation names it: 1–128 printable characters.
+pub fn channel_name(s: &str) -> Result<String, String> {
+    super::validation::printable_text(&Value::String(s.to_owned()), MAX_TEXT)
+}
+
+/// `allocations`: `{ "<channel>": units, … }` (`null` or `{}`: none).
+/// Channels are named like SKUs (1–64 of `A-Z a-z 0-9 . _ : -`), other
+/// than the pool names `shared` and `safety`.
+fn allocations(b: &mut Body<'_>) -> Option<Vec<(String, i64)>> {
+    if b.is_null("allocations") {
+        return Some(Vec::new());
+    }
+    let value = b.get("allocations")?;
+    let Some(map) = value.as_object() else {
+        b.fail(
+            "allocations",
+            format!("must be an object of channel: units, not {}", kind(value)),
+        );
+        return None;
+    };
+    if map.len() > MAX_ALLOCATIONS {
+        b.fail(
+            "allocations",
+            format!("may name at most {MAX_ALLOCATIONS} channels"),
+        );
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (channel, units) in map {
+        let field = format!("allocations.{channel}");
+        let mut ok = true;
+        if let Err(m) = Sku::parse(channel) {
+            b.fail(field.clone(), format!("channel name {m}"));
+            ok = false;
+        } else if RESERVED_POOLS.contains(&channel.as_str()) {
+            b.fail(
+                field.clone(),
+                "is a pool name of the SKU view, not a channel",
+            );
+            ok = false;
+        }
+        match int_in(units, 0, MAX_STOCK) {
+            Ok(n) if ok => out.push((channel.clone(), n)),
+            Ok(_) => {}
+            Err(m) => b.fail(field, m),
+        }
+    }
+    Some(out)
 }
 
 /// `POST /v1/skus/{sku}/adjustments`.

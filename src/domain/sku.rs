@@ -53,12 +53,64 @@ pub struct SkuView {
     pub sale_starts_at: Option<DateTime<Utc>>,
     /// Partitions its stock is spread over (hot-SKU buckets; 1 = none).
     pub buckets: u16,
+    /// Units no reservation may hold (part of `on_hand`).
+    pub safety_stock: i64,
+    /// The channels' allocations: units of `on_hand` only a reservation of
+    /// that channel may hold.
+    pub allocations: Vec<Allocation>,
+}
+
+/// One channel's allocation of a SKU: its share of `on_hand`, the units
+/// held from it and what is left of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The channel.
+    pub channel: String,
+    /// Its share of `on_hand`.
+    pub on_hand: i64,
+    /// Units held from it.
+    pub held: i64,
+}
+
+impl Allocation {
+    /// What a reservation of the channel may still hold of it.
+    pub fn available(&self) -> i64 {
+        (self.on_hand - self.held).max(0)
+    }
 }
 
 impl SkuView {
-    /// `on_hand − held + backorder_limit`, never below 0.
+    /// What every channel together may still hold: the shared pool's
+    /// available units and each allocation's (`on_hand − held +
+    /// backorder_limit` less the safety stock), never below 0.
     pub fn available(&self) -> i64 {
-        (self.on_hand - self.held + self.backorder_limit).max(0)
+        self.shared_available()
+            + self
+                .allocations
+                .iter()
+                .map(Allocation::available)
+                .sum::<i64>()
+    }
+
+    /// The shared pool's share of `on_hand`: what neither the allocations
+    /// nor the safety stock keep.
+    pub fn shared_on_hand(&self) -> i64 {
+        self.on_hand - self.safety_stock - self.allocations.iter().map(|a| a.on_hand).sum::<i64>()
+    }
+
+    /// Units held from the shared pool.
+    pub fn shared_held(&self) -> i64 {
+        self.held - self.allocations.iter().map(|a| a.held).sum::<i64>()
+    }
+
+    /// What a reservation without an allocation may hold.
+    pub fn shared_available(&self) -> i64 {
+        (self.shared_on_hand() - self.shared_held() + self.backorder_limit).max(0)
+    }
+
+    /// Whether it has an allocation or safety stock.
+    pub fn has_pools(&self) -> bool {
+        self.safety_stock > 0 || !self.allocations.is_empty()
     }
 }
 
@@ -89,7 +141,32 @@ mod tests {
             per_customer_limit: None,
             sale_starts_at: None,
             buckets: 1,
+            safety_stock: 0,
+            allocations: Vec::new(),
         };
         assert_eq!(view.available(), 0);
+    }
+
+    #[test]
+    fn pools_add_up_to_the_totals() {
+        let view = SkuView {
+            sku: Sku::parse("A").unwrap(),
+            on_hand: 100,
+            held: 30,
+            backorder_limit: 0,
+            per_customer_limit: None,
+            sale_starts_at: None,
+            buckets: 1,
+            safety_stock: 5,
+            allocations: vec![Allocation {
+                channel: "callcentre".into(),
+                on_hand: 20,
+                held: 8,
+            }],
+        };
+        assert_eq!(view.shared_on_hand(), 75);
+        assert_eq!(view.shared_held(), 22);
+        assert_eq!(view.shared_available(), 53);
+        assert_eq!(view.available(), 53 + 12);
     }
 }

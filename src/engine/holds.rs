@@ -836,6 +836,7 @@ impl Engine {
             event: OutboxEvent::Commit {
                 order: order.clone(),
                 sold: replies::sold_lines(&reply.fields[3])?,
+                pools: replies::pool_lines(reply.fields.get(4).map_or("", String::as_str))?,
             },
         };
         Ok(Committed {
@@ -1010,6 +1011,9 @@ impl Engine {
                                 order_id: order_id.clone(),
                                 reservation_id: id.clone(),
                                 sold,
+                                pools: replies::pool_lines(
+                                    reply.fields.get(3).map_or("", String::as_str),
+                                )?,
                                 at: replies::time(&at.to_string())?,
                             },
                         });
@@ -1074,6 +1078,7 @@ impl Engine {
                 event: OutboxEvent::Commit {
                     order: order.clone(),
                     sold: replies::sold_lines(&reply.fields[3])?,
+                    pools: replies::pool_lines(reply.fields.get(4).map_or("", String::as_str))?,
                 },
             });
         } else if let Some(hold) = self.hold(id).await? {

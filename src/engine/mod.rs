@@ -426,14 +426,11 @@ fn hold_from(id: &ReservationId, reply: &Reply) -> Result<Hold, EngineError> {
     Ok(replies::hold(id, record, None)?)
 }
 
-fn sku_view(
-    sku: &Sku,
-    on_hand: &str,
-    held: &str,
-    bo: &str,
-    pcl: &str,
-    ssa: &str,
-) -> Result<SkuView, EngineError> {
+/// A SKU's view from a script's reply fields: on_hand, held, bo, pcl, ssa
+/// and its pools (`replies::pools`).
+fn sku_view(sku: &Sku, f: [&str; 6]) -> Result<SkuView, EngineError> {
+    let [on_hand, held, bo, pcl, ssa, pools] = f;
+    let (safety_stock, allocations) = replies::pools(pools)?;
     let num = |s: &str| -> anyhow::Result<i64> {
         if s.is_empty() {
             Ok(0)
@@ -458,6 +455,8 @@ fn sku_view(
             Some(replies::time(ssa)?)
         },
         buckets: 1,
+        safety_stock,
+        allocations,
     })
 }
 

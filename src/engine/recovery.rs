@@ -14,7 +14,8 @@
 use super::replies::Record;
 use super::{rejection_or_bug, Engine, EngineError};
 use crate::domain::{
-    Drift, Order, Partition, Partitions, ReconcileMode, ReservationId, Sku, StreamId,
+    split_pool_account, Drift, Order, Partition, Partitions, ReconcileMode, ReservationId, Sku,
+    StreamId,
 };
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
@@ -36,7 +37,9 @@ pub struct HoldIndex {
 }
 
 impl HoldIndex {
-    /// Units of `sku` the live holds held when the watch began.
+    /// Units of `sku` (or of an allocation's account `sku@channel`) the
+    /// live holds held when the watch began: a SKU's own are those held
+    /// from its shared pool.
     pub fn held(&self, sku: &str) -> i64 {
         self.held.get(sku).copied().unwrap_or(0)
     }
@@ -283,7 +286,7 @@ impl Engine {
         index: &HoldIndex,
         rows: &[(&crate::ledger::SkuRecord, i64)],
     ) -> Result<Option<(Vec<Drift>, usize)>, EngineError> {
-        let mut args = Vec::with_capacity(6 + rows.len() * 7);
+        let mut args = Vec::with_capacity(6 + rows.len() * 8);
         let keys = self.keys.part(p);
         args.extend([
             keys.base().to_owned(),
@@ -316,6 +319,17 @@ impl Engine {
                 (0, span) => format!("{} {span}", record.buckets),
                 _ => "-".to_owned(),
             });
+            // Its pools, as lua/common.lua keeps them ("safety chan ...").
+            args.push(
+                if record.safety_stock > 0 || !record.allocations.is_empty() {
+                    std::iter::once(record.safety_stock.to_string())
+                        .chain(record.allocations.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else {
+                    String::new()
+                },
+            );
         }
         let reply = self
             .script(p, &self.scripts.reconcile, keys.expiry(), args)
@@ -338,8 +352,13 @@ impl Engine {
                     s.parse::<i64>()
                         .with_context(|| format!("reconcile reply {c:?}"))
                 };
+                let (sku, pool) = match split_pool_account(&c[0]) {
+                    Some((sku, channel)) => (sku, Some(channel.to_owned())),
+                    None => (c[0].as_str(), None),
+                };
                 Ok(Drift {
-                    sku: Sku::parse(&c[0]).map_err(|m| anyhow!(m))?,
+                    sku: Sku::parse(sku).map_err(|m| anyhow!(m))?,
+                    pool,
                     expected_on_hand: num(&c[1])?,
                     expected_held: num(&c[2])?,
                     actual_on_hand: if c[3].is_empty() {
@@ -478,8 +497,8 @@ impl Engine {
                 continue;
             }
             holds += 1;
-            for (sku, qty) in record.lines {
-                *held.entry(sku.to_string()).or_default() += qty;
+            for (account, qty) in record.held_by_account() {
+                *held.entry(account).or_default() += qty;
             }
         }
         Ok(HoldIndex { token, held, holds })

@@ -2,8 +2,9 @@
 //! that knows the Lua return shapes documented in each script's header.
 
 use crate::domain::{
-    Hold, HoldLine, HoldStatus, LimitBreach, Order, OrderId, OrderLine, OutboxEntry, OutboxEvent,
-    Partition, Rejection, ReservationId, Shortage, Sku, SkuSettings, SoldLine, StreamId,
+    Allocation, AllocationChange, Hold, HoldLine, HoldStatus, LimitBreach, Order, OrderId,
+    OrderLine, OutboxEntry, OutboxEvent, Partition, PoolLine, PoolShort, Rejection, ReservationId,
+    Shortage, Sku, SkuSettings, SoldLine, StreamId,
 };
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
@@ -90,6 +91,22 @@ pub(crate) fn rejection(reply: &Reply) -> anyhow::Result<Option<Rejection>> {
                       (each customer's count lives in one bucket): remove the limit \
                       first, or in this PUT; set it again in a later one",
         },
+        "bucket_pools" => Rejection::BadSetting {
+            field: "buckets",
+            message: "a SKU with allocations or safety stock cannot be spread over buckets \
+                      (nor can a SKU spread over buckets, now or before, have them)",
+        },
+        "pool_below_held" => Rejection::PoolBelowHeld(
+            f.chunks_exact(3)
+                .map(|c| {
+                    Ok(PoolShort {
+                        pool: c[0].clone(),
+                        on_hand: number(&c[1])?,
+                        held: number(&c[2])?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
         "unknown_sku" => Rejection::UnknownSku(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?),
         "customer_required" => {
             Rejection::CustomerRequired(f.iter().map(|s| sku(s)).collect::<Result<_, _>>()?)
@@ -157,14 +174,17 @@ pub(crate) struct Record {
     /// A staged change: "version:token:ms", and its (sku, old, new).
     pub staged: Option<String>,
     pub changes: Vec<(String, i64, i64)>,
+    /// Units of lines held from the allocation of the hold's channel.
+    pub pooled: Vec<(String, i64)>,
 }
 
 impl Record {
     /// Parses a record: `st cust chan ca ea oid cat pref counted skus qtys`
-    /// then, optionally, `home parts basket ver pv chg`, joined by \x1f.
+    /// then, optionally, `home parts basket ver pv chg pq pqo`, joined by
+    /// \x1f.
     pub fn parse(record: &str) -> anyhow::Result<Record> {
         let f: Vec<&str> = record.split('\x1f').collect();
-        if !(11..=17).contains(&f.len()) {
+        if !(11..=19).contains(&f.len()) {
             bail!("bad hold record {record:?}");
         }
         let field = |i: usize| f.get(i).copied().unwrap_or("");
@@ -188,6 +208,7 @@ impl Record {
                 .collect()
         };
         let chg: Vec<&str> = field(16).split_ascii_whitespace().collect();
+        let pq: Vec<&str> = field(17).split_ascii_whitespace().collect();
         Ok(Record {
             status: field(0).to_owned(),
             customer_id: optional(field(1)),
@@ -213,7 +234,31 @@ impl Record {
                 .chunks_exact(3)
                 .map(|c| Ok((c[0].to_owned(), number(c[1])?, number(c[2])?)))
                 .collect::<anyhow::Result<_>>()?,
+            pooled: pq
+                .chunks_exact(2)
+                .map(|c| Ok((c[0].to_owned(), number(c[1])?)))
+                .collect::<anyhow::Result<_>>()?,
         })
+    }
+
+    /// What the record holds per ledger account: each line's units held
+    /// from the channel's allocation (`sku@channel`), the rest under the
+    /// SKU.
+    pub fn held_by_account(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::with_capacity(self.lines.len());
+        for (sku, qty) in &self.lines {
+            let pooled = self
+                .pooled
+                .iter()
+                .find(|(s, _)| s == sku.as_str())
+                .map_or(0, |(_, n)| *n);
+            out.push((sku.to_string(), qty - pooled));
+            if pooled > 0 {
+                let channel = self.channel.as_deref().unwrap_or_default();
+                out.push((crate::domain::pool_account(sku, channel), pooled));
+            }
+        }
+        out
     }
 
     /// The version of the staged change, if any.
@@ -361,6 +406,46 @@ pub(crate) fn sold_lines(s: &str) -> anyhow::Result<Vec<SoldLine>> {
         .collect()
 }
 
+/// "sku@chan n share_after …" triples (the allocations' part of a sale or
+/// a return).
+pub(crate) fn pool_lines(s: &str) -> anyhow::Result<Vec<PoolLine>> {
+    let words: Vec<&str> = s.split_ascii_whitespace().collect();
+    words
+        .chunks_exact(3)
+        .map(|c| {
+            let (name, channel) = c[0]
+                .split_once('@')
+                .ok_or_else(|| anyhow!("bad allocation {:?}", c[0]))?;
+            Ok(PoolLine {
+                sku: sku(name)?,
+                channel: channel.to_owned(),
+                qty: number(c[1])?,
+                share_after: number(c[2])?,
+            })
+        })
+        .collect()
+}
+
+/// A SKU's pools as the scripts reply them ("safety chan share held avail
+/// …", '' for none): its safety stock and allocations.
+pub(crate) fn pools(s: &str) -> anyhow::Result<(i64, Vec<Allocation>)> {
+    let words: Vec<&str> = s.split_ascii_whitespace().collect();
+    let Some((safety, rest)) = words.split_first() else {
+        return Ok((0, Vec::new()));
+    };
+    let allocations = rest
+        .chunks_exact(4)
+        .map(|c| {
+            Ok(Allocation {
+                channel: c[0].to_owned(),
+                on_hand: number(c[1])?,
+                held: number(c[2])?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((number(safety)?, allocations))
+}
+
 /// "buckets span" as the scripts keep it ('' for a SKU never spread: 1 1).
 pub(crate) fn buckets(bk: &str) -> anyhow::Result<(i32, i32)> {
     if bk.is_empty() {
@@ -405,13 +490,18 @@ pub(crate) fn outbox_entry(
                 committed_at: time(get("at"))?,
                 persisted: false,
             };
-            OutboxEvent::Commit { order, sold }
+            OutboxEvent::Commit {
+                order,
+                sold,
+                pools: pool_lines(get("pools"))?,
+            }
         }
         "part" => OutboxEvent::Part {
             order_id: OrderId::parse(get("order")).map_err(|m| anyhow!(m))?,
             reservation_id: ReservationId::parse(get("res"))
                 .ok_or_else(|| anyhow!("bad reservation id in outbox"))?,
             sold: sold_lines(get("lines"))?,
+            pools: pool_lines(get("pools"))?,
             at: time(get("at"))?,
         },
         "sku" => OutboxEvent::Sku {
@@ -425,7 +515,32 @@ pub(crate) fn outbox_entry(
                 sale_starts_at: optional(get("ssa")).map(|s| time(&s)).transpose()?,
                 buckets: buckets(get("bk"))?.0,
                 bucket_span: buckets(get("bk"))?.1,
+                safety_stock: optional(get("safety"))
+                    .map(|s| number(&s))
+                    .transpose()?
+                    .unwrap_or(0),
+                allocations: get("chans")
+                    .split_ascii_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             },
+            allocations: get("pools")
+                .split_ascii_whitespace()
+                .collect::<Vec<_>>()
+                .chunks_exact(3)
+                .map(|c| {
+                    Ok(AllocationChange {
+                        channel: c[0].to_owned(),
+                        share_after: number(c[1])?,
+                        delta: number(c[2])?,
+                    })
+                })
+                .filter(|c| !matches!(c, Ok(AllocationChange { delta: 0, .. })))
+                .collect::<anyhow::Result<_>>()?,
+            safety_delta: optional(get("safety_delta"))
+                .map(|s| number(&s))
+                .transpose()?
+                .unwrap_or(0),
             at: time(get("at"))?,
         },
         "adjustment" => OutboxEvent::Adjustment {
@@ -447,6 +562,7 @@ pub(crate) fn outbox_entry(
             return_id: get("ret").to_owned(),
             order_id: get("order").to_owned(),
             lines: sold_lines(get("lines"))?,
+            pools: pool_lines(get("pools"))?,
             at: time(get("at"))?,
         },
         other => bail!("unknown outbox entry kind {other:?} at {id}"),

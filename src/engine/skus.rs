@@ -8,8 +8,8 @@ use super::{
     Spread,
 };
 use crate::domain::{
-    AdjustmentRequest, OrderId, Partition, PutSkuRequest, Rejection, Setting, Shortage, Sku,
-    SkuView,
+    pool_account, AdjustmentRequest, OrderId, Partition, PutSkuRequest, Rejection, Setting,
+    Shortage, Sku, SkuView,
 };
 use anyhow::{anyhow, Context};
 use std::collections::BTreeMap;
@@ -52,6 +52,16 @@ impl Engine {
             setting(pcl),
             setting(ssa),
             opt(req.buckets.map(i64::from)),
+            opt(req.safety_stock),
+            match &req.allocations {
+                None => String::new(),
+                Some(a) if a.is_empty() => "-".to_owned(),
+                Some(a) => a
+                    .iter()
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
         ];
         let mut tries = 0;
         let reply = loop {
@@ -87,7 +97,7 @@ impl Engine {
         let f = &reply.fields;
         match reply.code.as_str() {
             "created" | "updated" => {
-                let mut view = sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?;
+                let mut view = sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[7]])?;
                 let (buckets, span) = replies::buckets(&f[6])?;
                 let spread = Spread {
                     buckets: buckets as u16,
@@ -181,7 +191,7 @@ impl Engine {
         let f = &reply.fields;
         match reply.code.as_str() {
             "ok" => Ok(Adjusted::Applied(
-                sku_view(sku, &f[0], &f[1], &f[2], &f[3], &f[4])?,
+                sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[6]])?,
                 (p, f[5].parse().map_err(|m: String| anyhow!(m))?),
             )),
             "repeat" => Ok(Adjusted::Before(
@@ -205,21 +215,29 @@ impl Engine {
     }
 
     /// Puts returned units back into on_hand, once per return id (and
-    /// partition); the outbox entries of the partitions this call did.
+    /// partition), `pools` of them (sku, channel, units) into the channel's
+    /// allocation; the outbox entries of the partitions this call did.
     pub async fn restock(
         &self,
         return_id: &str,
         order_id: &OrderId,
         lines: &[(Sku, i64)],
+        pools: &[(Sku, String, i64)],
     ) -> Result<Vec<EntryRef>, EngineError> {
         let mut entries = Vec::new();
         for (p, lines) in self.by_partition(lines) {
             let keys = self.keys.part(p);
+            let pooled: Vec<String> = pools
+                .iter()
+                .filter(|(s, _, _)| lines.iter().any(|(l, _)| l == s))
+                .map(|(s, c, n)| format!("{s} {c} {n}"))
+                .collect();
             let args = vec![
                 keys.base().to_owned(),
                 return_id.to_owned(),
                 order_id.to_string(),
                 pairs(&lines),
+                pooled.join(" "),
             ];
             let reply = self
                 .write_script(p, &self.scripts.restock, keys.return_mark(return_id), args)
@@ -233,68 +251,44 @@ impl Engine {
         Ok(entries)
     }
 
-    /// One SKU's live view, `None` if it was never set up. Its four fields
-    /// are read in one MULTI, so the view is of one instant.
+    /// One SKU's live view, `None` if it was never set up. Read in one
+    /// script (`read_sku.lua`), so the view is of one instant.
     pub async fn sku(&self, sku: &Sku) -> Result<Option<SkuView>, EngineError> {
-        let keys = self.keys.part(self.keys.of_sku(sku));
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in [
-            keys.avail(),
-            keys.on_hand(),
-            keys.backorder(),
-            keys.rules(),
-            keys.buckets(),
-        ] {
-            pipe.cmd("HGET").arg(key).arg(sku.as_str());
-        }
-        type Row = (
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-        );
-        let (avail, on_hand, bo, rules, bk): Row = self
-            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+        let p = self.keys.of_sku(sku);
+        let keys = self.keys.part(p);
+        let args = vec![keys.base().to_owned(), sku.to_string()];
+        let reply = self
+            .script(p, &self.scripts.read_sku, keys.avail(), args)
             .await?;
-        let Some(avail) = avail else {
+        if reply.code != "ok" {
             return Ok(None);
-        };
-        let (mut on_hand, bo) = (on_hand.unwrap_or(0), bo.unwrap_or(0));
-        let mut held = on_hand + bo - avail;
+        }
+        let f = &reply.fields;
+        let mut view = sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5]])?;
         // Spread over buckets: the others added, each read at its instant.
-        let (buckets, span) = replies::buckets(bk.as_deref().unwrap_or(""))?;
+        let (buckets, span) = replies::buckets(&f[6])?;
         if span > 1 {
-            self.add_buckets(sku, span as u16, &mut on_hand, &mut held)
+            self.add_buckets(sku, span as u16, &mut view.on_hand, &mut view.held)
                 .await?;
         }
-        let rules = rules.unwrap_or_default();
-        let (pcl, ssa) = rules.split_once(' ').unwrap_or(("-", "-"));
-        let setting = |v: &str| -> String {
-            if v == "-" {
-                String::new()
-            } else {
-                v.to_owned()
-            }
-        };
-        let mut view = sku_view(
-            sku,
-            &on_hand.to_string(),
-            &held.to_string(),
-            &bo.to_string(),
-            &setting(pcl),
-            &setting(ssa),
-        )?;
         view.buckets = buckets as u16;
         Ok(Some(view))
     }
 
-    /// A SKU spread over buckets (its own partition says so, read with its
-    /// available count) adds up all of them.
-    pub async fn availability(&self, skus: &[Sku]) -> Result<Vec<Option<i64>>, EngineError> {
+    /// What a reservation may hold of each SKU (`None`: never set up): of
+    /// `channel`'s, the shared pool and the channel's allocation; of one
+    /// without, the shared pool. A SKU spread over buckets (its own
+    /// partition says so, read with its available count) adds up all of
+    /// them.
+    pub async fn availability(
+        &self,
+        skus: &[Sku],
+        channel: Option<&str>,
+    ) -> Result<Vec<Option<i64>>, EngineError> {
         if self.partitions().count() == 1 {
-            let answer = self.available_in(Partition(0), skus, false).await?;
+            let answer = self
+                .available_in(Partition(0), skus, channel, false)
+                .await?;
             return Ok(answer.into_iter().map(|(a, _)| a).collect());
         }
         let mut groups: BTreeMap<Partition, Vec<(usize, Sku)>> = BTreeMap::new();
@@ -306,7 +300,7 @@ impl Engine {
         }
         let reads = groups.iter().map(|(p, group)| {
             let names: Vec<Sku> = group.iter().map(|(_, s)| s.clone()).collect();
-            async move { self.available_in(*p, &names, true).await }
+            async move { self.available_in(*p, &names, channel, true).await }
         });
         let answers = futures_util::future::try_join_all(reads).await?;
         let mut out = vec![None; skus.len()];
@@ -328,34 +322,59 @@ impl Engine {
         Ok(out)
     }
 
-    /// Available counts of SKUs of partition `p`, and (with `spread`) how
-    /// each is spread over buckets, if it is.
+    /// Available counts of SKUs of partition `p` (with `channel`'s
+    /// allocations added), and (with `spread`) how each is spread over
+    /// buckets, if it is. One round trip.
     async fn available_in(
         &self,
         p: Partition,
         skus: &[Sku],
+        channel: Option<&str>,
         spread: bool,
     ) -> Result<Vec<(Option<i64>, Option<String>)>, EngineError> {
         let keys = self.keys.part(p);
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET").arg(keys.avail()).arg(&names);
+        if let Some(channel) = channel {
+            let fields: Vec<String> = skus.iter().map(|s| pool_account(s, channel)).collect();
+            pipe.cmd("HMGET").arg(keys.avail()).arg(fields);
+        }
         if spread {
             pipe.cmd("HMGET").arg(keys.buckets()).arg(&names);
         }
-        let (avail, bk): (Vec<Option<i64>>, Vec<Option<String>>) = if spread {
-            self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
-                .await?
-        } else {
-            let (avail,): (Vec<Option<i64>>,) = self
-                .run(|mut conn| async move { pipe.query_async(&mut conn).await })
-                .await?;
-            (avail, Vec::new())
+        let mut replies: Vec<redis::Value> = self
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let column = |v: redis::Value| -> Result<Vec<Option<String>>, EngineError> {
+            Ok(redis::FromRedisValue::from_redis_value(&v).context("availability reply")?)
         };
-        Ok(avail
-            .into_iter()
+        let bk = if spread {
+            column(replies.pop().context("availability reply")?)?
+        } else {
+            Vec::new()
+        };
+        let pooled = if channel.is_some() {
+            column(replies.pop().context("availability reply")?)?
+        } else {
+            Vec::new()
+        };
+        let avail = column(replies.pop().context("availability reply")?)?;
+        let count = |v: &Option<String>| -> Result<Option<i64>, EngineError> {
+            Ok(v.as_deref()
+                .map(str::parse::<i64>)
+                .transpose()
+                .context("availability count")?
+                .map(|n| n.max(0)))
+        };
+        avail
+            .iter()
             .enumerate()
-            .map(|(i, a)| (a.map(|a| a.max(0)), bk.get(i).cloned().flatten()))
-            .collect())
+            .map(|(i, a)| {
+                let pool = pooled.get(i).map(count).transpose()?.flatten();
+                let a = count(a)?.map(|a| a + pool.unwrap_or(0));
+                Ok((a, bk.get(i).cloned().flatten()))
+            })
+            .collect()
     }
 }

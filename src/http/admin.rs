@@ -73,11 +73,16 @@ pub fn report_json(report: &Report) -> Value {
         .drifted
         .iter()
         .map(|d| {
-            json!({
+            let mut row = json!({
                 "sku": d.sku,
                 "expected": { "on_hand": d.expected_on_hand, "held": d.expected_held },
                 "actual": { "on_hand": d.actual_on_hand, "held": d.actual_held },
-            })
+            });
+            // A channel's allocation: its share and the units held from it.
+            if let Some(channel) = &d.pool {
+                row["pool"] = json!(channel);
+            }
+            row
         })
         .collect();
     json!({

@@ -2,7 +2,9 @@
 //! stable `code` of API.md. Rejections of the stock rules are mapped here,
 //! never in handlers.
 
-use crate::domain::{FieldError, LimitBreach, Rejection, ReturnExcess, Role, Shortage, Sku};
+use crate::domain::{
+    FieldError, LimitBreach, PoolShort, Rejection, ReturnExcess, Role, Shortage, Sku,
+};
 use crate::engine::EngineError;
 use crate::ledger::LedgerError;
 use actix_web::http::{header, StatusCode};
@@ -35,6 +37,10 @@ pub enum ApiError {
     /// 409 `insufficient_stock`.
     #[error("insufficient stock")]
     InsufficientStock(Vec<Shortage>),
+    /// 409 `pool_below_held`: allocations or safety stock would take
+    /// units some holds have.
+    #[error("pool below what is held")]
+    PoolBelowHeld(Vec<PoolShort>),
     /// 409 `per_customer_limit_exceeded`.
     #[error("per-customer limit exceeded")]
     LimitExceeded(Vec<LimitBreach>),
@@ -123,6 +129,7 @@ impl From<Rejection> for ApiError {
             Rejection::SaleNotStarted(skus) => ApiError::SaleNotStarted(skus),
             Rejection::LimitExceeded(breaches) => ApiError::LimitExceeded(breaches),
             Rejection::Insufficient(shortages) => ApiError::InsufficientStock(shortages),
+            Rejection::PoolBelowHeld(pools) => ApiError::PoolBelowHeld(pools),
             Rejection::BelowHeld {
                 sku,
                 requested,
@@ -167,6 +174,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownSku(_) => "unknown_sku",
             ApiError::InsufficientStock(_) => "insufficient_stock",
+            ApiError::PoolBelowHeld(_) => "pool_below_held",
             ApiError::LimitExceeded(_) => "per_customer_limit_exceeded",
             ApiError::SaleNotStarted(_) => "sale_not_started",
             ApiError::Expired => "reservation_expired",
@@ -191,6 +199,7 @@ impl ApiError {
             ApiError::NotFound(_) => "Not found",
             ApiError::UnknownSku(_) => "Unknown SKU",
             ApiError::InsufficientStock(_) => "Insufficient stock",
+            ApiError::PoolBelowHeld(_) => "Pool below what is held",
             ApiError::LimitExceeded(_) => "Per-customer limit exceeded",
             ApiError::SaleNotStarted(_) => "Sale not started",
             ApiError::Expired => "Reservation expired",
@@ -222,6 +231,11 @@ impl ApiError {
                 format!("{} never set up", n(s.len(), "SKU was", "SKUs were"))
             }
             ApiError::InsufficientStock(s) => format!("{} short", n(s.len(), "SKU is", "SKUs are")),
+            ApiError::PoolBelowHeld(p) => format!(
+                "{} would have fewer units than its holds took: release or commit them first, \
+                 or take fewer units from it",
+                n(p.len(), "pool", "pools")
+            ),
             ApiError::LimitExceeded(s) => {
                 format!("{} over the per-customer limit", n(s.len(), "SKU", "SKUs"))
             }
@@ -261,6 +275,7 @@ impl ApiError {
             ApiError::Validation(errors) => ("errors", json!(errors)),
             ApiError::UnknownSku(skus) => ("skus", json!(skus)),
             ApiError::InsufficientStock(shortages) => ("shortages", json!(shortages)),
+            ApiError::PoolBelowHeld(pools) => ("pools", json!(pools)),
             ApiError::LimitExceeded(limits) => ("limits", json!(limits)),
             ApiError::ReturnExceedsOrder(lines) => ("lines", json!(lines)),
             ApiError::SaleNotStarted(skus) => (
@@ -283,6 +298,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::InsufficientStock(_)
+            | ApiError::PoolBelowHeld(_)
             | ApiError::LimitExceeded(_)
             | ApiError::SaleNotStarted(_)
             | ApiError::Released

@@ -3,8 +3,8 @@
 
 use super::schemas::*;
 use super::views::{
-    AvailabilityItem, AvailabilityView, LineView, OrderLineView, OrderView, ReservationView,
-    SkuJson,
+    AvailabilityItem, AvailabilityView, LineView, OrderLineView, OrderView, PoolJson,
+    ReservationView, SkuJson,
 };
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -44,7 +44,8 @@ use utoipa::{Modify, OpenApi};
         ReserveBody, LineBody, PatchBody, PatchLineBody, CommitBody, PutSkuBody, AdjustmentBody,
         ReturnBody, ReconcileBody, Problem, FieldErrorDoc, ShortageDoc, LimitDoc, ReturnExcessDoc,
         LedgerPage, LedgerItem, ReconcileReport, DriftDoc, CountsDoc, Status, HoldStatusDoc, SkuId,
-        ReservationView, LineView, OrderView, OrderLineView, SkuJson, AvailabilityView, AvailabilityItem,
+        ReservationView, LineView, OrderView, OrderLineView, SkuJson, PoolJson, AvailabilityView,
+        AvailabilityItem, PoolShortDoc,
     )),
     modifiers(&BearerAuth),
     tags(

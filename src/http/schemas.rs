@@ -115,6 +115,42 @@ pub struct PutSkuBody {
     #[schema(minimum = 1, maximum = 16)]
     #[serde(default)]
     buckets: Option<i64>,
+    /// Units of on_hand no reservation may hold (taken from the shared
+    /// pool; never below what its holds took: else 409 pool_below_held).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default)]
+    safety_stock: Option<i64>,
+    /// Each channel's allocation: its share of on_hand, which only a
+    /// reservation naming that `channel` may hold (it takes from it first,
+    /// then from the shared pool). Every channel's share: channels left
+    /// out lose theirs; `null` or `{}` removes all. A share never drops
+    /// below what is held from it (409 pool_below_held). Not on a SKU
+    /// spread over buckets.
+    #[serde(default)]
+    #[schema(schema_with = allocations_schema)]
+    allocations: Option<std::collections::HashMap<String, i64>>,
+}
+
+/// `allocations`: channel names like SKUs (other than `shared` and
+/// `safety`, the view's pool names), shares of 0 to 10^12, at most 32.
+fn allocations_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[A-Za-z0-9._:-]{1,64}$")),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(1_000_000_000_000_i64)),
+        ))
+        .max_properties(Some(32))
+        .examples([serde_json::json!({ "callcentre": 20 })])
+        .build()
 }
 
 /// `POST /v1/skus/{sku}/adjustments`.
@@ -163,6 +199,18 @@ pub struct ShortageDoc {
     sku: String,
     requested: i64,
     available: i64,
+}
+
+/// A pool a change of allocations or safety stock would leave below what
+/// its holds took (409 `pool_below_held`).
+#[derive(Serialize, ToSchema)]
+pub struct PoolShortDoc {
+    /// `shared` or the channel.
+    pool: String,
+    /// The share the change asks for.
+    on_hand: i64,
+    /// Units held from it now.
+    held: i64,
 }
 
 /// One problem with one field.
@@ -216,6 +264,8 @@ pub struct Problem {
     #[serde(default)]
     lines: Option<Vec<ReturnExcessDoc>>,
     #[serde(default)]
+    pools: Option<Vec<PoolShortDoc>>,
+    #[serde(default)]
     reasons: Option<Vec<String>>,
 }
 
@@ -252,10 +302,14 @@ pub struct CountsDoc {
     held: i64,
 }
 
-/// One drifted SKU.
+/// One drifted SKU, or one channel's allocation of it (`pool`: its share
+/// as on_hand, the units held from it as held; without `pool`, held counts
+/// the SKU's shared pool).
 #[derive(Serialize, ToSchema)]
 pub struct DriftDoc {
     sku: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
     expected: CountsDoc,
     actual: CountsDoc,
 }

@@ -40,8 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large: body over 1 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "insufficient_stock: available would drop below what holds need", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "validation_failed (on_hand is required on create)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "insufficient_stock: available would drop below what holds need; or pool_below_held: allocations or safety stock would take units holds have (pools: [{pool, on_hand, held}])", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed (on_hand is required on create; every bad allocation listed as allocations.<channel>)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable: Redis or Postgres unreachable, nothing was changed; or outcome_unknown: the change was sent to Redis and not answered in time, it may have been made (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -102,7 +102,7 @@ pub(crate) async fn get_sku(
     get,
     path = "/v1/availability",
     tag = "skus",
-    params(("sku" = Vec<SkuId>, Query, min_items = 1, max_items = 500, description = "1 to 500 SKUs, repeated: ?sku=A&sku=B")),
+    params(("sku" = Vec<SkuId>, Query, min_items = 1, max_items = 500, description = "1 to 500 SKUs, repeated: ?sku=A&sku=B"), ("channel" = Option<String>, Query, min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f]+$", description = "what a reservation of this channel may hold: the shared pool and the channel's allocation (without: the shared pool only)")),
     responses(
         (status = 200, description = "Availability in the order asked; unknown SKUs 0", body = AvailabilityView),
         (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
@@ -119,7 +119,16 @@ pub(crate) async fn availability(
     let mut skus = Vec::new();
     let mut errors = Vec::new();
     let mut asked = 0;
+    let mut channel = None;
     for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if name == "channel" {
+            match crate::domain::channel_name(&value) {
+                Ok(c) if channel.is_none() => channel = Some(c),
+                Ok(_) => errors.push(FieldError::new("channel", "name one channel only")),
+                Err(m) => errors.push(FieldError::new("channel", m)),
+            }
+            continue;
+        }
         if name != "sku" {
             errors.push(FieldError::new(name.as_ref(), "is not a known parameter"));
             continue;
@@ -144,7 +153,7 @@ pub(crate) async fn availability(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let available = stock.engine.availability(&skus).await?;
+    let available = stock.engine.availability(&skus, channel.as_deref()).await?;
     let items = skus
         .iter()
         .zip(available)

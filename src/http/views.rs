@@ -3,6 +3,7 @@
 use crate::domain::{Hold, Order, Shortage, SkuView};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use super::schemas::{HoldStatusDoc, ShortageDoc};
@@ -127,6 +128,32 @@ pub struct SkuJson {
     #[serde(skip_serializing_if = "not_spread")]
     #[schema(minimum = 2, maximum = 16)]
     buckets: Option<u16>,
+    /// Units of on_hand no reservation may hold; left out (with
+    /// `allocations` and `pools`) for a SKU with neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety_stock: Option<i64>,
+    /// Each channel's allocation: its share of on_hand, which only a
+    /// reservation of that channel may hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocations: Option<BTreeMap<String, i64>>,
+    /// The SKU's counts per pool: `shared` (what any reservation may hold),
+    /// each channel's allocation, and `safety`; they add up to on_hand and
+    /// held, and `available` is theirs added up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pools: Option<Vec<PoolJson>>,
+}
+
+/// One pool of a SKU's stock.
+#[derive(Serialize, ToSchema)]
+pub struct PoolJson {
+    /// `shared`, `safety` or the channel of an allocation.
+    pool: String,
+    /// Its share of on_hand.
+    on_hand: i64,
+    /// Units held from it.
+    held: i64,
+    /// What may still be held from it.
+    available: i64,
 }
 
 impl From<&SkuView> for SkuJson {
@@ -140,8 +167,40 @@ impl From<&SkuView> for SkuJson {
             per_customer_limit: v.per_customer_limit,
             sale_starts_at: v.sale_starts_at.map(time),
             buckets: Some(v.buckets),
+            safety_stock: v.has_pools().then_some(v.safety_stock),
+            allocations: v.has_pools().then(|| {
+                v.allocations
+                    .iter()
+                    .map(|a| (a.channel.clone(), a.on_hand))
+                    .collect()
+            }),
+            pools: v.has_pools().then(|| pools(v)),
         }
     }
+}
+
+fn pools(v: &SkuView) -> Vec<PoolJson> {
+    let pool = |pool: &str, on_hand, held, available| PoolJson {
+        pool: pool.to_owned(),
+        on_hand,
+        held,
+        available,
+    };
+    let mut out = vec![pool(
+        "shared",
+        v.shared_on_hand(),
+        v.shared_held(),
+        v.shared_available(),
+    )];
+    out.extend(
+        v.allocations
+            .iter()
+            .map(|a| pool(&a.channel, a.on_hand, a.held, a.available())),
+    );
+    if v.safety_stock > 0 {
+        out.push(pool("safety", v.safety_stock, 0, 0));
+    }
+    out
 }
 
 fn not_spread(buckets: &Option<u16>) -> bool {

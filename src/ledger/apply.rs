@@ -19,7 +19,10 @@
 
 use super::copy::BinaryRows;
 use super::{Ledger, LedgerError};
-use crate::domain::{Order, OutboxEntry, OutboxEvent, Partition, SkuSettings, SoldLine, StreamId};
+use crate::domain::{
+    pool_account, Order, OutboxEntry, OutboxEvent, Partition, PoolLine, SkuSettings, SoldLine,
+    StreamId,
+};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::borrow::Cow;
@@ -177,12 +180,13 @@ async fn record_entries(tx: &mut Tx<'_>, entries: &[OutboxEntry]) -> Result<usiz
     Ok(recorded)
 }
 
-/// One stock movement an outbox entry makes.
+/// One stock movement an outbox entry makes, of a SKU or of a channel's
+/// allocation of one (its account `sku@channel`, see `pool_account`).
 struct Move<'a> {
     kind: &'static str,
     reference: Cow<'a, str>,
     at: DateTime<Utc>,
-    sku: &'a str,
+    sku: Cow<'a, str>,
     delta: i64,
     on_hand_after: i64,
 }
@@ -194,57 +198,114 @@ fn moves_of(entry: &OutboxEntry) -> Vec<Move<'_>> {
         kind: &'static str,
         reference: &'a str,
         at: DateTime<Utc>,
-        lines: &'a [SoldLine],
+        (lines, pools): (&'a [SoldLine], &'a [PoolLine]),
         sign: i64,
     ) -> Vec<Move<'a>> {
-        lines
-            .iter()
-            .map(|l| Move {
-                kind,
-                reference: Cow::Borrowed(reference),
-                at,
-                sku: l.sku.as_str(),
-                delta: sign * l.qty,
-                on_hand_after: l.on_hand_after,
-            })
-            .collect()
+        let skus = lines.iter().map(move |l| Move {
+            kind,
+            reference: Cow::Borrowed(reference),
+            at,
+            sku: Cow::Borrowed(l.sku.as_str()),
+            delta: sign * l.qty,
+            on_hand_after: l.on_hand_after,
+        });
+        let allocations = pools.iter().map(move |p| Move {
+            kind,
+            reference: Cow::Borrowed(reference),
+            at,
+            sku: Cow::Owned(p.account()),
+            delta: sign * p.qty,
+            on_hand_after: p.share_after,
+        });
+        skus.chain(allocations).collect()
     }
     match &entry.event {
-        OutboxEvent::Commit { order, sold: lines } => sold(
+        OutboxEvent::Commit {
+            order,
+            sold: lines,
+            pools,
+        } => sold(
             "commit",
             order.order_id.as_str(),
             order.committed_at,
-            lines,
+            (lines, pools),
             -1,
         ),
         OutboxEvent::Part {
             order_id,
             sold: lines,
+            pools,
             at,
             ..
-        } => sold("commit", order_id.as_str(), *at, lines, -1),
+        } => sold("commit", order_id.as_str(), *at, (lines, pools), -1),
         OutboxEvent::Return {
             return_id,
             lines,
+            pools,
             at,
             ..
-        } => sold("return", return_id, *at, lines, 1),
+        } => sold("return", return_id, *at, (lines, pools), 1),
         OutboxEvent::Sku {
             sku,
             created,
             delta,
             on_hand_after,
+            settings,
+            allocations,
+            safety_delta,
             at,
-            ..
-        } if *created || *delta != 0 => vec![Move {
-            kind: if *created { "created" } else { "adjustment" },
-            reference: Cow::Owned(format!("sku-put:{}", entry.id)),
-            at: *at,
-            sku: sku.as_str(),
-            delta: *delta,
-            on_hand_after: *on_hand_after,
-        }],
-        OutboxEvent::Sku { .. } => Vec::new(),
+        } => {
+            let reference = format!("sku-put:{}", entry.id);
+            let mut moves = Vec::new();
+            if *created || *delta != 0 {
+                moves.push(Move {
+                    kind: if *created { "created" } else { "adjustment" },
+                    reference: Cow::Owned(reference.clone()),
+                    at: *at,
+                    sku: Cow::Borrowed(sku.as_str()),
+                    delta: *delta,
+                    on_hand_after: *on_hand_after,
+                });
+            }
+            // Units set aside move within on_hand: a row of the SKU's own
+            // (delta 0) says what changed, and each allocation's account
+            // takes its share's change.
+            for a in allocations {
+                moves.push(Move {
+                    kind: "allocation",
+                    reference: Cow::Owned(format!(
+                        "{}: allocation {} ({:+})",
+                        a.channel, a.share_after, a.delta
+                    )),
+                    at: *at,
+                    sku: Cow::Borrowed(sku.as_str()),
+                    delta: 0,
+                    on_hand_after: *on_hand_after,
+                });
+                moves.push(Move {
+                    kind: "allocation",
+                    reference: Cow::Owned(reference.clone()),
+                    at: *at,
+                    sku: Cow::Owned(pool_account(sku, &a.channel)),
+                    delta: a.delta,
+                    on_hand_after: a.share_after,
+                });
+            }
+            if *safety_delta != 0 {
+                moves.push(Move {
+                    kind: "allocation",
+                    reference: Cow::Owned(format!(
+                        "safety stock {} ({:+})",
+                        settings.safety_stock, safety_delta
+                    )),
+                    at: *at,
+                    sku: Cow::Borrowed(sku.as_str()),
+                    delta: 0,
+                    on_hand_after: *on_hand_after,
+                });
+            }
+            moves
+        }
         OutboxEvent::Transfer {
             sku,
             transfer_id,
@@ -255,7 +316,7 @@ fn moves_of(entry: &OutboxEntry) -> Vec<Move<'_>> {
             kind: "transfer",
             reference: Cow::Borrowed(transfer_id),
             at: *at,
-            sku: sku.as_str(),
+            sku: Cow::Borrowed(sku.as_str()),
             delta: *delta,
             on_hand_after: *on_hand_after,
         }],
@@ -270,7 +331,7 @@ fn moves_of(entry: &OutboxEntry) -> Vec<Move<'_>> {
             kind: "adjustment",
             reference: Cow::Borrowed(adjustment_id),
             at: *at,
-            sku: sku.as_str(),
+            sku: Cow::Borrowed(sku.as_str()),
             delta: *delta,
             on_hand_after: *on_hand_after,
         }],
@@ -295,7 +356,7 @@ async fn claim(
     for (n, moves) in planned.iter().enumerate() {
         let mut net: BTreeMap<&str, i64> = BTreeMap::new();
         for m in moves {
-            *net.entry(m.sku).or_default() += m.delta;
+            *net.entry(&m.sku).or_default() += m.delta;
         }
         for (sku, delta) in net {
             at.push(n as i32 + 1);
@@ -367,7 +428,7 @@ impl Movements {
         for m in moves {
             let r = &mut self.rows;
             r.row(9);
-            r.text(m.sku);
+            r.text(&m.sku);
             r.timestamptz(m.at);
             r.text(m.kind);
             r.int8(m.delta);
@@ -582,8 +643,31 @@ async fn record_admin_change(
             unreachable!("sales are recorded by record_orders and record_parts")
         }
         OutboxEvent::Sku {
-            sku, settings, at, ..
-        } => upsert_sku(tx, id, sku.as_str(), settings, *at).await?,
+            sku,
+            settings,
+            allocations,
+            at,
+            ..
+        } => {
+            upsert_sku(tx, id, sku.as_str(), settings, *at).await?;
+            // Each allocation is an account of its own (its on_hand comes
+            // with the drain, as a SKU's).
+            let accounts: Vec<String> = allocations
+                .iter()
+                .map(|a| pool_account(sku, &a.channel))
+                .collect();
+            sqlx::query(
+                "INSERT INTO skus (sku, on_hand, settings_ms, settings_seq, created_at, updated_at)
+                 SELECT a, 0, $2, $3, $4, $4 FROM unnest($1::text[]) AS a
+                 ON CONFLICT (sku) DO NOTHING",
+            )
+            .bind(&accounts)
+            .bind(id.ms)
+            .bind(id.seq)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
         OutboxEvent::Adjustment {
             sku,
             adjustment_id,
@@ -624,9 +708,11 @@ async fn upsert_sku(
     sqlx::query(
         "INSERT INTO skus (sku, on_hand, backorder_limit, per_customer_limit, sale_starts_at,
                            settings_ms, settings_seq, created_at, updated_at,
-                           buckets, bucket_span)
-         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7, $8, $9)
+                           buckets, bucket_span, safety_stock, allocations)
+         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)
          ON CONFLICT (sku) DO UPDATE SET
+           safety_stock = CASE WHEN newer THEN EXCLUDED.safety_stock ELSE skus.safety_stock END,
+           allocations = CASE WHEN newer THEN EXCLUDED.allocations ELSE skus.allocations END,
            buckets = CASE WHEN newer THEN EXCLUDED.buckets ELSE skus.buckets END,
            bucket_span = GREATEST(skus.bucket_span, EXCLUDED.bucket_span),
            backorder_limit = CASE WHEN newer THEN EXCLUDED.backorder_limit ELSE skus.backorder_limit END,
@@ -649,6 +735,8 @@ async fn upsert_sku(
     .bind(at)
     .bind(settings.buckets)
     .bind(settings.bucket_span)
+    .bind(settings.safety_stock)
+    .bind(&settings.allocations)
     .execute(&mut **tx)
     .await?;
     Ok(())

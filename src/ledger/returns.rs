@@ -48,13 +48,17 @@ impl Ledger {
         req: &ReturnRequest,
     ) -> Result<ReturnRecorded, LedgerError> {
         let mut tx = self.pool.begin().await?;
-        let order: Option<(Vec<String>, Vec<i64>, Vec<i64>)> = sqlx::query_as(
-            "SELECT line_skus, line_qtys, line_returned FROM orders WHERE order_id = $1 FOR UPDATE",
+        type OrderRow = (Vec<String>, Vec<i64>, Vec<i64>, Option<String>);
+        let order: Option<OrderRow> = sqlx::query_as(
+            "SELECT line_skus, line_qtys, line_returned, channel FROM orders
+             WHERE order_id = $1 FOR UPDATE",
         )
         .bind(order_id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((skus, qtys, mut returned)) = order.filter(|(skus, _, _)| !skus.is_empty()) else {
+        let Some((skus, qtys, mut returned, channel)) =
+            order.filter(|(skus, _, _, _)| !skus.is_empty())
+        else {
             return Ok(ReturnRecorded::OrderNotFound);
         };
         let before: Option<(String, bool, bool)> = sqlx::query_as(
@@ -114,13 +118,42 @@ impl Ledger {
         }
         let back_skus: Vec<&str> = req.lines.iter().map(|(s, _)| s.as_str()).collect();
         let back_qtys: Vec<i64> = req.lines.iter().map(|(_, q)| *q).collect();
+        // Units sold from the allocation of the order's channel go back to
+        // it first: what the order's sale took from it, less what earlier
+        // returns of the order gave back to it.
+        let pooled: Vec<i64> = match channel.as_deref().filter(|c| Sku::parse(c).is_ok()) {
+            None => vec![0; back_skus.len()],
+            Some(channel) => {
+                let accounts: Vec<String> =
+                    back_skus.iter().map(|s| format!("{s}@{channel}")).collect();
+                let left: HashMap<String, i64> = sqlx::query_as(
+                    "SELECT split_part(m.sku, '@', 1), -sum(m.delta)::bigint - coalesce(
+                            (SELECT sum(l.pooled) FROM return_lines l JOIN returns r USING (return_id)
+                             WHERE r.order_id = $2 AND l.sku = split_part(m.sku, '@', 1)), 0)::bigint
+                     FROM stock_movements m
+                     WHERE m.sku = ANY($1) AND m.ref = $2 AND m.kind = 'commit'
+                     GROUP BY m.sku",
+                )
+                .bind(&accounts)
+                .bind(order_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                req.lines
+                    .iter()
+                    .map(|(s, q)| left.get(s.as_str()).copied().unwrap_or(0).clamp(0, *q))
+                    .collect()
+            }
+        };
         sqlx::query(
-            "INSERT INTO return_lines (return_id, sku, qty) SELECT $1, l.sku, l.qty
-             FROM unnest($2::text[], $3::bigint[]) AS l(sku, qty)",
+            "INSERT INTO return_lines (return_id, sku, qty, pooled) SELECT $1, l.sku, l.qty, l.pooled
+             FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS l(sku, qty, pooled)",
         )
         .bind(&req.return_id)
         .bind(&back_skus)
         .bind(&back_qtys)
+        .bind(&pooled)
         .execute(&mut *tx)
         .await?;
         for (sku, qty) in &req.lines {
@@ -148,6 +181,32 @@ impl Ledger {
                 Ok((
                     Sku::parse(&s).map_err(|m| LedgerError::Internal(anyhow!(m)))?,
                     q,
+                ))
+            })
+            .collect()
+    }
+
+    /// The units of a return's lines that go back to the allocation of its
+    /// order's channel: (sku, channel, units) of each line with some.
+    pub async fn return_pools(
+        &self,
+        return_id: &str,
+    ) -> Result<Vec<(Sku, String, i64)>, LedgerError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT l.sku, o.channel, l.pooled
+             FROM return_lines l JOIN returns r USING (return_id) JOIN orders o USING (order_id)
+             WHERE l.return_id = $1 AND l.pooled > 0 AND o.channel IS NOT NULL
+             ORDER BY l.sku",
+        )
+        .bind(return_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(s, c, n)| {
+                Ok((
+                    Sku::parse(&s).map_err(|m| LedgerError::Internal(anyhow!(m)))?,
+                    c,
+                    n,
                 ))
             })
             .collect()

@@ -24,6 +24,11 @@ pub struct SkuRecord {
     pub buckets: i32,
     /// The most partitions it was ever spread over.
     pub bucket_span: i32,
+    /// Units no reservation may hold.
+    pub safety_stock: i64,
+    /// The channels with an allocation (each an account `sku@channel` of
+    /// its own, with a record of its own).
+    pub allocations: Vec<String>,
     /// Which of its buckets this record is of (its on_hand that bucket's
     /// share); 0 as read, for its own partition.
     #[sqlx(skip)]
@@ -88,10 +93,12 @@ impl Ledger {
         // The view sku_stock: skus.on_hand covers the entries up to each
         // partition's watermark; entries after it that are recorded already
         // (commits persist their own) add what their claims say they changed.
+        // A SKU named comes with its allocations' accounts.
         let query = "SELECT s.sku, t.on_hand, s.backorder_limit, s.per_customer_limit,
-                            s.sale_starts_at, s.buckets, s.bucket_span
+                            s.sale_starts_at, s.buckets, s.bucket_span, s.safety_stock,
+                            s.allocations
                      FROM skus s JOIN sku_stock t USING (sku)
-                     WHERE $1::text[] IS NULL OR s.sku = ANY($1)
+                     WHERE $1::text[] IS NULL OR split_part(s.sku, '@', 1) = ANY($1)
                      ORDER BY s.sku";
         let skus: Vec<SkuRecord> = sqlx::query_as(query).bind(only).fetch_all(&mut *tx).await?;
         // Spread SKUs are few; each share is the sum of all the SKU's

@@ -14,7 +14,7 @@
 //! every live hold, and a hold made or changed meanwhile counts once. See
 //! DESIGN.md, "Rebuild and reconciliation".
 
-use crate::domain::{Drift, Partition, ReconcileMode, Sku, StreamId};
+use crate::domain::{split_pool_account, Drift, Partition, ReconcileMode, Sku, StreamId};
 use crate::engine::{Engine, HoldIndex, LeaseOp, ServerState};
 use crate::ledger::{Bought, Ledger, SkuRecord, Snapshot};
 use anyhow::Context;
@@ -125,7 +125,8 @@ impl Reconciler {
         for record in &snapshot.skus {
             for (p, share) in self.shares(record, &snapshot) {
                 if partitions.contains(&p) {
-                    checked += usize::from(share.bucket == 0);
+                    let account = split_pool_account(&share.sku).is_some();
+                    checked += usize::from(share.bucket == 0 && !account);
                     by_partition.entry(p).or_default().push(share);
                 }
             }
@@ -155,7 +156,7 @@ impl Reconciler {
                         .actual_on_hand
                         .map_or("missing".to_owned(), |n| n.to_string());
                     (
-                        d.sku.to_string(),
+                        d.account(),
                         d.expected_on_hand,
                         format!(
                             "{why}: live on_hand {was} -> {}, held {} -> {}",
@@ -190,7 +191,9 @@ impl Reconciler {
     /// on_hand (the movements made there; bucket 0 has the rest).
     fn shares(&self, record: &SkuRecord, snapshot: &Snapshot) -> Vec<(Partition, SkuRecord)> {
         let parts = self.engine.partitions();
-        let own = parts.of_name(&record.sku);
+        // A channel's allocation lives with its SKU.
+        let own = parts
+            .of_name(split_pool_account(&record.sku).map_or(record.sku.as_str(), |(sku, _)| sku));
         // Redis knows a spread first (the ledger a drain step later, or
         // after Postgres is back): the wider of the two.
         let live = self
@@ -247,7 +250,7 @@ impl Reconciler {
         index: &mut HoldIndex,
     ) -> anyhow::Result<Vec<Drift>> {
         let mut drifted = Vec::new();
-        for chunk in records.chunks(BATCH) {
+        for chunk in batches(records, BATCH) {
             let rows: Vec<_> = chunk
                 .iter()
                 .map(|r| (*r, r.on_hand + pending.get(&r.sku).copied().unwrap_or(0)))
@@ -572,12 +575,37 @@ impl Reconciler {
     }
 }
 
-/// One drift per SKU: the buckets of a spread SKU that drifted, added up.
+/// `records` in batches of about `size`, each SKU in one batch with its
+/// allocations' accounts (the script counts its shared pool with them).
+fn batches<'a>(records: &[&'a SkuRecord], size: usize) -> Vec<Vec<&'a SkuRecord>> {
+    let parent = |r: &SkuRecord| -> String {
+        split_pool_account(&r.sku)
+            .map_or(r.sku.as_str(), |(sku, _)| sku)
+            .to_owned()
+    };
+    let mut sorted = records.to_vec();
+    sorted.sort_by_cached_key(|r| (parent(r), r.sku.clone()));
+    let mut out: Vec<Vec<&SkuRecord>> = Vec::new();
+    let mut batch: Vec<&SkuRecord> = Vec::new();
+    for r in sorted {
+        if batch.len() >= size && batch.last().is_some_and(|l| parent(l) != parent(r)) {
+            out.push(std::mem::take(&mut batch));
+        }
+        batch.push(r);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+/// One drift per SKU (and allocation): the buckets of a spread SKU that
+/// drifted, added up.
 fn add_up_buckets(drifted: Vec<Drift>) -> Vec<Drift> {
     let mut out: Vec<Drift> = Vec::with_capacity(drifted.len());
-    let mut at: HashMap<Sku, usize> = HashMap::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
     for d in drifted {
-        match at.get(&d.sku) {
+        match at.get(&d.account()) {
             Some(i) => {
                 let sum = &mut out[*i];
                 sum.expected_on_hand += d.expected_on_hand;
@@ -589,7 +617,7 @@ fn add_up_buckets(drifted: Vec<Drift>) -> Vec<Drift> {
                 };
             }
             None => {
-                at.insert(d.sku.clone(), out.len());
+                at.insert(d.account(), out.len());
                 out.push(d);
             }
         }

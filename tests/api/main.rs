@@ -3,6 +3,7 @@
 //! database and Redis key prefix.
 
 mod adjustments;
+mod allocations;
 mod auth;
 mod buckets;
 mod concurrency;

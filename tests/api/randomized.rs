@@ -3,7 +3,10 @@
 //! holds expire, commit right at expiry, adjust, return and reconcile, and
 //! keep a model of what they were told. Every couple of seconds a checker
 //! pauses them and checks DESIGN.md's invariants 1–6 for every SKU against
-//! Redis (read directly), Postgres (once the outbox is drained) and the model.
+//! Redis (read directly), Postgres (once the outbox is drained) and the model,
+//! and the pools' invariants of SKUs with channel allocations and safety
+//! stock (each pool within its share, what holds took from each adding up,
+//! safety stock never held, the shares in the ledger).
 //!
 //! The seed is printed at the start and named in every failure; replay with
 //! `STOCKHOLD_TEST_SEED=<seed>` (each client's choices follow from the seed
@@ -64,6 +67,11 @@ struct SkuSpec {
     initial: i64,
     backorder: i64,
     limit: Option<i64>,
+    /// Units no channel may hold.
+    safety: i64,
+    /// Channels' allocations as set up (the clients' channels are web and
+    /// phone).
+    allocations: Vec<(String, i64)>,
 }
 
 /// What a client was last told about a hold.
@@ -916,9 +924,18 @@ impl Client {
                     v["backorder_limit"].as_i64().unwrap_or(-1),
                     v["available"].as_i64().unwrap_or(-1),
                 );
+                // With pools, available is theirs added up (safety stock
+                // is part of on_hand, held by nobody).
+                let expected = match v["pools"].as_array() {
+                    Some(pools) => pools
+                        .iter()
+                        .map(|p| p["available"].as_i64().unwrap_or(-1))
+                        .sum(),
+                    None => on_hand - held + bo,
+                };
                 check!(
                     run,
-                    available == on_hand - held + bo && available >= 0,
+                    available == expected && available >= 0,
                     "{what}: answered {v}"
                 );
                 *run.model
@@ -1407,13 +1424,24 @@ impl Client {
 #[derive(Debug, Clone, Default)]
 struct LiveSku {
     on_hand: i64,
+    /// Every pool's.
     held: i64,
     backorder: i64,
     limit: Option<i64>,
+    /// "safety chan ..." as Redis keeps the SKU's pools ('' for none).
+    pools: String,
+    /// The shared pool's available count.
+    shared_available: i64,
+    /// Each allocation: (share, held from it).
+    allocations: BTreeMap<String, (i64, i64)>,
 }
 
 /// (sku, qty, counted against the customer's limit)
 type LiveLine = (String, i64, bool);
+
+/// Units of a record's lines held from its channel's allocation:
+/// (sku, channel) -> units.
+type LivePooled = BTreeMap<(String, String), i64>;
 
 #[derive(Debug, Clone)]
 struct LiveHold {
@@ -1425,6 +1453,8 @@ struct LiveHold {
     /// part follows its home a moment later).
     records: Vec<(String, Vec<LiveLine>)>,
     order_id: String,
+    /// Each record's units held from allocations (as `records`).
+    pooled: Vec<LivePooled>,
 }
 
 impl LiveHold {
@@ -1516,10 +1546,19 @@ async fn read_live(run: &Run) -> Live {
     // on_hand + backorder limit - available), and holds as \x1f records.
     for spec in &run.skus {
         let base = run.app.redis_base(&spec.sku);
-        for hash in ["avail", "onhand", "bo", "rules"] {
+        for hash in ["avail", "onhand", "bo", "rules", "pools"] {
             let mut cmd = redis::cmd("HGET");
             cmd.arg(format!("{base}{hash}")).arg(&spec.sku);
             reads.push((base.clone(), cmd));
+        }
+        // Each allocation's fields (sku@channel), as set up.
+        for (channel, _) in &spec.allocations {
+            for hash in ["onhand", "avail"] {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(format!("{base}{hash}"))
+                    .arg(format!("{}@{channel}", spec.sku));
+                reads.push((base.clone(), cmd));
+            }
         }
     }
     for (base_len, key) in &hold_keys {
@@ -1541,6 +1580,20 @@ async fn read_live(run: &Run) -> Live {
         let on_hand: Option<i64> = value(run, values.next().unwrap());
         let backorder: Option<i64> = value(run, values.next().unwrap());
         let rules: Option<String> = value(run, values.next().unwrap());
+        let pools: Option<String> = value(run, values.next().unwrap());
+        let mut allocations = BTreeMap::new();
+        for (channel, _) in &spec.allocations {
+            let share: Option<i64> = value(run, values.next().unwrap());
+            let avail: Option<i64> = value(run, values.next().unwrap());
+            check!(
+                run,
+                share.is_some() && avail.is_some(),
+                "{}'s allocation for {channel} is missing from Redis",
+                spec.sku
+            );
+            let (share, avail) = (share.unwrap(), avail.unwrap());
+            allocations.insert(channel.clone(), (share, share - avail));
+        }
         check!(
             run,
             avail.is_some() && on_hand.is_some(),
@@ -1549,6 +1602,16 @@ async fn read_live(run: &Run) -> Live {
         );
         let (avail, on_hand, backorder) =
             (avail.unwrap(), on_hand.unwrap(), backorder.unwrap_or(0));
+        let pools = pools.unwrap_or_default();
+        let safety: i64 = pools
+            .split(' ')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let shares: i64 = allocations.values().map(|(share, _)| share).sum();
+        let pool_held: i64 = allocations.values().map(|(_, held)| held).sum();
+        // The SKU's own field is its shared pool's (lua/common.lua).
+        let shared_held = on_hand - shares - safety + backorder - avail;
         let limit = rules
             .as_deref()
             .and_then(|r| r.split(' ').next())
@@ -1557,9 +1620,12 @@ async fn read_live(run: &Run) -> Live {
             spec.sku.clone(),
             LiveSku {
                 on_hand,
-                held: on_hand + backorder - avail,
+                held: shared_held + pool_held,
                 backorder,
                 limit,
+                pools,
+                shared_available: avail,
+                allocations,
             },
         );
     }
@@ -1570,7 +1636,7 @@ async fn read_live(run: &Run) -> Live {
         let f: Vec<&str> = record.split('\x1f').collect();
         check!(
             run,
-            (11..=17).contains(&f.len()),
+            (11..=19).contains(&f.len()),
             "hold record {key}: {record:?}"
         );
         let field = |i: usize| f.get(i).copied().unwrap_or("");
@@ -1585,6 +1651,11 @@ async fn read_live(run: &Run) -> Live {
             .zip(f[10].split_whitespace())
             .map(|(sku, q)| (sku.to_owned(), q.parse().unwrap(), counted.contains(sku)))
             .collect();
+        let pq: Vec<&str> = field(17).split_whitespace().collect();
+        let pooled: LivePooled = pq
+            .chunks_exact(2)
+            .map(|c| ((c[0].to_owned(), f[2].to_owned()), c[1].parse().unwrap()))
+            .collect();
         let id = key[base_len + "hold:".len()..].to_owned();
         let hold = holds.entry(id).or_insert_with(|| LiveHold {
             state: String::new(),
@@ -1593,9 +1664,11 @@ async fn read_live(run: &Run) -> Live {
             lines: Vec::new(),
             records: Vec::new(),
             order_id: String::new(),
+            pooled: Vec::new(),
         });
         hold.lines.extend(lines.iter().cloned());
         hold.records.push((f[0].to_owned(), lines));
+        hold.pooled.push(pooled);
         // A part names its home (field 12); the home record has the state.
         if field(11).is_empty() {
             hold.state = f[0].to_owned();
@@ -1633,6 +1706,34 @@ fn check_redis(run: &Run, live: &Live, model: &Model, label: &str) {
     let mut held = Lines::new();
     let mut sold = Lines::new();
     let mut per_customer: BTreeMap<String, Lines> = BTreeMap::new();
+    // Units held from each allocation: (sku, channel) -> units.
+    let mut pooled_held: LivePooled = BTreeMap::new();
+    for (id, h) in live.holds.iter() {
+        for ((state, lines), pooled) in h.records.iter().zip(&h.pooled) {
+            for ((sku, channel), units) in pooled {
+                let qty = lines.iter().find(|l| &l.0 == sku).map_or(0, |l| l.1);
+                let allocated = run
+                    .spec(sku)
+                    .is_some_and(|s| s.allocations.iter().any(|(c, _)| c == channel));
+                check!(
+                    run,
+                    allocated && (1..=qty).contains(units),
+                    "{label}: hold {id} holds {units} of {sku} (line of {qty}) from {channel}'s \
+                     allocation, which {}",
+                    if allocated {
+                        "it has"
+                    } else {
+                        "it has none of"
+                    }
+                );
+                if state == "held" {
+                    *pooled_held
+                        .entry((sku.clone(), channel.clone()))
+                        .or_default() += units;
+                }
+            }
+        }
+    }
     for (id, h) in live
         .holds
         .iter()
@@ -1676,11 +1777,45 @@ fn check_redis(run: &Run, live: &Live, model: &Model, label: &str) {
             c.held,
             c.backorder
         );
+        let pools = if spec.safety == 0 && spec.allocations.is_empty() {
+            String::new()
+        } else {
+            // (A JSON object's members come in name order.)
+            let channels: BTreeSet<&String> = spec.allocations.iter().map(|(c, _)| c).collect();
+            std::iter::once(spec.safety.to_string())
+                .chain(channels.into_iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         check!(
             run,
-            c.backorder == spec.backorder && c.limit == spec.limit,
+            c.backorder == spec.backorder && c.limit == spec.limit && c.pools == pools,
             "{label}: {s} settings changed: {c:?}, set up as {spec:?}"
         );
+        // The pools: no allocation is held beyond its share (so no channel
+        // holds another's units), the shared pool not beyond its own, what
+        // holds took from each adds up, safety stock is never held.
+        check!(
+            run,
+            c.shared_available >= 0 && c.held <= c.on_hand - spec.safety + c.backorder,
+            "{label}: pools: {s} shared available {}, held {} of on_hand {} with {} kept back",
+            c.shared_available,
+            c.held,
+            c.on_hand,
+            spec.safety
+        );
+        for (channel, (share, held)) in &c.allocations {
+            let by_holds = pooled_held
+                .get(&(s.clone(), channel.clone()))
+                .copied()
+                .unwrap_or(0);
+            check!(
+                run,
+                0 <= *held && held <= share && *held == by_holds,
+                "{label}: pools: {s}'s allocation for {channel}: share {share}, held {held}, \
+                 its holds took {by_holds}"
+            );
+        }
         let held_by_holds = held.get(s).copied().unwrap_or(0);
         check!(
             run,
@@ -1889,6 +2024,16 @@ async fn check_postgres(run: &Run, live: &Live, model: &Model, label: &str) {
             "{label}: {s}: adjustments table sums to {:?}, acknowledged {adjusted}",
             adjustments.get(s)
         );
+        // Each allocation's share is its account's in the ledger.
+        for (channel, (share, _)) in &live.skus[s].allocations {
+            let account = format!("{s}@{channel}");
+            check!(
+                run,
+                on_hand.get(&account) == Some(share),
+                "{label}: {account}: ledger share {:?}, Redis {share}",
+                on_hand.get(&account)
+            );
+        }
     }
     let twice: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT ref, sku, count(*) FROM stock_movements WHERE kind = 'commit'
@@ -1992,11 +2137,29 @@ fn sku_specs(rng: &mut StdRng) -> Vec<SkuSpec> {
                 2 | 7 => (rng.gen_range(30..=120), 0, Some(rng.gen_range(2..=5))),
                 _ => (rng.gen_range(50..=300), 0, None),
             };
+            // Some SKUs set units aside for a channel (and keep some back).
+            let (safety, allocations) = match i % 10 {
+                3 => (
+                    rng.gen_range(0..=3),
+                    vec![("phone".to_owned(), rng.gen_range(2..=10))],
+                ),
+                7 => (1, vec![("phone".to_owned(), rng.gen_range(1..=5))]),
+                8 => (
+                    0,
+                    vec![
+                        ("web".to_owned(), rng.gen_range(2..=20)),
+                        ("phone".to_owned(), rng.gen_range(2..=10)),
+                    ],
+                ),
+                _ => (0, Vec::new()),
+            };
             SkuSpec {
                 sku: format!("R{i:02}"),
                 initial,
                 backorder,
                 limit,
+                safety,
+                allocations,
             }
         })
         .collect()
@@ -2018,6 +2181,8 @@ async fn random_operations_from_many_clients_keep_every_invariant() {
         initial: 10,
         backorder: 0,
         limit: None,
+        safety: 0,
+        allocations: Vec::new(),
     });
     let app = spawn_app().await;
     for spec in &skus {
@@ -2027,6 +2192,15 @@ async fn random_operations_from_many_clients_keep_every_invariant() {
         }
         if spec.sku == LATER {
             body["sale_starts_at"] = json!("2099-01-01T00:00:00Z");
+        }
+        if !spec.allocations.is_empty() {
+            body["safety_stock"] = json!(spec.safety);
+            body["allocations"] = spec
+                .allocations
+                .iter()
+                .map(|(c, n)| (c.clone(), json!(n)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         let res = app.put_sku(&spec.sku, body).await;
         assert_eq!(

@@ -528,6 +528,8 @@ async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_the
             sale_starts_at: None,
             buckets: 1,
             bucket_span: 1,
+            safety_stock: 0,
+            allocations: Vec::new(),
             bucket: 0,
         };
         let drift = engine
@@ -552,6 +554,8 @@ async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_the
         sale_starts_at: None,
         buckets: 1,
         bucket_span: 1,
+        safety_stock: 0,
+        allocations: Vec::new(),
         bucket: 0,
     };
     let lapsed = engine

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 use stockhold_client::{
     codes, AvailabilityItem, Client, CommitOutcome, CommitRequest, Error, Line, Order,
-    PatchReservation, Reservation, ReservationStatus, ReserveRequest,
+    PatchReservation, Pool, Reservation, ReservationStatus, ReserveRequest,
 };
 
 const EXIT_CODES: &str = "\
@@ -45,6 +45,15 @@ struct Cli {
     /// running the same command again (after a timeout, say) does it once.
     #[arg(long, global = true, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// The sales channel: holds are made on it (drawing on its allocation
+    /// of a SKU first) and availability is what it may hold.
+    #[arg(
+        long,
+        global = true,
+        env = "STOCKHOLD_CHANNEL",
+        default_value = "callcentre"
+    )]
+    channel: String,
     /// Print the service's answer as JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -54,7 +63,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// How many units of each SKU can be held now.
+    /// How many units of each SKU the channel can hold now, and what is
+    /// left of its allocation.
     Availability {
         /// SKUs to look up.
         #[arg(required = true, value_name = "SKU", value_parser = parse_sku)]
@@ -105,9 +115,6 @@ struct ReserveArgs {
     /// The caller's customer id.
     #[arg(long, value_name = "C")]
     customer: String,
-    /// The sales channel recorded on the hold.
-    #[arg(long, default_value = "phone")]
-    channel: String,
     /// How long to hold: 90s, 15m, 2h, 1d or seconds [default: the service's, 15m].
     #[arg(long, value_parser = parse_ttl)]
     ttl: Option<u64>,
@@ -149,16 +156,25 @@ async fn main() -> ExitCode {
 async fn run(cli: &Cli, client: &Client) -> Result<String, Error> {
     Ok(match &cli.command {
         Command::Availability { skus } => {
-            let availability = client.availability(skus).await?;
-            match cli.json {
-                true => json(&availability),
-                false => availability_table(&availability.items),
+            let availability = client.availability_on(skus, Some(&cli.channel)).await?;
+            if cli.json {
+                return Ok(json(&availability));
             }
+            // The channel's allocation of each SKU that exists.
+            let mut allocations = Vec::with_capacity(skus.len());
+            for item in &availability.items {
+                allocations.push(match client.sku(&item.sku).await {
+                    Ok(view) => view.pool(&cli.channel).cloned(),
+                    Err(Error::Problem { code, .. }) if code == codes::NOT_FOUND => None,
+                    Err(e) => return Err(e),
+                });
+            }
+            availability_table(&availability.items, &allocations)
         }
         Command::Reserve(args) => {
             let mut request = ReserveRequest::new(args.lines.clone())
                 .customer(args.customer.as_str())
-                .channel(args.channel.as_str());
+                .channel(cli.channel.as_str());
             request.ttl_seconds = args.ttl;
             request.allow_partial = args.allow_partial;
             let held = client.reserve(&request).await?;
@@ -382,14 +398,24 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     text
 }
 
-fn availability_table(items: &[AvailabilityItem]) -> String {
-    let mut table = Table::new(&[("SKU", false), ("AVAILABLE", true), ("IN STOCK", false)]);
-    for item in items {
+fn availability_table(items: &[AvailabilityItem], allocations: &[Option<Pool>]) -> String {
+    let mut table = Table::new(&[
+        ("SKU", false),
+        ("AVAILABLE", true),
+        ("IN STOCK", false),
+        ("ALLOCATION LEFT", true),
+    ]);
+    for (item, allocation) in items.iter().zip(allocations) {
         let in_stock = if item.in_stock { "yes" } else { "no" };
+        let allocation = match allocation {
+            Some(p) => format!("{} of {}", p.available, p.on_hand),
+            None => "-".into(),
+        };
         table.row(vec![
             item.sku.clone(),
             item.available.to_string(),
             in_stock.into(),
+            allocation,
         ]);
     }
     table.render()
