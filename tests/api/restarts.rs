@@ -492,8 +492,9 @@ async fn a_sale_that_reaches_the_ledger_after_the_rebuild_read_it_is_sold_in_red
 
 #[tokio::test]
 async fn a_sale_whose_hold_redis_lost_too_reaches_redis_after_the_rebuild() {
-    // Arrange: Redis's state before the hold is made.
-    let app = spawn_app().await;
+    // Arrange: Redis's state before the hold is made. No drain runs on its
+    // own: the commit's entry must reach Postgres only after the rebuild.
+    let app = spawn_app_with(|s| s.reconciler.drain_interval_ms = 3_600_000).await;
     app.create_sku("A", 10).await;
     let keys = app.stock.engine.keys();
     let part = keys.part(keys.of_sku(&stockhold::domain::Sku::parse("A").unwrap()));
