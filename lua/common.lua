@@ -42,12 +42,12 @@
 --   base.."pools"         hash  sku -> "safety chan ...": its safety stock
 --                               (units no reservation may hold) and the
 --                               channels with an allocation (only SKUs with
---                               either); each channel's pool is the avail
---                               and onhand field sku.."@"..chan: its share
---                               of on_hand and what is available of it
---                               (share - held from it). The SKU's own avail
---                               field is the shared pool's: on_hand - the
---                               shares - safety + backorder - held from it
+--                               either). The SKU's own avail field is then
+--                               its shared pool's: on_hand - the shares -
+--                               safety + backorder - held from it
+--   base.."pavail:"..chan  hash  sku -> what is available of chan's
+--                               allocation of the SKU (share - held from it)
+--   base.."pshare:"..chan  hash  sku -> chan's share of the SKU's on_hand
 --   base.."xfer"          hash  transfer id -> "sku units to": units taken
 --                               here for another bucket, not yet given
 --   base.."xfers"         zset  those transfer ids by when they were taken
@@ -147,8 +147,9 @@ end
 -- ver the confirmed version; pv (parts only) "version:token" of a staged
 -- change, chg its "sku old new ..." (the lines hold the larger of old, new).
 -- pq "sku n ...": the units of each line held from the allocation of the
--- hold's channel (the rest of the line is held from the shared pool); pqo
--- pq as it was before a staged change (parts only, while one is pending).
+-- hold's channel (the rest of the line is held from the shared pool), or
+-- '*': every line in full; pqo pq as it was before a staged change (parts
+-- only, while one is pending).
 local FIELDS = { 'st', 'cust', 'chan', 'ca', 'ea', 'oid', 'cat', 'pref', 'counted', 'skus', 'qtys',
   'home', 'parts', 'basket', 'ver', 'pv', 'chg', 'pq', 'pqo' }
 
@@ -236,51 +237,56 @@ local function hold_lines(h)
   return words(h.skus), words(h.qtys), counted
 end
 
--- The units of each line held from the channel's allocation: sku -> n.
-local function pooled(pq)
+-- The units of each line of `h` held from the channel's allocation:
+-- sku -> n (pq of `h`, or pqo with `before`).
+local function pooled(h, before)
+  local pq = before and h.pqo or h.pq
   local t = {}
-  if pq ~= '' then
+  if pq == '*' then
+    local skus, qtys = words(h.skus), words(h.qtys)
+    for i, s in ipairs(skus) do t[s] = qty(qtys[i]) end
+  elseif pq ~= '' then
     for s, n in string.gmatch(pq, '(%S+) (%d+)') do t[s] = tonumber(n) end
   end
   return t
 end
 
--- `t` (sku -> n) as the record's pq, for the lines `skus` in their order.
-local function pq_of(t, skus)
-  local out = {}
-  for _, s in ipairs(skus) do
+-- `t` (sku -> n) as the record's pq, for the lines `skus` in their order;
+-- '*' when each line (quantities `qtys`, if given) is held in full from
+-- the allocation.
+local function pq_of(t, skus, qtys)
+  local out, all = {}, qtys ~= nil and #skus > 0
+  for i, s in ipairs(skus) do
     local n = t[s]
     if n and n > 0 then out[#out + 1] = s .. ' ' .. int(n) end
+    if all and n ~= qty(qtys[i]) then all = false end
   end
+  if all then return '*' end
   return table.concat(out, ' ')
 end
 
--- The avail/onhand field of channel `chan`'s allocation of `sku`.
-local function pool_field(sku, chan)
+-- The hashes of channel `chan`'s allocations: what is available of each,
+-- and each one's share of on_hand.
+local function pool_keys(base, chan)
+  return base .. 'pavail:' .. chan, base .. 'pshare:' .. chan
+end
+
+-- The ledger's name of channel `chan`'s allocation of `sku`.
+local function pool_account(sku, chan)
   return sku .. '@' .. chan
 end
 
 -- Sells every line of a held hold: on_hand drops by each line's qty (held
 -- drops with it, so available stays), and so does the share of the
 -- channel's allocation by the units held from it, in two calls however
--- many lines. Returns the sale as the outbox carries it: "sku qty
--- on_hand_after ...", and the allocations' part "sku@chan n share_after
--- ..." ('' when none).
+-- many lines (two more with allocations). Returns the sale as the outbox
+-- carries it: "sku qty on_hand_after ...", and the allocations' part
+-- "sku@chan n share_after ..." ('' when none).
 local function sell_lines(base, h)
   local skus, qtys = hold_lines(h)
   if #skus == 0 then return '', '' end
-  local from_pool = pooled(h.pq)
-  local fields = {}
-  for i, sku in ipairs(skus) do fields[i] = sku end
-  local pools = {}
-  for _, sku in ipairs(skus) do
-    if from_pool[sku] then
-      pools[#pools + 1] = sku
-      fields[#fields + 1] = pool_field(sku, h.chan)
-    end
-  end
   local onhand_key = base .. 'onhand'
-  local on_hand = redis.call('HMGET', onhand_key, unpack(fields))
+  local on_hand = redis.call('HMGET', onhand_key, unpack(skus))
   local writes, sold = {}, {}
   for i, sku in ipairs(skus) do
     local after = int((tonumber(on_hand[i]) or 0) - qty(qtys[i]))
@@ -288,23 +294,32 @@ local function sell_lines(base, h)
     writes[#writes + 1] = after
     sold[#sold + 1] = sku .. ' ' .. qtys[i] .. ' ' .. after
   end
-  local pool_sold = {}
-  for k, sku in ipairs(pools) do
-    local field, n = fields[#skus + k], from_pool[sku]
-    local after = int((tonumber(on_hand[#skus + k]) or 0) - n)
-    writes[#writes + 1] = field
-    writes[#writes + 1] = after
-    pool_sold[#pool_sold + 1] = field .. ' ' .. int(n) .. ' ' .. after
-  end
   redis.call('HSET', onhand_key, unpack(writes))
+  if h.pq == '' then return table.concat(sold, ' '), '' end
+  local from_pool = pooled(h)
+  local pools = {}
+  for _, sku in ipairs(skus) do
+    if from_pool[sku] then pools[#pools + 1] = sku end
+  end
+  if #pools == 0 then return table.concat(sold, ' '), '' end
+  local _, share_key = pool_keys(base, h.chan)
+  local shares = redis.call('HMGET', share_key, unpack(pools))
+  local pwrites, pool_sold = {}, {}
+  for k, sku in ipairs(pools) do
+    local n = from_pool[sku]
+    local after = int((tonumber(shares[k]) or 0) - n)
+    pwrites[#pwrites + 1] = sku
+    pwrites[#pwrites + 1] = after
+    pool_sold[#pool_sold + 1] = pool_account(sku, h.chan) .. ' ' .. int(n) .. ' ' .. after
+  end
+  redis.call('HSET', share_key, unpack(pwrites))
   return table.concat(sold, ' '), table.concat(pool_sold, ' ')
 end
 
--- Adds `delta[sku]` to the available count of every SKU in `delta`, in two
--- calls however many SKUs.
-local function add_available(base, skus, delta)
+-- Adds `delta[sku]` to the count of every SKU in `skus` in hash `key`, in
+-- two calls however many SKUs.
+local function add_to(key, skus, delta)
   if #skus == 0 then return end
-  local key = base .. 'avail'
   local now = redis.call('HMGET', key, unpack(skus))
   local out = {}
   for i, sku in ipairs(skus) do
@@ -314,29 +329,42 @@ local function add_available(base, skus, delta)
   redis.call('HSET', key, unpack(out))
 end
 
--- Adds `n` units for avail field `field` to `back` (see give_back).
-local function give(back, order, field, n)
+-- Units to give back: back[key] = { skus = {...}, n = { sku -> units } }
+-- per hash of available counts (the SKUs' own, or a channel's pavail).
+local function give(back, key, sku, n)
   if n <= 0 then return end
-  if not back[field] then
-    back[field] = 0
-    order[#order + 1] = field
+  local g = back[key]
+  if not g then
+    g = { skus = {}, n = {} }
+    back[key] = g
   end
-  back[field] = back[field] + n
+  if not g.n[sku] then
+    g.n[sku] = 0
+    g.skus[#g.skus + 1] = sku
+  end
+  g.n[sku] = g.n[sku] + n
 end
 
--- Collects the units a held hold gives back into `back` (avail field ->
--- units, with `order` listing the fields: each line's units go back to the
--- pool they came from) and takes its counted lines off the customer's
--- totals; the caller applies `back` with add_available.
-local function give_back(base, h, back, order)
+-- Gives back what `back` collected (see give).
+local function give_all(back)
+  for key, g in pairs(back) do add_to(key, g.skus, g.n) end
+end
+
+-- Collects the units a held hold gives back into `back` (see give: each
+-- line's units go back to the pool they came from) and takes its counted
+-- lines off the customer's totals; the caller applies `back` with
+-- give_all.
+local function give_back(base, h, back)
   local skus, qtys, counted = hold_lines(h)
   local cust_key = base .. 'cust:' .. h.cust
-  local from_pool = pooled(h.pq)
+  local from_pool = pooled(h)
+  local avail_key = base .. 'avail'
+  local pool_key = h.pq ~= '' and pool_keys(base, h.chan)
   for i, sku in ipairs(skus) do
     local q = qty(qtys[i])
     local p = from_pool[sku] or 0
-    give(back, order, sku, q - p)
-    if p > 0 then give(back, order, pool_field(sku, h.chan), p) end
+    give(back, avail_key, sku, q - p)
+    if p > 0 then give(back, pool_key, sku, p) end
     if counted[sku] then
       if redis.call('HINCRBY', cust_key, sku, -q) <= 0 then
         redis.call('HDEL', cust_key, sku)
@@ -355,9 +383,9 @@ end
 
 -- Gives a held hold's units back and ends it as `state`. Returns the record.
 local function end_hold(base, key, id, h, state)
-  local back, order = {}, {}
-  give_back(base, h, back, order)
-  add_available(base, order, back)
+  local back = {}
+  give_back(base, h, back)
+  give_all(back)
   return close_hold(base, key, id, h, state)
 end
 
@@ -386,9 +414,10 @@ local function settle_stage(base, h, op)
   local skus, qtys, counted = hold_lines(h)
   local at = {}
   for i, sku in ipairs(skus) do at[sku] = i end
-  local back, order = {}, {}
+  local back = {}
   local cust_key = base .. 'cust:' .. h.cust
-  local from_pool, before = pooled(h.pq), pooled(h.pqo)
+  local from_pool, before = pooled(h), pooled(h, true)
+  local avail_key, pool_key = base .. 'avail', pool_keys(base, h.chan)
   local c = words(h.chg)
   for k = 1, #c, 3 do
     local sku, old, new = c[k], tonumber(c[k + 1]), tonumber(c[k + 2])
@@ -402,8 +431,8 @@ local function settle_stage(base, h, op)
       else
         to_pool = p - (before[sku] or 0)
       end
-      give(back, order, sku, held - keep - to_pool)
-      give(back, order, pool_field(sku, h.chan), to_pool)
+      give(back, avail_key, sku, held - keep - to_pool)
+      give(back, pool_key, sku, to_pool)
       from_pool[sku] = p - to_pool
       if counted[sku] and redis.call('HINCRBY', cust_key, sku, keep - held) <= 0 then
         redis.call('HDEL', cust_key, sku)
@@ -411,9 +440,9 @@ local function settle_stage(base, h, op)
     end
     if at[sku] then qtys[at[sku]] = int(keep) end
   end
-  add_available(base, order, back)
+  give_all(back)
   set_lines(h, skus, qtys, counted)
-  h.pq, h.pqo = pq_of(from_pool, words(h.skus)), ''
+  h.pq, h.pqo = pq_of(from_pool, words(h.skus), words(h.qtys)), ''
   if op == 'confirm' then h.ver = int(version_of(h.pv)) end
   h.pv, h.chg = '', ''
 end
@@ -482,14 +511,15 @@ local function pools_of(base, sku)
   return safety, w
 end
 
--- The avail fields of channel `chan`'s allocation of each SKU in
--- skus[first..last] (HMGET: false where the SKU has none); nil when no SKU
--- here has an allocation or no channel is named (one HLEN).
+-- What is available of channel `chan`'s allocation of each SKU in
+-- skus[first..last] (HMGET: false where the SKU has none), and the hash it
+-- is kept in; nil when no channel is named or it has no allocation here
+-- (one EXISTS).
 local function read_pools(base, chan, skus, first, last)
-  if chan == '' or redis.call('HLEN', base .. 'pools') == 0 then return nil end
-  local fields = {}
-  for i = first, last do fields[#fields + 1] = pool_field(skus[i], chan) end
-  return redis.call('HMGET', base .. 'avail', unpack(fields))
+  if chan == '' then return nil end
+  local key = pool_keys(base, chan)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  return redis.call('HMGET', key, unpack(skus, first, last)), key
 end
 
 -- A SKU's live counts and settings: avail (the shared pool's), on_hand,
@@ -511,9 +541,9 @@ local function read_sku(base, sku)
   local safety, chans = pools_of(base, sku)
   local pools, shares, pool_held = {}, 0, 0
   for _, chan in ipairs(chans) do
-    local f = pool_field(sku, chan)
-    local share = tonumber(redis.call('HGET', base .. 'onhand', f) or '0')
-    local pa = tonumber(redis.call('HGET', base .. 'avail', f) or '0')
+    local avail_key, share_key = pool_keys(base, chan)
+    local share = tonumber(redis.call('HGET', share_key, sku) or '0')
+    local pa = tonumber(redis.call('HGET', avail_key, sku) or '0')
     pools[#pools + 1] = { chan = chan, share = share, held = share - pa, avail = pa }
     shares, pool_held = shares + share, pool_held + share - pa
   end

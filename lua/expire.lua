@@ -12,14 +12,14 @@
 -- partitions, "id p p ...": its parts, which the reaper ends at once.
 -- Holds are taken oldest first; a queue entry whose hold is gone or
 -- already ended is just removed. The units of the whole batch go back in one
--- HMGET and one HSET. Safe to run from several instances at once: each call
+-- HMGET and one HSET (per channel's allocations too). Safe to run from several instances at once: each call
 -- is atomic and re-reads the queue.
 local base, queue = ARGV[1], KEYS[1]
 if not ready(base) then return { 0 } end
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', queue, '-inf', int(now), 'LIMIT', 0, tonumber(ARGV[2]))
 local expired = 0
-local back, order = {}, {}
+local back = {}
 local deferred = { 0 }
 local homes = {}
 for _, id in ipairs(due) do
@@ -29,7 +29,7 @@ for _, id in ipairs(due) do
     deferred[#deferred + 1] = id
     redis.call('ZADD', queue, now + 5000, id)
   elseif h and h.st == 'held' then
-    give_back(base, h, back, order)
+    give_back(base, h, back)
     close_hold(base, key, id, h, 'expired')
     expired = expired + 1
     if h.parts ~= '' then homes[#homes + 1] = id .. ' ' .. h.parts end
@@ -37,7 +37,7 @@ for _, id in ipairs(due) do
     redis.call('ZREM', queue, id)
   end
 end
-add_available(base, order, back)
+give_all(back)
 deferred[1] = expired
 if #homes > 0 then
   deferred[#deferred + 1] = '|'

@@ -57,15 +57,16 @@ local at = {} -- sku -> position in skus
 for i, sku in ipairs(skus) do at[sku] = i end
 
 local avail = {}
-local rules, pools = nil, nil
+local rules, pools, pool_key = nil, nil, nil
 if n > 0 then
   avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
   rules = read_rules(base, argv, sku0 + 1, sku0 + n)
-  pools = read_pools(base, h.chan, argv, sku0 + 1, sku0 + n)
+  pools, pool_key = read_pools(base, h.chan, argv, sku0 + 1, sku0 + n)
 end
 -- Units held from the channel's allocation: a line that grows takes from
 -- it first, a line that shrinks gives back the shared pool's units first.
-local from_pool = pooled(h.pq)
+local from_pool = pooled(h)
+local pwrites = {} -- the allocations' (pavail) field/value pairs
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
@@ -100,8 +101,8 @@ for i = 1, n do
       writes[#writes + 1] = sku
       writes[#writes + 1] = int(a - (delta - p))
       if p > 0 then
-        writes[#writes + 1] = pool_field(sku, h.chan)
-        writes[#writes + 1] = int(pa - p)
+        pwrites[#pwrites + 1] = sku
+        pwrites[#pwrites + 1] = int(pa - p)
         from_pool[sku] = (from_pool[sku] or 0) + p
       end
       new_qty[sku] = q
@@ -112,8 +113,9 @@ for i = 1, n do
     writes[#writes + 1] = sku
     writes[#writes + 1] = int((tonumber(avail[i]) or 0) + shared)
     if shared < -delta then
-      writes[#writes + 1] = pool_field(sku, h.chan)
-      writes[#writes + 1] = int(tonumber(pools and pools[i] or 0) - delta - shared)
+      -- (an allocation with units held from it is never removed)
+      pwrites[#pwrites + 1] = sku
+      pwrites[#pwrites + 1] = int(tonumber(pools and pools[i] or 0) - delta - shared)
       from_pool[sku] = p + delta + shared
     end
     if counted[sku] then cust_changes[#cust_changes + 1] = { sku, delta } end
@@ -136,6 +138,7 @@ if mode == 'home' then
 end
 
 if #writes > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+if #pwrites > 0 then redis.call('HSET', pool_key, unpack(pwrites)) end
 for _, c in ipairs(cust_changes) do
   if redis.call('HINCRBY', cust_key, c[1], c[2]) <= 0 then
     redis.call('HDEL', cust_key, c[1])
@@ -160,7 +163,7 @@ for i = 1, n do
   if not at[sku] and new_qty[sku] then keep(sku, new_qty[sku]) end
 end
 h.skus, h.qtys, h.counted = table.concat(out_s, ' '), table.concat(out_q, ' '), table.concat(out_c, ' ')
-h.pq = pq_of(from_pool, out_s)
+h.pq = pq_of(from_pool, out_s, out_q)
 if argv[3] ~= '' then
   h.ea = int(now + tonumber(argv[3]))
   redis.call('ZADD', base .. 'exp', h.ea, id)

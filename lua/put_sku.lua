@@ -126,13 +126,14 @@ redis.call('HSET', KEYS[1], sku, int(shared - old.shared_held))
 write_settings(base, sku, bo, pcl, ssa)
 local moved = {}
 for _, c in ipairs(chans) do
-  local f, t = pool_field(sku, c), share[c] or 0
+  local avail_key, share_key = pool_keys(base, c)
+  local t = share[c] or 0
   if share[c] then
-    redis.call('HSET', base .. 'onhand', f, int(t))
-    redis.call('HSET', KEYS[1], f, int(t - (held_of[c] or 0)))
+    redis.call('HSET', share_key, sku, int(t))
+    redis.call('HSET', avail_key, sku, int(t - (held_of[c] or 0)))
   else
-    redis.call('HDEL', base .. 'onhand', f)
-    redis.call('HDEL', KEYS[1], f)
+    redis.call('HDEL', share_key, sku)
+    redis.call('HDEL', avail_key, sku)
   end
   moved[#moved + 1] = c .. ' ' .. int(t) .. ' ' .. int(t - (share_was[c] or 0))
 end

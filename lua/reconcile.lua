@@ -72,7 +72,7 @@ for _, entry in ipairs(tail) do
   elseif f.sku and expected_on_hand[f.sku] then
     expected_on_hand[f.sku] = expected_on_hand[f.sku] + tonumber(f.delta)
     for c, d in string.gmatch(f.pools or '', '(%S+) %d+ (%-?%d+)') do
-      local field = pool_field(f.sku, c)
+      local field = pool_account(f.sku, c)
       if expected_on_hand[field] then
         expected_on_hand[field] = expected_on_hand[field] + tonumber(d)
       end
@@ -87,13 +87,13 @@ local function count(rec, sign)
   local h = parse_hold(rec)
   if h.st == 'held' or h.st == 'committing' then
     local hs, hq = hold_lines(h)
-    local from_pool = pooled(h.pq)
+    local from_pool = pooled(h)
     for i, sku in ipairs(hs) do
       local p = from_pool[sku] or 0
       if expected_held[sku] then
         expected_held[sku] = expected_held[sku] + sign * (qty(hq[i]) - p)
       end
-      local field = p > 0 and pool_field(sku, h.chan)
+      local field = p > 0 and pool_account(sku, h.chan)
       if field and expected_held[field] then
         expected_held[field] = expected_held[field] + sign * p
       end
@@ -113,8 +113,16 @@ local configs = redis.call('HMGET', base .. 'pools', unpack(skus))
 -- What each SKU's shared pool leaves out: its safety stock (Redis's, or
 -- the ledger's for a SKU missing there) and its allocations' shares,
 -- expected and actual.
-local parent = {}
-for i, sku in ipairs(skus) do parent[i] = string.match(sku, '^([^@]+)@') end
+-- An allocation's row: its counts are in the channel's hashes.
+local parent, channel = {}, {}
+for i, sku in ipairs(skus) do
+  parent[i], channel[i] = string.match(sku, '^([^@]+)@(.+)$')
+  if parent[i] then
+    local avail_key, share_key = pool_keys(base, channel[i])
+    avail[i] = redis.call('HGET', avail_key, parent[i])
+    on_hand[i] = redis.call('HGET', share_key, parent[i])
+  end
+end
 local deduct_want, deduct_now = {}, {}
 for i, sku in ipairs(skus) do
   if not parent[i] then
@@ -149,7 +157,11 @@ for i, sku in ipairs(skus) do
         present and int(oh) or '', int(held) }) do
       drifted[#drifted + 1] = x
     end
-    if mode ~= 'check' then
+    if mode ~= 'check' and parent[i] then
+      local avail_key, share_key = pool_keys(base, channel[i])
+      redis.call('HSET', share_key, parent[i], int(want_on_hand))
+      redis.call('HSET', avail_key, parent[i], int(want_on_hand - want_held))
+    elseif mode ~= 'check' then
       for _, x in ipairs({ sku, int(want_on_hand) }) do write_on_hand[#write_on_hand + 1] = x end
       for _, x in ipairs({ sku, int(want_on_hand + bo - (deduct_want[sku] or 0) - want_held) }) do
         write_avail[#write_avail + 1] = x

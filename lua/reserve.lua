@@ -53,43 +53,72 @@ local sku0, q0 = 14, 14 + n -- argv[sku0 + i], argv[q0 + i]
 local now = now_ms()
 local cust_key = base .. 'cust:' .. cust
 
-local avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 + n))
+local avail_key = base .. 'avail'
 local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
 -- The channel's allocation of each SKU, if any: a line takes from it first,
 -- then from the shared pool.
-local pools = read_pools(base, chan, argv, sku0 + 1, sku0 + n)
-local pq = {} -- "sku n" of lines that take n units from the allocation
+local pools, pool_key = read_pools(base, chan, argv, sku0 + 1, sku0 + n)
+local from_pool = {} -- line i -> units it takes from the allocation
+local avail = nil
 
 -- The common case first, in a loop of a few operations a line: every SKU
 -- set up, none with a rule, every line available in full. Anything else
 -- (or a partial hold) goes through the full checks below; nothing has been
 -- written either way.
-local writes, j = {}, 0 -- avail field/value pairs
+local writes, j = {}, 0   -- avail field/value pairs
+local pwrites, pj = {}, 0 -- the allocations' (pavail) field/value pairs
 local plain = rules == nil and not partial and mode ~= 'check'
-if plain then
+if plain and pools then
+  -- Lines their allocation covers in full need no shared count: only the
+  -- others' are read.
+  local rest = {}
+  for i = 1, n do
+    local pa, qs = pools[i], argv[q0 + i]
+    local left = pa and pa - (SMALL[qs] or qs)
+    if left and left >= 0 then
+      pwrites[pj + 1] = argv[sku0 + i]
+      pwrites[pj + 2] = fmt('%d', left)
+      pj = pj + 2
+      from_pool[i] = SMALL[qs] or tonumber(qs)
+    else
+      rest[#rest + 1] = i
+    end
+  end
+  if #rest > 0 then
+    local names = {}
+    for k, i in ipairs(rest) do names[k] = argv[sku0 + i] end
+    local got = redis.call('HMGET', avail_key, unpack(names))
+    for k, i in ipairs(rest) do
+      local a = got[k]
+      if not a then plain = false break end
+      local qs = argv[q0 + i]
+      local q = SMALL[qs] or tonumber(qs)
+      local pa = pools[i] and tonumber(pools[i]) or 0
+      local p = pa > 0 and pa or 0 -- all of it: it is short of q
+      local left = a - (q - p)
+      if left < 0 then plain = false break end
+      writes[j + 1] = names[k]
+      writes[j + 2] = fmt('%d', left)
+      j = j + 2
+      if p > 0 then
+        pwrites[pj + 1] = names[k]
+        pwrites[pj + 2] = '0'
+        pj = pj + 2
+        from_pool[i] = p
+      end
+    end
+  end
+elseif plain then
+  avail = redis.call('HMGET', avail_key, unpack(argv, sku0 + 1, sku0 + n))
   for i = 1, n do
     local a = avail[i]
     if not a then plain = false break end
     local qs = argv[q0 + i]
-    local q = SMALL[qs] or tonumber(qs)
-    local pa = pools and pools[i]
-    local p = 0
-    if pa then
-      pa = tonumber(pa)
-      p = pa > q and q or (pa > 0 and pa or 0)
-    end
-    local left = a - (q - p)
+    local left = a - (SMALL[qs] or qs)
     if left < 0 then plain = false break end
-    local sku = argv[sku0 + i]
-    writes[j + 1] = sku
+    writes[j + 1] = argv[sku0 + i]
     writes[j + 2] = fmt('%d', left)
     j = j + 2
-    if p > 0 then
-      writes[j + 1] = pool_field(sku, chan)
-      writes[j + 2] = fmt('%d', pa - p)
-      j = j + 2
-      pq[#pq + 1] = sku .. ' ' .. fmt('%d', p)
-    end
   end
 end
 
@@ -99,7 +128,8 @@ local fails = { early = early, nocust = nocust, over = over }
 local taken = nil       -- { {sku, qty}, ... } once a line is held short
 local counted = {}      -- { {sku, qty}, ... } lines counted for the customer
 if not plain then
-  writes, j, pq = {}, 0, {}
+  writes, j, pwrites, pj, from_pool = {}, 0, {}, 0, {}
+  avail = avail or redis.call('HMGET', avail_key, unpack(argv, sku0 + 1, sku0 + n))
   for i = 1, n do
     local sku, a = argv[sku0 + i], avail[i]
     if not a then
@@ -130,10 +160,10 @@ if not plain then
         writes[j + 2] = fmt('%d', have - take)
         j = j + 2
         if p > 0 then
-          writes[j + 1] = pool_field(sku, chan)
-          writes[j + 2] = fmt('%d', pa - p)
-          j = j + 2
-          pq[#pq + 1] = sku .. ' ' .. int(p)
+          pwrites[pj + 1] = sku
+          pwrites[pj + 2] = fmt('%d', pa - p)
+          pj = pj + 2
+          from_pool[i] = p
         end
       end
     end
@@ -150,14 +180,15 @@ for _, failed in ipairs({ unknown, nocust, early, over }) do
   if #failed > 1 then return failed end
 end
 -- A home may hold nothing itself when its parts hold the rest.
-if #short > 1 and (not partial or (j == 0 and (mode ~= 'home' or argv[10] == ''))) then
+if #short > 1 and (not partial or (j + pj == 0 and (mode ~= 'home' or argv[10] == ''))) then
   return short
 end
 if mode == 'home' and now - tonumber(argv[8]) > tonumber(argv[9]) then
   return { 'too_late' }
 end
 
-if j > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+if j > 0 then redis.call('HSET', avail_key, unpack(writes)) end
+if pj > 0 then redis.call('HSET', pool_key, unpack(pwrites)) end
 local counted_skus = {}
 for _, c in ipairs(counted) do
   redis.call('HINCRBY', cust_key, c[1], c[2])
@@ -171,11 +202,29 @@ if taken then
 else
   skus, qtys = argv[13], argv[14]
 end
+-- The units held from the allocation: '*' when every line is held from it
+-- in full (the common case costs no text per line).
+local pq = ''
+if pj > 0 then
+  local all = true
+  for i = 1, n do
+    local qs = argv[q0 + i]
+    if from_pool[i] ~= (SMALL[qs] or tonumber(qs)) then all = false break end
+  end
+  if all then
+    pq = '*'
+  else
+    local held = {}
+    for i = 1, n do
+      if from_pool[i] then held[#held + 1] = argv[sku0 + i] .. ' ' .. fmt('%d', from_pool[i]) end
+    end
+    pq = table.concat(held, ' ')
+  end
+end
 local h = { st = 'held', cust = cust, chan = chan, ca = int(now),
   ea = int(now + tonumber(argv[3])), oid = '', cat = '', pref = '',
   counted = table.concat(counted_skus, ' '), skus = skus, qtys = qtys,
-  home = '', parts = '', basket = '', ver = '', pv = '', chg = '', pq = table.concat(pq, ' '),
-  pqo = '' }
+  home = '', parts = '', basket = '', ver = '', pv = '', chg = '', pq = pq, pqo = '' }
 if mode == 'home' then
   h.parts, h.basket, h.ver = argv[10], argv[11], '1'
 end

@@ -24,7 +24,7 @@ local to_pool, pools = {}, {}
 for sku, chan, n in string.gmatch(ARGV[5], '(%S+) (%S+) (%d+)') do
   local _, chans = pools_of(base, sku)
   for _, c in ipairs(chans) do
-    if c == chan then to_pool[sku] = { pool_field(sku, chan), tonumber(n) } end
+    if c == chan then to_pool[sku] = { chan, tonumber(n) } end
   end
 end
 local back = {}
@@ -34,9 +34,10 @@ for sku, q in string.gmatch(ARGV[4], '(%S+) (%d+)') do
   local n = p and math.min(p[2], tonumber(q)) or 0
   redis.call('HINCRBY', base .. 'avail', sku, q - n)
   if n > 0 then
-    local share = redis.call('HINCRBY', base .. 'onhand', p[1], n)
-    redis.call('HINCRBY', base .. 'avail', p[1], n)
-    pools[#pools + 1] = p[1] .. ' ' .. int(n) .. ' ' .. int(share)
+    local avail_key, share_key = pool_keys(base, p[1])
+    local share = redis.call('HINCRBY', share_key, sku, n)
+    redis.call('HINCRBY', avail_key, sku, n)
+    pools[#pools + 1] = pool_account(sku, p[1]) .. ' ' .. int(n) .. ' ' .. int(share)
   end
   back[#back + 1] = sku .. ' ' .. q .. ' ' .. int(after)
 end

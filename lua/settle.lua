@@ -38,7 +38,9 @@ end
 local h = read_hold(key)
 if not h or (h.st ~= 'held' and h.st ~= 'committing') then return 0 end
 local skus, qtys, counted = hold_lines(h)
-local from_pool = pooled(h.pq)
+local from_pool = pooled(h)
+local avail_key, pool_key = base .. 'avail', h.pq ~= '' and pool_keys(base, h.chan)
+local back = {}
 if late then
   -- Sold as commit.lua sells: units held from the channel's allocation
   -- first (the order's movements say so too).
@@ -47,7 +49,7 @@ if late then
   for k = 1, #w, 2 do sold[w[k]] = (sold[w[k]] or 0) + qty(w[k + 1]) end
   local onhand_key = base .. 'onhand'
   local on_hand = #skus > 0 and redis.call('HMGET', onhand_key, unpack(skus)) or {}
-  local writes, back, order = {}, {}, {}
+  local writes = {}
   local cust_key = base .. 'cust:' .. h.cust
   for i, sku in ipairs(skus) do
     local held = qty(qtys[i])
@@ -60,27 +62,26 @@ if late then
       writes[#writes + 1] = int((tonumber(on_hand[i]) or 0) - s)
     end
     if sold_p > 0 then
-      redis.call('HINCRBY', onhand_key, pool_field(sku, h.chan), -sold_p)
+      local _, share_key = pool_keys(base, h.chan)
+      redis.call('HINCRBY', share_key, sku, -sold_p)
     end
     if held > s then
-      give(back, order, sku, held - s - (p - sold_p))
-      give(back, order, pool_field(sku, h.chan), p - sold_p)
+      give(back, avail_key, sku, held - s - (p - sold_p))
+      if pool_key then give(back, pool_key, sku, p - sold_p) end
       if counted[sku] and redis.call('HINCRBY', cust_key, sku, s - held) <= 0 then
         redis.call('HDEL', cust_key, sku)
       end
     end
   end
   if #writes > 0 then redis.call('HSET', onhand_key, unpack(writes)) end
-  add_available(base, order, back)
 else
-  local back, order = {}, {}
   for i, sku in ipairs(skus) do
     local p = from_pool[sku] or 0
-    give(back, order, sku, qty(qtys[i]) - p)
-    give(back, order, pool_field(sku, h.chan), p)
+    give(back, avail_key, sku, qty(qtys[i]) - p)
+    if pool_key then give(back, pool_key, sku, p) end
   end
-  add_available(base, order, back)
 end
+give_all(back)
 h.st, h.oid, h.cat = 'committed', ARGV[3], ARGV[4]
 h.pv, h.chg = '', ''
 redis.call('ZREM', base .. 'exp', id)

@@ -57,8 +57,10 @@ local avail = redis.call('HMGET', base .. 'avail', unpack(argv, sku0 + 1, sku0 +
 local rules = read_rules(base, argv, sku0 + 1, sku0 + n)
 -- A line that grows takes from the channel's allocation first; an undo
 -- gives back what the stage took (pqo keeps pq as it was).
-local pools = read_pools(base, h.chan, argv, sku0 + 1, sku0 + n)
-local from_pool, pq_before = pooled(h.pq), h.pq
+local pools, pool_key = read_pools(base, h.chan, argv, sku0 + 1, sku0 + n)
+local from_pool = pooled(h)
+local pq_before = pq_of(from_pool, words(h.skus)) -- (never '*': the lines change)
+local pwrites = {} -- the allocations' (pavail) field/value pairs
 
 local unknown, nocust = { 'unknown_sku' }, { 'customer_required' }
 local early, over, short = { 'sale_not_started' }, { 'limit_exceeded' }, { 'insufficient' }
@@ -100,8 +102,8 @@ for i = 1, n do
         writes[#writes + 1] = sku
         writes[#writes + 1] = int(a - (up - p))
         if p > 0 then
-          writes[#writes + 1] = pool_field(sku, h.chan)
-          writes[#writes + 1] = int(pa - p)
+          pwrites[#pwrites + 1] = sku
+          pwrites[#pwrites + 1] = int(pa - p)
           from_pool[sku] = (from_pool[sku] or 0) + p
         end
       end
@@ -126,12 +128,13 @@ if #chg == 0 and h.skus == '' and h.ver == '0' then
 end
 
 if #writes > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+if #pwrites > 0 then redis.call('HSET', pool_key, unpack(pwrites)) end
 for _, c in ipairs(cust_changes) do
   redis.call('HINCRBY', cust_key, c[1], c[2])
 end
 set_lines(h, skus, qtys, counted)
 h.pv, h.chg = change, table.concat(chg, ' ')
-h.pq, h.pqo = pq_of(from_pool, words(h.skus)), pq_before
+h.pq, h.pqo = pq_of(from_pool, words(h.skus), words(h.qtys)), pq_before
 note_change(key)
 redis.call('SET', key, encode_hold(h))
 -- The reaper asks the home about this part by then at the latest.

@@ -95,6 +95,17 @@ impl PartKeys<'_> {
         format!("{}onhand", self.base)
     }
 
+    /// What is available of channel `channel`'s allocation of each SKU
+    /// that has one (hash, sku -> its share - held from it).
+    pub fn pool_avail(&self, channel: &str) -> String {
+        format!("{}pavail:{channel}", self.base)
+    }
+
+    /// Channel `channel`'s share of each SKU's on_hand (hash).
+    pub fn pool_share(&self, channel: &str) -> String {
+        format!("{}pshare:{channel}", self.base)
+    }
+
     /// Backorder limits that are not 0 (hash).
     pub fn backorder(&self) -> String {
         format!("{}bo", self.base)

@@ -234,10 +234,17 @@ impl Record {
                 .chunks_exact(3)
                 .map(|c| Ok((c[0].to_owned(), number(c[1])?, number(c[2])?)))
                 .collect::<anyhow::Result<_>>()?,
-            pooled: pq
-                .chunks_exact(2)
-                .map(|c| Ok((c[0].to_owned(), number(c[1])?)))
-                .collect::<anyhow::Result<_>>()?,
+            // '*': every line in full.
+            pooled: if field(17) == "*" {
+                skus.iter()
+                    .zip(&qtys)
+                    .map(|(s, q)| Ok(((*s).to_owned(), number(q)?)))
+                    .collect::<anyhow::Result<_>>()?
+            } else {
+                pq.chunks_exact(2)
+                    .map(|c| Ok((c[0].to_owned(), number(c[1])?)))
+                    .collect::<anyhow::Result<_>>()?
+            },
         })
     }
 

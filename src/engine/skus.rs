@@ -8,8 +8,8 @@ use super::{
     Spread,
 };
 use crate::domain::{
-    pool_account, AdjustmentRequest, OrderId, Partition, PutSkuRequest, Rejection, Setting,
-    Shortage, Sku, SkuView,
+    AdjustmentRequest, OrderId, Partition, PutSkuRequest, Rejection, Setting, Shortage, Sku,
+    SkuView,
 };
 use anyhow::{anyhow, Context};
 use std::collections::BTreeMap;
@@ -337,8 +337,7 @@ impl Engine {
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET").arg(keys.avail()).arg(&names);
         if let Some(channel) = channel {
-            let fields: Vec<String> = skus.iter().map(|s| pool_account(s, channel)).collect();
-            pipe.cmd("HMGET").arg(keys.avail()).arg(fields);
+            pipe.cmd("HMGET").arg(keys.pool_avail(channel)).arg(&names);
         }
         if spread {
             pipe.cmd("HMGET").arg(keys.buckets()).arg(&names);

@@ -479,8 +479,8 @@ async fn reconcile_finds_and_repairs_a_pool_and_the_rebuild_restores_them() {
     let base = app.redis_base("R");
     let mut redis = app.redis().await;
     let _: () = redis::cmd("HINCRBY")
-        .arg(format!("{base}onhand"))
-        .arg("R@callcentre")
+        .arg(format!("{base}pshare:callcentre"))
+        .arg("R")
         .arg(3)
         .query_async(&mut redis)
         .await

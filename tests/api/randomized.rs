@@ -1551,12 +1551,11 @@ async fn read_live(run: &Run) -> Live {
             cmd.arg(format!("{base}{hash}")).arg(&spec.sku);
             reads.push((base.clone(), cmd));
         }
-        // Each allocation's fields (sku@channel), as set up.
+        // Each allocation's share and available count, as set up.
         for (channel, _) in &spec.allocations {
-            for hash in ["onhand", "avail"] {
+            for hash in ["pshare", "pavail"] {
                 let mut cmd = redis::cmd("HGET");
-                cmd.arg(format!("{base}{hash}"))
-                    .arg(format!("{}@{channel}", spec.sku));
+                cmd.arg(format!("{base}{hash}:{channel}")).arg(&spec.sku);
                 reads.push((base.clone(), cmd));
             }
         }
@@ -1652,10 +1651,17 @@ async fn read_live(run: &Run) -> Live {
             .map(|(sku, q)| (sku.to_owned(), q.parse().unwrap(), counted.contains(sku)))
             .collect();
         let pq: Vec<&str> = field(17).split_whitespace().collect();
-        let pooled: LivePooled = pq
-            .chunks_exact(2)
-            .map(|c| ((c[0].to_owned(), f[2].to_owned()), c[1].parse().unwrap()))
-            .collect();
+        let pooled: LivePooled = if field(17) == "*" {
+            // Every line in full.
+            lines
+                .iter()
+                .map(|(sku, q, _)| ((sku.clone(), f[2].to_owned()), *q))
+                .collect()
+        } else {
+            pq.chunks_exact(2)
+                .map(|c| ((c[0].to_owned(), f[2].to_owned()), c[1].parse().unwrap()))
+                .collect()
+        };
         let id = key[base_len + "hold:".len()..].to_owned();
         let hold = holds.entry(id).or_insert_with(|| LiveHold {
             state: String::new(),
