@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::skus::put_sku,
         super::skus::get_sku,
+        super::skus::list_skus,
         super::skus::availability,
         super::skus::adjust,
         super::skus::ledger,
@@ -43,7 +44,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         ReserveBody, LineBody, PatchBody, PatchLineBody, CommitBody, PutSkuBody, AdjustmentBody,
         ReturnBody, ReconcileBody, Problem, FieldErrorDoc, ShortageDoc, LimitDoc, ReturnExcessDoc,
-        LedgerPage, LedgerItem, ReconcileReport, DriftDoc, CountsDoc, Status, HoldStatusDoc, SkuId,
+        LedgerPage, SkuPage, LedgerItem, ReconcileReport, DriftDoc, CountsDoc, Status, HoldStatusDoc, SkuId,
         ReservationView, LineView, OrderView, OrderLineView, SkuJson, PoolJson, AvailabilityView,
         AvailabilityItem, PoolShortDoc,
     )),

@@ -284,6 +284,15 @@ pub struct LedgerItem {
     reference: String,
 }
 
+/// A page of SKUs, in name order (byte order).
+#[derive(Serialize, ToSchema)]
+pub struct SkuPage {
+    items: Vec<super::views::SkuJson>,
+    /// Pass as `cursor` for the next page; null at the end.
+    #[serde(default)]
+    next: Option<String>,
+}
+
 /// A page of a SKU's ledger, newest first.
 #[derive(Serialize, ToSchema)]
 pub struct LedgerPage {

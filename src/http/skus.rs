@@ -3,7 +3,7 @@
 use super::auth::{Admin, Caller};
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::schemas::{AdjustmentBody, LedgerPage, Problem, PutSkuBody, SkuId};
+use super::schemas::{AdjustmentBody, LedgerPage, Problem, PutSkuBody, SkuId, SkuPage};
 use super::views::{self, AvailabilityItem, AvailabilityView, SkuJson};
 use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Sku};
 use crate::service::Stock;
@@ -16,6 +16,7 @@ const MAX_AVAILABILITY_SKUS: usize = 500;
 /// against the patterns in order).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/availability", "GET").route(web::get().to(availability)))
+        .service(super::resource("/v1/skus", "GET").route(web::get().to(list_skus)))
         .service(
             super::resource("/v1/skus/{sku}", "GET, PUT")
                 .route(web::put().to(put_sku))
@@ -167,6 +168,84 @@ pub(crate) async fn availability(
         })
         .collect();
     Ok(HttpResponse::Ok().json(AvailabilityView { items }))
+}
+
+/// Most SKUs per page of the SKU list.
+const MAX_SKU_PAGE: i64 = 500;
+
+#[utoipa::path(
+    get,
+    path = "/v1/skus",
+    tag = "skus",
+    params(("prefix" = Option<String>, Query, max_length = 64, pattern = r"^[A-Za-z0-9._:-]{0,64}$", description = "only SKUs whose name starts with this (0–64 of A-Z a-z 0-9 . _ : -)"), ("cursor" = Option<SkuId>, Query, description = "next from the previous page"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
+    responses(
+        (status = 200, description = "A page of SKUs in name order (byte order), each with its live counts", body = SkuPage),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed: a bad prefix, cursor or limit, or another parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis or Postgres unreachable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /v1/skus?prefix=&cursor=&limit=`: the SKUs set up (as the ledger
+/// has them), a page at a time in name order, each with its live view.
+pub(crate) async fn list_skus(
+    _admin: Admin,
+    stock: web::Data<Stock>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut prefix = String::new();
+    let mut cursor = None;
+    let mut limit = 100;
+    let mut errors = Vec::new();
+    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match name.as_ref() {
+            "prefix" if value.is_empty() => {}
+            "prefix" => match Sku::parse(&value) {
+                Ok(_) => prefix = value.into_owned(),
+                Err(m) => errors.push(FieldError::new("prefix", m)),
+            },
+            "cursor" => match Sku::parse(&value) {
+                Ok(sku) => cursor = Some(sku),
+                Err(_) => errors.push(FieldError::new(
+                    "cursor",
+                    "must be a cursor from an earlier page's next",
+                )),
+            },
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=MAX_SKU_PAGE).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_SKU_PAGE}"),
+                )),
+            },
+            other => errors.push(FieldError::new(other, "is not a known parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let names = stock
+        .ledger
+        .sku_names(&prefix, cursor.as_ref().map(Sku::as_str), limit + 1)
+        .await
+        .map_err(ApiError::from)?;
+    let more = names.len() as i64 > limit;
+    let names: Vec<Sku> = names
+        .iter()
+        .take(limit as usize)
+        .filter_map(|n| Sku::parse(n).ok())
+        .collect();
+    // The live views, a few at a time (each one script call).
+    let mut items = Vec::with_capacity(names.len());
+    for chunk in names.chunks(50) {
+        let views =
+            futures_util::future::try_join_all(chunk.iter().map(|s| stock.engine.sku(s))).await?;
+        // A SKU recorded but not (yet, or no longer) in Redis is left out.
+        items.extend(views.iter().flatten().map(SkuJson::from));
+    }
+    let next = more.then(|| names.last().map(Sku::to_string)).flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))
 }
 
 /// Most ledger rows per page.

@@ -77,4 +77,26 @@ impl Ledger {
             .await?;
         Ok(Some(rows))
     }
+
+    /// Up to `limit` SKUs whose name starts with `prefix`, after `after`, in
+    /// byte order (the ledger knows a SKU once its set-up is recorded; a
+    /// channel's allocation account, `sku@channel`, is not a SKU).
+    pub async fn sku_names(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            r#"SELECT sku FROM skus
+               WHERE starts_with(sku, $1) AND strpos(sku, '@') = 0
+                 AND ($2::text IS NULL OR sku COLLATE "C" > $2)
+               ORDER BY sku COLLATE "C" LIMIT $3"#,
+        )
+        .bind(prefix)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

@@ -483,3 +483,102 @@ async fn availability_follows_a_hold_and_its_release() {
     assert_eq!(app.release(&id).await.status(), 200);
     assert_eq!(availability(&app, &["A"]).await[0]["available"], 4);
 }
+
+/// `GET /v1/skus?{query}` as `key`.
+async fn list(app: &TestApp, key: &str, query: &str) -> reqwest::Response {
+    app.request(Method::GET, &format!("/v1/skus?{query}"), Some(key), None)
+        .await
+}
+
+#[tokio::test]
+async fn the_sku_list_pages_through_a_prefix_in_name_order_with_live_counts() {
+    // Arrange: five SKUs under A-, one under B-, one with an allocation
+    // (whose ledger account is not a SKU).
+    let app = spawn_app().await;
+    for sku in ["A-5", "A-1", "B-1", "A-3", "A-2"] {
+        app.create_sku(sku, 10).await;
+    }
+    let res = app
+        .put_sku("A-4", json!({ "on_hand": 7, "allocations": { "web": 2 } }))
+        .await;
+    assert_eq!(res.status(), 201);
+    app.hold(&[("A-2", 3)]).await;
+
+    // Act: pages of two.
+    let mut pages: Vec<Vec<(String, i64)>> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let query = match &cursor {
+            Some(c) => format!("prefix=A-&limit=2&cursor={c}"),
+            None => "prefix=A-&limit=2".to_owned(),
+        };
+        let res = list(&app, ADMIN, &query).await;
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        pages.push(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["sku"].as_str().unwrap().to_owned(),
+                        v["available"].as_i64().unwrap(),
+                    )
+                })
+                .collect(),
+        );
+        cursor = page["next"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+
+    // Assert
+    let named = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        pages,
+        [
+            named(&[("A-1", 10), ("A-2", 7)]),
+            named(&[("A-3", 10), ("A-4", 7)]),
+            named(&[("A-5", 10)]),
+        ]
+    );
+    // Without a prefix: every SKU, the allocation's account not among them.
+    let all: Value = list(&app, ADMIN, "").await.json().await.unwrap();
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A-1", "A-2", "A-3", "A-4", "A-5", "B-1"]);
+    assert_eq!(all["next"], Value::Null);
+    assert_eq!(all["items"][3]["allocations"], json!({ "web": 2 }));
+}
+
+#[tokio::test]
+async fn the_sku_list_is_for_admins_and_refuses_bad_parameters_listing_each() {
+    // Arrange
+    let app = spawn_app().await;
+    app.create_sku("A", 1).await;
+
+    // Act
+    let storefront = list(&app, STOREFRONT, "").await;
+    let bad = list(&app, ADMIN, "prefix=a%20b&cursor=x%2Fy&limit=0&sort=desc").await;
+    let too_many = list(&app, ADMIN, "limit=501").await;
+
+    // Assert
+    assert_problem(storefront, 403, "forbidden").await;
+    let body = assert_problem(bad, 422, "validation_failed").await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["prefix", "cursor", "limit", "sort"]);
+    assert_problem(too_many, 422, "validation_failed").await;
+}
