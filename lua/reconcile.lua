@@ -131,11 +131,29 @@ for i, sku in ipairs(skus) do
     deduct_want[sku], deduct_now[sku] = safety, safety
   end
 end
+local rows = {}
 for i, sku in ipairs(skus) do
+  rows[sku] = true
   local of = parent[i]
   if of and deduct_want[of] then
     deduct_want[of] = deduct_want[of] + expected_on_hand[sku]
     deduct_now[of] = deduct_now[of] + tonumber(on_hand[i] or '0')
+  end
+end
+-- An allocation Redis has that the caller had no row for (made after the
+-- caller read the ledger): its share is left out of the shared pool on
+-- both sides, unverified rather than drift.
+for i, sku in ipairs(skus) do
+  if not parent[i] and configs[i] then
+    local chans = words(configs[i])
+    for k = 2, #chans do
+      if not rows[pool_account(sku, chans[k])] then
+        local _, share_key = pool_keys(base, chans[k])
+        local share = tonumber(redis.call('HGET', share_key, sku) or '0')
+        deduct_want[sku] = deduct_want[sku] + share
+        deduct_now[sku] = deduct_now[sku] + share
+      end
+    end
   end
 end
 local drifted = { 'ok', int(#touched / 2) }
@@ -161,6 +179,17 @@ for i, sku in ipairs(skus) do
       local avail_key, share_key = pool_keys(base, channel[i])
       redis.call('HSET', share_key, parent[i], int(want_on_hand))
       redis.call('HSET', avail_key, parent[i], int(want_on_hand - want_held))
+      -- The SKU lists the allocation (a Redis that lost the PUT making it
+      -- still has the SKU, without it).
+      local config = redis.call('HGET', base .. 'pools', parent[i])
+      local listed = false
+      local chans = words(config or '')
+      for k = 2, #chans do
+        if chans[k] == channel[i] then listed = true end
+      end
+      if not listed then
+        redis.call('HSET', base .. 'pools', parent[i], (config or '0') .. ' ' .. channel[i])
+      end
     elseif mode ~= 'check' then
       for _, x in ipairs({ sku, int(want_on_hand) }) do write_on_hand[#write_on_hand + 1] = x end
       for _, x in ipairs({ sku, int(want_on_hand + bo - (deduct_want[sku] or 0) - want_held) }) do

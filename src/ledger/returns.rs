@@ -121,7 +121,9 @@ impl Ledger {
         // Units sold from the allocation of the order's channel go back to
         // it first: what the order's sale took from it, less what earlier
         // returns of the order gave back to it.
-        let pooled: Vec<i64> = match channel.as_deref().filter(|c| Sku::parse(c).is_ok()) {
+        // (Units not restocked go back to no pool.)
+        let channel = channel.filter(|c| req.restock && Sku::parse(c).is_ok());
+        let pooled: Vec<i64> = match channel.as_deref() {
             None => vec![0; back_skus.len()],
             Some(channel) => {
                 let accounts: Vec<String> =
@@ -129,9 +131,11 @@ impl Ledger {
                 let left: HashMap<String, i64> = sqlx::query_as(
                     "SELECT split_part(m.sku, '@', 1), -sum(m.delta)::bigint - coalesce(
                             (SELECT sum(l.pooled) FROM return_lines l JOIN returns r USING (return_id)
-                             WHERE r.order_id = $2 AND l.sku = split_part(m.sku, '@', 1)), 0)::bigint
+                             WHERE r.order_id = $2 AND r.restock
+                               AND l.sku = split_part(m.sku, '@', 1)), 0)::bigint
                      FROM stock_movements m
                      WHERE m.sku = ANY($1) AND m.ref = $2 AND m.kind = 'commit'
+                       AND strpos(m.sku, '@') > 0
                      GROUP BY m.sku",
                 )
                 .bind(&accounts)

@@ -93,14 +93,32 @@ impl Ledger {
         // The view sku_stock: skus.on_hand covers the entries up to each
         // partition's watermark; entries after it that are recorded already
         // (commits persist their own) add what their claims say they changed.
-        // A SKU named comes with its allocations' accounts.
+        // A SKU named comes with the accounts of its allocations (looked up
+        // by name: the primary key serves both).
+        let named: Option<Vec<String>> = match only {
+            None => None,
+            Some(names) => Some(
+                sqlx::query_scalar(
+                    "SELECT s.sku FROM skus s WHERE s.sku = ANY($1)
+                     UNION ALL
+                     SELECT s.sku || '@' || c FROM skus s, unnest(s.allocations) c
+                     WHERE s.sku = ANY($1)",
+                )
+                .bind(names)
+                .fetch_all(&mut *tx)
+                .await?,
+            ),
+        };
         let query = "SELECT s.sku, t.on_hand, s.backorder_limit, s.per_customer_limit,
                             s.sale_starts_at, s.buckets, s.bucket_span, s.safety_stock,
                             s.allocations
                      FROM skus s JOIN sku_stock t USING (sku)
-                     WHERE $1::text[] IS NULL OR split_part(s.sku, '@', 1) = ANY($1)
+                     WHERE $1::text[] IS NULL OR s.sku = ANY($1)
                      ORDER BY s.sku";
-        let skus: Vec<SkuRecord> = sqlx::query_as(query).bind(only).fetch_all(&mut *tx).await?;
+        let skus: Vec<SkuRecord> = sqlx::query_as(query)
+            .bind(named.as_deref())
+            .fetch_all(&mut *tx)
+            .await?;
         // Spread SKUs are few; each share is the sum of all the SKU's
         // movements in that partition.
         let shares: Vec<(String, String, i64)> = sqlx::query_as(

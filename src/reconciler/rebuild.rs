@@ -133,9 +133,10 @@ impl Reconciler {
         }
         let mut drifted = Vec::new();
         let with_skus: BTreeSet<Partition> = by_partition.keys().copied().collect();
-        for (p, records) in by_partition {
-            let records: Vec<&SkuRecord> = records.iter().collect();
+        for (p, mut records) in by_partition {
             let (read_up_to, pending) = self.pending_deltas(p, &snapshot).await?;
+            records.extend(new_accounts(&records, &pending));
+            let records: Vec<&SkuRecord> = records.iter().collect();
             let mut index = self.engine.hold_index(p).await?;
             let compared = self
                 .compare_partition(p, mode, read_up_to, owner, &records, &pending, &mut index)
@@ -573,6 +574,35 @@ impl Reconciler {
         // made in it may be lost.
         Ok((report, with_skus))
     }
+}
+
+/// An allocation made after the snapshot (its account not in the ledger
+/// yet, its units moved by an outbox entry not recorded yet) is compared
+/// like any other: a record of no units, which the entry's delta makes its
+/// share. Without it the SKU's shared pool would be expected to still have
+/// those units.
+fn new_accounts(records: &[SkuRecord], pending: &HashMap<String, i64>) -> Vec<SkuRecord> {
+    let known: BTreeSet<&str> = records.iter().map(|r| r.sku.as_str()).collect();
+    pending
+        .keys()
+        .filter(|name| !known.contains(name.as_str()))
+        .filter_map(|name| {
+            let (sku, _) = split_pool_account(name)?;
+            let parent = records.iter().find(|r| r.sku == sku && r.bucket == 0)?;
+            Some(SkuRecord {
+                sku: name.clone(),
+                on_hand: 0,
+                backorder_limit: 0,
+                per_customer_limit: None,
+                sale_starts_at: None,
+                buckets: 1,
+                bucket_span: 1,
+                safety_stock: 0,
+                allocations: Vec::new(),
+                bucket: parent.bucket,
+            })
+        })
+        .collect()
 }
 
 /// `records` in batches of about `size`, each SKU in one batch with its

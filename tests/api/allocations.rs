@@ -530,6 +530,142 @@ async fn reconcile_finds_and_repairs_a_pool_and_the_rebuild_restores_them() {
     assert_eq!(drifted(&app).await, json!([]));
 }
 
+#[tokio::test]
+async fn an_allocation_the_ledger_has_not_recorded_yet_is_not_drift() {
+    // Arrange: the drain is off and the PUT that sets the allocation is
+    // made in Redis only (as when its persisting failed): the ledger does
+    // not know the allocation yet, the outbox has it.
+    let app = spawn_app_with(|s| s.reconciler.drain_interval_ms = 3_600_000).await;
+    app.create_sku("N", 100).await;
+    let req =
+        stockhold::domain::PutSkuRequest::parse(&json!({ "allocations": { "cc": 20 } })).unwrap();
+    let sku = stockhold::domain::Sku::parse("N").unwrap();
+    app.stock.engine.put_sku(&sku, &req).await.unwrap();
+    hold_on(&app, "cc", "N", 5).await;
+    let before = pools(&app, "N").await;
+
+    // Act
+    let check = drifted(&app).await;
+    let res = app.reconcile(json!({ "repair": true })).await;
+    assert_eq!(res.status(), 200);
+
+    // Assert: no drift, nothing changed (no units back in the shared pool).
+    assert_eq!(check, json!([]));
+    assert_eq!(pools(&app, "N").await, before);
+    assert_eq!(before["shared"], p(80, 0, 80));
+    assert_eq!(before["cc"], p(20, 5, 15));
+
+    // And a batch that has no row for the allocation at all (the caller
+    // read the ledger and the outbox before the allocation was made) finds
+    // no drift either: the share is left out on both sides.
+    let engine = &app.stock.engine;
+    let part = engine.keys().of_sku(&sku);
+    let up_to = engine
+        .outbox_after(part, stockhold::domain::StreamId::default(), 10_000)
+        .await
+        .unwrap()
+        .last()
+        .map(|e| e.id)
+        .unwrap();
+    let index = engine.hold_index(part).await.unwrap();
+    let record = stockhold::ledger::SkuRecord {
+        sku: "N".to_owned(),
+        on_hand: 100,
+        backorder_limit: 0,
+        per_customer_limit: None,
+        sale_starts_at: None,
+        buckets: 1,
+        bucket_span: 1,
+        safety_stock: 0,
+        allocations: Vec::new(),
+        bucket: 0,
+    };
+    let found = engine
+        .reconcile_batch(
+            part,
+            stockhold::domain::ReconcileMode::Repair,
+            up_to,
+            "",
+            &index,
+            &[(&record, 100)],
+        )
+        .await
+        .unwrap();
+    engine.end_watch(part, &index).await.unwrap();
+    assert_eq!(found.map(|(d, _)| d), Some(vec![]));
+    assert_eq!(pools(&app, "N").await, before);
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_the_put_making_an_allocation_gets_it_back_from_the_ledger() {
+    // Arrange: an allocation set and recorded; then Redis loses that PUT
+    // (the SKU stays, as it was before it).
+    let app = spawn_app().await;
+    app.create_sku("L", 50).await;
+    let res = app
+        .put_sku("L", json!({ "allocations": { "cc": 10 } }))
+        .await;
+    assert_eq!(res.status(), 200);
+    let base = app.redis_base("L");
+    let mut redis = app.redis().await;
+    let _: () = redis::pipe()
+        .atomic()
+        .hdel(format!("{base}pools"), "L")
+        .hdel(format!("{base}pshare:cc"), "L")
+        .hdel(format!("{base}pavail:cc"), "L")
+        .hset(format!("{base}avail"), "L", 50)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(app.sku("L").await.get("pools").is_none());
+
+    // Act
+    let res = app.reconcile(json!({ "repair": true })).await;
+    assert_eq!(res.status(), 200);
+
+    // Assert: the allocation is back, listed, with its units.
+    let now = pools(&app, "L").await;
+    assert_eq!(now["cc"], p(10, 0, 10));
+    assert_eq!(now["shared"], p(40, 0, 40));
+    assert_eq!(app.sku("L").await["allocations"], json!({ "cc": 10 }));
+    assert_eq!(drifted(&app).await, json!([]));
+    assert_eq!(available_to(&app, "L", Some("cc")).await, 50);
+}
+
+#[tokio::test]
+async fn a_return_not_restocked_leaves_the_allocation_its_units_for_a_later_restock() {
+    // Arrange: 5 sold, 3 of them from the call centre's allocation.
+    let app = spawn_app().await;
+    set_up(&app, "T", 20, json!({ "callcentre": 3 }), 0).await;
+    let id = hold_on(&app, "callcentre", "T", 5).await;
+    assert_eq!(
+        app.commit(&id, json!({ "order_id": "o-t" })).await.status(),
+        201
+    );
+
+    // Act: 3 back without restock (damaged), then 2 restocked.
+    let res = app
+        .return_order(
+            "o-t",
+            json!({ "return_id": "r-1", "lines": [{ "sku": "T", "qty": 3 }], "restock": false }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let res = app
+        .return_order(
+            "o-t",
+            json!({ "return_id": "r-2", "lines": [{ "sku": "T", "qty": 2 }], "restock": true }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+
+    // Assert: the restocked units went back to the allocation they came from.
+    let now = pools(&app, "T").await;
+    assert_eq!(now["callcentre"], p(2, 0, 2));
+    assert_eq!(now["shared"], p(15, 0, 15));
+    assert_eq!(drifted(&app).await, json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_flash_sale_cannot_touch_the_call_centres_allocation() {
     // Arrange: 125 units: 20 for the call centre, 5 kept back, 100 for all.
