@@ -3,9 +3,11 @@
 //! separated; `scripts/services.sh up cluster` starts one); skipped, with a
 //! note, when it is not set. Postgres: `STOCKHOLD_TEST_DATABASE_URL`.
 
+mod common;
+
+use common::{run_bench, test_database_url};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn cluster_smoke_run_writes_its_report() {
@@ -17,37 +19,21 @@ fn cluster_smoke_run_writes_its_report() {
         "stockhold-bench-cluster-smoke-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let database = std::env::var("STOCKHOLD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://stockhold@127.0.0.1:5434/postgres".into());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stockhold-bench"))
-        .args(["cluster", "--smoke", "--db-prefix", "test_bench_", "--out"])
-        .arg(&out)
-        .arg("--redis-url")
-        .arg(&seeds)
-        .arg("--database-url")
-        .arg(&database)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the benchmark program starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the benchmark") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(180) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the cluster smoke run took more than 3 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = child.wait_with_output().expect("benchmark output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        status.success(),
-        "cluster smoke run failed ({status}):\n{stdout}\n{stderr}"
+    run_bench(
+        "cluster smoke run",
+        &[
+            "cluster",
+            "--smoke",
+            "--db-prefix",
+            "test_bench_",
+            "--out",
+            &out.to_string_lossy(),
+            "--redis-url",
+            &seeds,
+            "--database-url",
+            &test_database_url(),
+        ],
+        Duration::from_secs(180),
     );
     let report = std::fs::read_to_string(out.join("cluster-latest.md")).expect("report written");
     let _ = std::fs::remove_dir_all(&out);

@@ -3,13 +3,11 @@
 //! Redis and Postgres (scripts/test.sh starts them), checking that it
 //! measured every system and wrote its table and plot.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
+use common::{run_bench, test_database_url, test_redis_url};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[test]
 fn smoke_run_writes_a_results_table_and_a_plot() {
@@ -17,43 +15,22 @@ fn smoke_run_writes_a_results_table_and_a_plot() {
         "stockhold-bench-smoke-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stockhold-bench"))
-        .args(["suite", "--smoke", "--db-prefix", "test_bench_", "--out"])
-        .arg(&out)
-        .arg("--redis-url")
-        .arg(env_or(
-            "STOCKHOLD_TEST_REDIS_URL",
-            "redis://127.0.0.1:6381/",
-        ))
-        .arg("--database-url")
-        .arg(env_or(
-            "STOCKHOLD_TEST_DATABASE_URL",
-            "postgres://stockhold@127.0.0.1:5434/postgres",
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the benchmark program starts");
-
     // Bounded: a smoke run takes seconds; give up (and fail) after 3 minutes.
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the benchmark") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(180) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the smoke run took more than 3 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = child.wait_with_output().expect("benchmark output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        status.success(),
-        "smoke run failed ({status}):\n{stdout}\n{stderr}"
+    let stdout = run_bench(
+        "smoke run",
+        &[
+            "suite",
+            "--smoke",
+            "--db-prefix",
+            "test_bench_",
+            "--out",
+            &out.to_string_lossy(),
+            "--redis-url",
+            &test_redis_url(),
+            "--database-url",
+            &test_database_url(),
+        ],
+        Duration::from_secs(180),
     );
 
     let table = std::fs::read_to_string(out.join("latest.md")).expect("latest.md written");

@@ -35,6 +35,25 @@ pub struct SkuRecord {
     pub bucket: u16,
 }
 
+impl SkuRecord {
+    /// A record of `sku` (or of an allocation's account) with `on_hand`
+    /// units and no settings: its own partition's, not spread.
+    pub fn plain(sku: &str, on_hand: i64) -> SkuRecord {
+        SkuRecord {
+            sku: sku.to_owned(),
+            on_hand,
+            backorder_limit: 0,
+            per_customer_limit: None,
+            sale_starts_at: None,
+            buckets: 1,
+            bucket_span: 1,
+            safety_stock: 0,
+            allocations: Vec::new(),
+            bucket: 0,
+        }
+    }
+}
+
 /// A consistent read of the ledger.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

@@ -588,19 +588,8 @@ fn new_accounts(records: &[SkuRecord], pending: &HashMap<String, i64>) -> Vec<Sk
         .filter(|name| !known.contains(name.as_str()))
         .filter_map(|name| {
             let (sku, _) = split_pool_account(name)?;
-            let parent = records.iter().find(|r| r.sku == sku && r.bucket == 0)?;
-            Some(SkuRecord {
-                sku: name.clone(),
-                on_hand: 0,
-                backorder_limit: 0,
-                per_customer_limit: None,
-                sale_starts_at: None,
-                buckets: 1,
-                bucket_span: 1,
-                safety_stock: 0,
-                allocations: Vec::new(),
-                bucket: parent.bucket,
-            })
+            records.iter().find(|r| r.sku == sku && r.bucket == 0)?;
+            Some(SkuRecord::plain(name, 0))
         })
         .collect()
 }

@@ -503,14 +503,7 @@ async fn reconcile_finds_and_repairs_a_pool_and_the_rebuild_restores_them() {
     assert_eq!(pools(&app, "R").await, expected);
 
     // Act: Redis loses every key; the start-up rebuild refills it.
-    let prefix = app.settings.redis.key_prefix.clone();
-    for key in app.redis_keys(&format!("{prefix}:*")).await {
-        let _: () = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
+    app.lose_every_key().await;
     let rebuilt = app
         .eventually(Duration::from_secs(10), || async {
             app.get_sku("R").await.status() == 200
@@ -568,18 +561,7 @@ async fn an_allocation_the_ledger_has_not_recorded_yet_is_not_drift() {
         .map(|e| e.id)
         .unwrap();
     let index = engine.hold_index(part).await.unwrap();
-    let record = stockhold::ledger::SkuRecord {
-        sku: "N".to_owned(),
-        on_hand: 100,
-        backorder_limit: 0,
-        per_customer_limit: None,
-        sale_starts_at: None,
-        buckets: 1,
-        bucket_span: 1,
-        safety_stock: 0,
-        allocations: Vec::new(),
-        bucket: 0,
-    };
+    let record = stockhold::ledger::SkuRecord::plain("N", 100);
     let found = engine
         .reconcile_batch(
             part,

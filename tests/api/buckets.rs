@@ -357,15 +357,7 @@ async fn each_bucket_is_rebuilt_from_the_ledger_with_its_share() {
     let before = per_bucket(&app, "HOT", 4).await;
 
     // Act: Redis loses every key of this deployment.
-    let mut redis = app.redis().await;
-    let prefix = app.settings.redis.key_prefix.clone();
-    for key in app.redis_keys(&format!("{prefix}:*")).await {
-        let _: () = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
+    app.lose_every_key().await;
 
     // Assert: each bucket has its share back (the lost hold's units free).
     let rebuilt = app

@@ -578,6 +578,20 @@ impl TestApp {
         (on_hand, held)
     }
 
+    /// Deletes every key of this deployment from Redis, as a Redis that
+    /// lost its data (the rebuild guard notices and rebuilds it).
+    pub async fn lose_every_key(&self) {
+        let mut redis = self.redis().await;
+        let prefix = self.settings.redis.key_prefix.clone();
+        for key in self.redis_keys(&format!("{prefix}:*")).await {
+            let _: () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+    }
+
     /// Removes a SKU from Redis behind the service's back.
     pub async fn forget_sku(&self, sku: &str) {
         let base = self.redis_base(sku);

@@ -520,18 +520,7 @@ async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_the
             .last()
             .map(|e| e.id)
             .unwrap_or_default();
-        let record = SkuRecord {
-            sku: sku.to_owned(),
-            on_hand: 10,
-            backorder_limit: 0,
-            per_customer_limit: None,
-            sale_starts_at: None,
-            buckets: 1,
-            bucket_span: 1,
-            safety_stock: 0,
-            allocations: Vec::new(),
-            bucket: 0,
-        };
+        let record = SkuRecord::plain(sku, 10);
         let drift = engine
             .reconcile_batch(p, ReconcileMode::Check, up_to, "", index, &[(&record, 10)])
             .await
@@ -546,18 +535,7 @@ async fn holds_made_changed_or_ended_after_the_live_holds_were_read_count_as_the
     // A batch whose watch was abandoned (here: ended) refuses rather than
     // miss holds changed while nobody noted them.
     engine.end_watch(pa, &index_a).await.unwrap();
-    let record = SkuRecord {
-        sku: "A".to_owned(),
-        on_hand: 10,
-        backorder_limit: 0,
-        per_customer_limit: None,
-        sale_starts_at: None,
-        buckets: 1,
-        bucket_span: 1,
-        safety_stock: 0,
-        allocations: Vec::new(),
-        bucket: 0,
-    };
+    let record = SkuRecord::plain("A", 10);
     let lapsed = engine
         .reconcile_batch(
             pa,
