@@ -1,7 +1,7 @@
 //! SKU set-up (`PUT /v1/skus/{sku}`), the SKU view and availability.
 
 use crate::helpers::*;
-use crate::validation::{check_refusal, Expect, Snapshot};
+use crate::validation::{check_refusal, error_fields, Expect, Snapshot};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -573,12 +573,7 @@ async fn the_sku_list_is_for_admins_and_refuses_bad_parameters_listing_each() {
     // Assert
     assert_problem(storefront, 403, "forbidden").await;
     let body = assert_problem(bad, 422, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body).unwrap();
     assert_eq!(fields, ["prefix", "cursor", "limit", "sort"]);
     assert_problem(too_many, 422, "validation_failed").await;
 }

@@ -197,7 +197,7 @@ pub async fn check_refusal(res: Response, expect: Expect) -> Result<Value, Strin
 
 /// The `field` of every entry of a validation problem's `errors`, each of
 /// which must also carry a `message`.
-fn error_fields(problem: &Value) -> Result<Vec<String>, String> {
+pub(crate) fn error_fields(problem: &Value) -> Result<Vec<String>, String> {
     let errors = problem["errors"]
         .as_array()
         .ok_or_else(|| format!("no errors array: {problem}"))?;
