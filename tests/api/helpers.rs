@@ -444,6 +444,14 @@ impl TestApp {
 }
 
 /// Asserts a problem+json answer with `status` and `code`; returns its body.
+/// The JSON body of `res`, asserting its status.
+pub async fn body_of(res: Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
 pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     let got = res.status().as_u16();
     let content_type = res

@@ -5,17 +5,12 @@
 use crate::helpers::*;
 use crate::validation::{check_refusal, Expect, Failures};
 use chrono::{DateTime, Utc};
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
 /// The JSON body of `res`, asserting its status first.
-async fn body_of(res: Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use crate::helpers::body_of;
 
 /// One page of the ledger, asserting 200.
 async fn page(app: &TestApp, sku: &str, query: &str) -> Value {

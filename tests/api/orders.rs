@@ -1,16 +1,11 @@
 //! Orders over HTTP: reading back what a commit made.
 
 use crate::helpers::*;
-use reqwest::{Method, Response};
-use serde_json::{json, Value};
+use reqwest::Method;
+use serde_json::json;
 
 /// The JSON body of `res`, asserting its status first.
-async fn body_of(res: Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use crate::helpers::body_of;
 
 #[tokio::test]
 async fn get_order_returns_the_committed_order_to_any_role() {

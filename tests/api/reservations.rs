@@ -31,12 +31,7 @@ fn shortages(triples: &[(&str, i64, i64)]) -> Value {
 }
 
 /// The JSON body of `res`, asserting its status first.
-async fn body_of(res: Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use crate::helpers::body_of;
 
 /// The members of a JSON object, sorted.
 fn keys_of(v: &Value) -> Vec<&str> {

@@ -4,16 +4,11 @@
 
 use crate::helpers::*;
 use crate::validation::{check_refusal, Expect, Failures, Snapshot};
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 /// The JSON body of `res`, asserting its status first.
-async fn body_of(res: Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use crate::helpers::body_of;
 
 /// `[{sku, qty}]` from `(sku, qty)` pairs.
 fn lines(pairs: &[(&str, i64)]) -> Value {
