@@ -9,7 +9,8 @@
 -- ARGV[5]  reason ('' = none)
 --
 -- Returns one of
---   {'ok', on_hand, held, bo, pcl, ssa, outbox_id, pools}  (pools as pools_text)
+--   {'ok', on_hand, held, bo, pcl, ssa, outbox_id, pools, low}  (pools as
+--        pools_text; low '' when none)
 --   {'repeat', sku, delta}      the id was applied before (to that SKU, by that delta)
 --   {'not_ready'} | {'not_found'}
 --   {'insufficient', on_hand, held}   a decrease would take on_hand below held
@@ -41,4 +42,6 @@ redis.call('SET', mark, sku .. ' ' .. int(delta), 'PX', ORDER_TTL_MS)
 local outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'adjustment', 'sku', sku,
   'adj', ARGV[3], 'delta', int(delta), 'on_hand_after', int(after), 'reason', ARGV[5],
   'at', int(now_ms()))
-return { 'ok', int(after), int(v.held), int(v.bo), v.pcl, v.ssa, outbox_id, pools_text(v) }
+ev_add(base, 'sku.adjusted', sku, { 'delta', int(delta), 'onhand', int(after), 'reason', 'adjustment',
+  'ref', ARGV[3], 'note', ARGV[5] })
+return { 'ok', int(after), int(v.held), int(v.bo), v.pcl, v.ssa, outbox_id, pools_text(v), v.low }

@@ -12,6 +12,8 @@ local base, sku = ARGV[1], ARGV[2]
 if not ready(base) then return { 'not_ready' } end
 redis.call('HSETNX', KEYS[1], sku, 0)
 redis.call('HSETNX', base .. 'onhand', sku, 0)
+-- (its count here is one bucket's: no stock-state events, see flush_events)
+redis.call('HSET', base .. 'inbk', sku, '1')
 if ARGV[3] == '' then
   redis.call('HDEL', base .. 'rules', sku)
 else

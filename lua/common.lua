@@ -45,6 +45,12 @@
 --                               either). The SKU's own avail field is then
 --                               its shared pool's: on_hand - the shares -
 --                               safety + backorder - held from it
+--   base.."low"           hash  sku -> low-stock threshold (only SKUs with one)
+--   base.."stock"         hash  sku -> 'out' | 'low': its stock state as the
+--                               events last told it (see flush_events)
+--   base.."events"        stream  what happened to stock (see flush_events)
+--   base.."inbk"          hash  sku -> '1' for SKUs this partition is a
+--                               bucket >= 1 of
 --   base.."pavail:"..chan  hash  sku -> what is available of chan's
 --                               allocation of the SKU (share - held from it)
 --   base.."pshare:"..chan  hash  sku -> chan's share of the SKU's on_hand
@@ -176,6 +182,35 @@ local function note_change(key)
   end
 end
 
+-- Events (base.."events", a stream per partition): what happened to stock,
+-- written by the script call that made it happen, once its body has run
+-- (flush_events; src/engine/scripts.rs runs every script's body as a
+-- function and calls it after). A call notes what it changed: write_hold
+-- notes each hold record it writes, add_to and ev_touch each SKU whose
+-- available count it changes, ev_add any other event. flush_events then
+-- compares each hold's record as the call first read it with the one it
+-- left, and each SKU's available count with its stock state.
+local EV = { base = false, keys = {}, recs = {}, skus = {}, seen = {}, extra = {}, quiet = false }
+
+-- Notes that SKU `sku`'s available count (of partition `base`) may have
+-- changed.
+local function ev_touch(base, sku)
+  EV.base = base
+  if not EV.seen[sku] then
+    EV.seen[sku] = true
+    EV.skus[#EV.skus + 1] = sku
+  end
+end
+
+-- Notes an event of type `t` about SKU `sku` with more fields
+-- { name, value, ... }; flush_events adds its time and the SKU's
+-- available count after the call.
+local function ev_add(base, t, sku, fields)
+  if sku ~= '' then ev_touch(base, sku) end
+  EV.base = base
+  EV.extra[#EV.extra + 1] = { t = t, sku = sku, fields = fields }
+end
+
 -- A hold record's fields (see FIELDS).
 local function parse_hold(rec)
   local h, i, from = {}, 1, 1
@@ -221,7 +256,11 @@ end
 -- readable for ENDED_TTL_MS). Returns the record written.
 local function write_hold(key, h)
   note_change(key)
+  if READ[key] == nil then READ[key] = redis.call('GET', key) or false end
   local rec = encode_hold(h)
+  if EV.recs[key] == nil then EV.keys[#EV.keys + 1] = key end
+  EV.base = string.match(key, '^(.*)hold:[^:]*$')
+  EV.recs[key] = rec
   if h.st == 'held' or h.st == 'committing' then
     redis.call('SET', key, rec)
   else
@@ -320,6 +359,10 @@ end
 -- two calls however many SKUs.
 local function add_to(key, skus, delta)
   if #skus == 0 then return end
+  local base = string.match(key, '^(.*}:)avail$')
+  if base then
+    for _, sku in ipairs(skus) do ev_touch(base, sku) end
+  end
   local now = redis.call('HMGET', key, unpack(skus))
   local out = {}
   for i, sku in ipairs(skus) do
@@ -523,7 +566,8 @@ local function read_pools(base, chan, skus, first, last)
 end
 
 -- A SKU's live counts and settings: avail (the shared pool's), on_hand,
--- held (every pool's), bo, pcl, ssa (pcl/ssa '' when none), safety,
+-- held (every pool's), bo, pcl, ssa, low (its low-stock threshold;
+-- pcl/ssa/low '' when none), safety,
 -- shares (the allocations' shares added up), shared_held, and pools: per
 -- allocation { chan, share, held, avail }; nil when the SKU is not set up.
 local function read_sku(base, sku)
@@ -551,7 +595,7 @@ local function read_sku(base, sku)
   local shared_held = on_hand - shares - safety + bo - a_num
   return { avail = a_num, on_hand = on_hand, held = shared_held + pool_held, bo = bo,
     pcl = pcl, ssa = ssa, safety = safety, shares = shares, shared_held = shared_held,
-    pools = pools }
+    pools = pools, low = redis.call('HGET', base .. 'low', sku) or '' }
 end
 
 -- A SKU's pools as replies carry them: "safety chan share held avail ..."
@@ -585,5 +629,165 @@ local function write_settings(base, sku, bo, pcl, ssa)
   else
     redis.call('HSET', base .. 'rules', sku,
       (pcl == '' and '-' or pcl) .. ' ' .. (ssa == '' and '-' or ssa))
+  end
+end
+
+-- Events kept per partition at most (XADD trims to about this many); the
+-- reaper also trims those older than the retention window.
+local EVENTS_MAX = 1000000
+
+-- A hold's lines as confirmed: a part's staged change counts only once
+-- its home has taken it (its old quantities until then; the record's
+-- lines hold the larger of old and new, so every changed SKU is one).
+-- { {sku, qty} } in line order, without lines of 0.
+local function confirmed_lines(h)
+  local skus, qtys = words(h.skus), words(h.qtys)
+  local old = {}
+  if h.pv ~= '' then
+    local c = words(h.chg)
+    for k = 1, #c, 3 do old[c[k]] = c[k + 1] end
+  end
+  local out = {}
+  for i, sku in ipairs(skus) do
+    local q = old[sku] or qtys[i]
+    if q ~= '0' then out[#out + 1] = { sku, q } end
+  end
+  return out
+end
+
+-- The event a hold's change makes, from its record `b` as the call found
+-- it (nil: none) to `a` as it left it; nil when none (a part's change
+-- still staged, a commit under way).
+local function hold_event(b, a, bl, al)
+  local was = b and b.st or ''
+  if b and was == 'held' and b.home ~= '' and #bl == 0 then was = '' end
+  if a.st == 'held' then
+    if was == '' then
+      if a.home == '' or #al > 0 then return 'hold.created' end
+      return nil
+    end
+    if was ~= 'held' then return nil end
+    -- (a home's version moves with a change of the basket's lines in
+    -- other partitions too: the basket's own event)
+    if #al ~= #bl or (a.home == '' and (a.ea ~= b.ea or a.ver ~= b.ver)) then
+      return 'hold.changed'
+    end
+    for i, l in ipairs(al) do
+      if l[1] ~= bl[i][1] or l[2] ~= bl[i][2] then return 'hold.changed' end
+    end
+    return nil
+  end
+  if was ~= 'held' and was ~= 'committing' then return nil end
+  if a.home ~= '' and #al == 0 then return nil end
+  if a.st == 'committed' then return 'hold.committed' end
+  if a.st == 'released' then return 'hold.released' end
+  if a.st == 'expired' then return 'hold.expired' end
+  return nil
+end
+
+-- Appends the events of this call (see EV) to base.."events", and keeps
+-- each noted SKU's stock state (base.."stock": sku -> 'out' when nothing
+-- is available, 'low' when available is above 0 and at most its low-stock
+-- threshold (base.."low"); no field otherwise): a SKU whose state changes
+-- gets sku.out_of_stock, sku.back_in_stock or sku.low_stock. The available
+-- count is the SKU's own field: its shared pool's when it has
+-- allocations. A SKU spread over buckets (base.."bk" in its own
+-- partition, base.."inbk" in its other buckets) has no count of its own
+-- in any one partition: its lines carry none ('-') and it gets no
+-- stock-state events. With EV.quiet (a rebuild) states are kept and no
+-- event is written.
+local function flush_events()
+  local base = EV.base
+  if not base then return end
+  local holds = {}
+  for _, key in ipairs(EV.keys) do
+    local before = READ[key]
+    local b = before and parse_hold(before) or nil
+    local a = parse_hold(EV.recs[key])
+    local bl, al = b and confirmed_lines(b) or {}, confirmed_lines(a)
+    for _, l in ipairs(bl) do ev_touch(base, l[1]) end
+    for _, l in ipairs(al) do ev_touch(base, l[1]) end
+    local t = hold_event(b, a, bl, al)
+    if t then
+      local lines = (t == 'hold.created' or t == 'hold.changed') and al
+        or (#al > 0 and al or bl)
+      holds[#holds + 1] = { t = t, id = string.match(key, 'hold:([^:]*)$'), h = a, lines = lines }
+    end
+  end
+  local skus = EV.skus
+  if #skus == 0 and #holds == 0 and #EV.extra == 0 then return end
+  local avail, state, low, spread = {}, {}, {}, {}
+  if #skus > 0 then
+    local got = redis.call('HMGET', base .. 'avail', unpack(skus))
+    local st = redis.call('HMGET', base .. 'stock', unpack(skus))
+    local lows, bk, inbk = {}, {}, {}
+    if redis.call('EXISTS', base .. 'low', base .. 'bk', base .. 'inbk') > 0 then
+      lows = redis.call('HMGET', base .. 'low', unpack(skus))
+      bk = redis.call('HMGET', base .. 'bk', unpack(skus))
+      inbk = redis.call('HMGET', base .. 'inbk', unpack(skus))
+    end
+    for i, sku in ipairs(skus) do
+      avail[sku], state[sku] = got[i], st[i] or ''
+      low[sku] = lows[i] and tonumber(lows[i])
+      spread[sku] = (bk[i] and bk[i] ~= '1 1') or inbk[i]
+    end
+  end
+  local now = int(now_ms())
+  local stream = base .. 'events'
+  local function emit(fields)
+    if EV.quiet then return end
+    redis.call('XADD', stream, 'MAXLEN', '~', EVENTS_MAX, '*', unpack(fields))
+  end
+  for _, e in ipairs(holds) do
+    local lines = {}
+    for _, l in ipairs(e.lines) do
+      local a = avail[l[1]]
+      lines[#lines + 1] = l[1] .. ' ' .. l[2] .. ' ' .. ((a and not spread[l[1]]) and a or '-')
+    end
+    local h = e.h
+    emit({ 't', e.t, 'at', now, 'hold', e.id, 'part', h.home ~= '' and '1' or '0',
+      'cust', h.cust, 'chan', h.chan, 'ea', h.ea, 'oid', h.oid, 'lines', table.concat(lines, ' ') })
+  end
+  for _, e in ipairs(EV.extra) do
+    local fields = { 't', e.t, 'at', now, 'sku', e.sku }
+    if e.sku ~= '' then
+      local a = avail[e.sku]
+      fields[#fields + 1] = 'avail'
+      fields[#fields + 1] = (a and not spread[e.sku]) and a or '-'
+    end
+    for _, x in ipairs(e.fields) do fields[#fields + 1] = x end
+    emit(fields)
+  end
+  local sets, dels, crossed = {}, {}, {}
+  for _, sku in ipairs(skus) do
+    local a = tonumber(avail[sku])
+    if a and not spread[sku] then
+      local t = low[sku]
+      local now_state = (a <= 0 and 'out') or (t and a <= t and 'low') or ''
+      local was = state[sku]
+      if now_state ~= was then
+        if now_state == '' then
+          dels[#dels + 1] = sku
+        else
+          sets[#sets + 1] = sku
+          sets[#sets + 1] = now_state
+        end
+        local t_name = (now_state == 'out' and 'sku.out_of_stock')
+          or (was == 'out' and 'sku.back_in_stock')
+          or (now_state == 'low' and 'sku.low_stock')
+        if t_name then crossed[#crossed + 1] = { sku, t_name, a, t } end
+      end
+    end
+  end
+  if #sets > 0 then redis.call('HSET', base .. 'stock', unpack(sets)) end
+  if #dels > 0 then redis.call('HDEL', base .. 'stock', unpack(dels)) end
+  if #crossed > 0 and not EV.quiet then
+    local names = {}
+    for k, c in ipairs(crossed) do names[k] = c[1] end
+    local on_hand = redis.call('HMGET', base .. 'onhand', unpack(names))
+    for k, c in ipairs(crossed) do
+      emit({ 't', c[2], 'at', now, 'sku', c[1], 'avail', int(c[3]), 'onhand', on_hand[k] or '0',
+        'low', c[4] and int(c[4]) or '' })
+    end
   end
 end

@@ -16,5 +16,12 @@ redis.call('EXISTS', KEYS[1], base .. 'moving')
 if redis.call('GET', base .. 'rebuild-lock') ~= owner then return 0 end
 redis.call('SET', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('SET', base .. 'lost-at', ARGV[4]) end
+-- Events may have been lost with the rest (or the stream is new): an entry
+-- added and deleted at once marks every position before now as missing
+-- some, and a reader resuming from one is told so (src/http/events.rs).
+local events = base .. 'events'
+if ARGV[4] ~= '' or redis.call('EXISTS', events) == 0 then
+  redis.call('XDEL', events, redis.call('XADD', events, '*', 'lost', '1'))
+end
 redis.call('DEL', base .. 'rebuild-lock')
 return 1

@@ -12,6 +12,7 @@
 -- ARGV[8]  safety_stock, '' to keep it
 -- ARGV[9]  allocations: '' to keep them, '-' for none, else every channel's
 --          share "chan units ..." (channels not named lose theirs)
+-- ARGV[10] low-stock threshold, '' to keep it, '-' to remove it
 --
 -- Runs in the SKU's own partition (its bucket 0): with buckets, on_hand
 -- here is bucket 0's share (the caller turns a total into it), and
@@ -20,8 +21,8 @@
 --
 -- Returns one of
 --   {'not_ready'}  Redis lost its data and is not rebuilt yet (nothing done)
---   {'created'|'updated', on_hand, held, bo, pcl, ssa, outbox_id, bk, pools}
---        pcl/ssa '' when none; outbox_id '' when nothing changed; bk
+--   {'created'|'updated', on_hand, held, bo, pcl, ssa, outbox_id, bk, pools, low}
+--        pcl/ssa/low '' when none; outbox_id '' when nothing changed; bk
 --        "buckets span"; pools as pools_text (common.lua)
 --   {'on_hand_required'}
 --   {'insufficient', requested_available, held}  the change would leave
@@ -32,6 +33,8 @@
 --        channel) with fewer units than its holds have taken from it
 --   {'bucket_pools'}  allocations or safety stock on a SKU spread over
 --        buckets (now or ever)
+--   {'bucket_low_stock'}  a low-stock threshold on a SKU spread over
+--        buckets (now or ever: no partition has its whole count)
 --   {'bucket_backorder'}  a backorder limit on a SKU spread over buckets
 --        (now or ever: span > 1)
 --   {'bucket_limit'}  buckets would change while the SKU keeps or gets a
@@ -43,7 +46,7 @@
 --   {'spread_on_hand'}  on_hand given for a SKU spread over buckets: its
 --        units move between them, so only adjustments (relative) change it
 -- Outbox entry (only when something changed):
---   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa bk safety
+--   kind=sku sku created(1|0) delta on_hand_after bo pcl ssa low bk safety
 --   safety_delta chans pools at; chans: the channels with an allocation now; pools
 --   "chan share_after delta ..." for every allocation that is or was
 local base, sku = ARGV[1], ARGV[2]
@@ -52,7 +55,7 @@ local old = read_sku(base, sku)
 local created = old == nil
 if created and ARGV[3] == '' then return { 'on_hand_required' } end
 old = old or { on_hand = 0, held = 0, bo = 0, pcl = '', ssa = '', safety = 0, shares = 0,
-  shared_held = 0, pools = {} }
+  shared_held = 0, pools = {}, low = '' }
 local on_hand = ARGV[3] ~= '' and tonumber(ARGV[3]) or old.on_hand
 local bo = ARGV[4] ~= '' and tonumber(ARGV[4]) or old.bo
 local function setting(arg, was)
@@ -61,12 +64,14 @@ local function setting(arg, was)
   return arg
 end
 local pcl, ssa = setting(ARGV[5], old.pcl), setting(ARGV[6], old.ssa)
+local low = setting(ARGV[10], old.low)
 local old_n, span = buckets_of(base, sku)
 if ARGV[3] ~= '' and not created and span > 1 then return { 'spread_on_hand' } end
 local n = ARGV[7] ~= '' and tonumber(ARGV[7]) or old_n
 if n > span then span = n end
 -- Units a backorder limit allows would appear in every bucket rebuilt.
 if span > 1 and bo ~= 0 then return { 'bucket_backorder' } end
+if span > 1 and low ~= '' then return { 'bucket_low_stock' } end
 if n ~= old_n and pcl ~= '' then return { 'bucket_limit' } end
 local SPREAD_SETTLE_MS = 3000
 if span > 1 and pcl ~= '' and old.pcl == '' then
@@ -117,13 +122,18 @@ if shared < old.shared_held then
 end
 
 local changed = created or on_hand ~= old.on_hand or bo ~= old.bo
-  or pcl ~= old.pcl or ssa ~= old.ssa or n ~= old_n or pools_changed
+  or pcl ~= old.pcl or ssa ~= old.ssa or n ~= old_n or pools_changed or low ~= old.low
 local bk = int(n) .. ' ' .. int(span)
 redis.call('HSET', base .. 'onhand', sku, int(on_hand))
 if span > 1 then redis.call('HSET', base .. 'bk', sku, bk) end
 if n ~= old_n then redis.call('HSET', base .. 'bkat', sku, int(now_ms())) end
 redis.call('HSET', KEYS[1], sku, int(shared - old.shared_held))
 write_settings(base, sku, bo, pcl, ssa)
+if low == '' then
+  redis.call('HDEL', base .. 'low', sku)
+else
+  redis.call('HSET', base .. 'low', sku, low)
+end
 local moved = {}
 for _, c in ipairs(chans) do
   local avail_key, share_key = pool_keys(base, c)
@@ -146,10 +156,15 @@ local outbox_id = ''
 if changed then
   outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'sku', 'sku', sku,
     'created', created and '1' or '0', 'delta', int(on_hand - old.on_hand),
-    'on_hand_after', int(on_hand), 'bo', int(bo), 'pcl', pcl, 'ssa', ssa, 'bk', bk,
+    'on_hand_after', int(on_hand), 'bo', int(bo), 'pcl', pcl, 'ssa', ssa, 'low', low, 'bk', bk,
     'safety', int(safety), 'safety_delta', int(safety - old.safety), 'chans', table.concat(now_chans, ' '), 'pools', table.concat(moved, ' '),
     'at', int(now_ms()))
 end
+ev_touch(base, sku)
+if on_hand ~= old.on_hand then
+  ev_add(base, 'sku.adjusted', sku, { 'delta', int(on_hand - old.on_hand), 'onhand', int(on_hand),
+    'reason', created and 'created' or 'set', 'ref', '', 'note', '' })
+end
 local v = read_sku(base, sku)
 return { created and 'created' or 'updated', int(on_hand), int(v.held), int(bo), pcl, ssa, outbox_id,
-  bk, pools_text(v) }
+  bk, pools_text(v), low }

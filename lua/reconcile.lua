@@ -10,15 +10,16 @@
 --          the on_hand deltas of entries after R (made since the caller read)
 -- ARGV[4]  the rebuild lease's owner (mode 'rebuild'; '' otherwise)
 -- ARGV[5]  the token of the watch (watch.lua) the caller read the holds under
--- ARGV[6]  number of SKUs n, then 8 values per SKU from ARGV[7] on: sku,
+-- ARGV[6]  number of SKUs n, then 9 values per SKU from ARGV[7] on: sku,
 --          on_hand expected before the entries after R, held by the live
 --          holds as they were when the watch began, backorder_limit,
 --          per_customer_limit ('' = none), sale_starts_at ms ('' = none),
 --          "buckets span" of a spread SKU in its own partition ('' = not
 --          spread; '-' = this partition is another of its buckets), which
 --          modes other than 'check' put back in base.."bk" where missing,
---          and its pools "safety chan ..." ('' = none; put back with the
---          other settings of a SKU missing from Redis)
+--          its pools "safety chan ..." ('' = none; put back with the
+--          other settings of a SKU missing from Redis), and its low-stock
+--          threshold ('' = none; likewise)
 --          A channel's allocation of a SKU is a row of its own named
 --          "sku@chan" (its share as on_hand, held = units held from it;
 --          no backorder, no settings), in the same batch as its SKU: the
@@ -41,11 +42,14 @@
 local base, mode, after = ARGV[1], ARGV[2], ARGV[3]
 fence(base)
 if mode == 'rebuild' and not leased(base, ARGV[4]) then return { 'lease_lost' } end
+-- A rebuild keeps the SKUs' stock states but writes no event: what it
+-- restores happened before (or was lost with the events).
+EV.quiet = mode == 'rebuild'
 local watches, touched_key = base .. 'watches', base .. 'touched:' .. ARGV[5]
 if not redis.call('ZSCORE', watches, ARGV[5]) then return { 'rewatch' } end
 redis.call('ZADD', watches, now_ms() + WATCH_TTL_MS, ARGV[5])
 local n = tonumber(ARGV[6])
-local first, width = 7, 8 -- ARGV[first + i * width ..] is SKU i's row
+local first, width = 7, 9 -- ARGV[first + i * width ..] is SKU i's row
 local skus, expected_on_hand, expected_held = {}, {}, {}
 for i = 0, n - 1 do
   local j = first + i * width
@@ -175,6 +179,9 @@ for i, sku in ipairs(skus) do
         present and int(oh) or '', int(held) }) do
       drifted[#drifted + 1] = x
     end
+    ev_add(base, mode == 'check' and 'drift.found' or 'drift.repaired', parent[i] or sku,
+      { 'pool', parent[i] and channel[i] or '', 'expected_on_hand', int(want_on_hand),
+        'expected_held', int(want_held), 'on_hand', present and int(oh) or '', 'held', int(held) })
     if mode ~= 'check' and parent[i] then
       local avail_key, share_key = pool_keys(base, channel[i])
       redis.call('HSET', share_key, parent[i], int(want_on_hand))
@@ -198,6 +205,7 @@ for i, sku in ipairs(skus) do
       if not present and not parent[i] then
         write_settings(base, sku, bo, ARGV[j + 4], ARGV[j + 5])
         if ARGV[j + 7] ~= '' then redis.call('HSET', base .. 'pools', sku, ARGV[j + 7]) end
+        if ARGV[j + 8] ~= '' then redis.call('HSET', base .. 'low', sku, ARGV[j + 8]) end
       end
     end
   end

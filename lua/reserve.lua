@@ -47,6 +47,7 @@ local mode = argv[7]
 if mode ~= 'check' and redis.call('EXISTS', key) == 1 then
   return { 'exists' }
 end
+READ[key] = false -- (no hold yet: write_hold need not read it)
 local cust, chan, partial = argv[4], argv[5], argv[6] == '1' and mode ~= 'check'
 local n = tonumber(argv[12])
 local sku0, q0 = 14, 14 + n -- argv[sku0 + i], argv[q0 + i]

@@ -40,6 +40,8 @@ for sku, q in string.gmatch(ARGV[4], '(%S+) (%d+)') do
     pools[#pools + 1] = pool_account(sku, p[1]) .. ' ' .. int(n) .. ' ' .. int(share)
   end
   back[#back + 1] = sku .. ' ' .. q .. ' ' .. int(after)
+  ev_add(base, 'sku.adjusted', sku, { 'delta', q, 'onhand', int(after), 'reason', 'return',
+    'ref', ARGV[2], 'note', 'order ' .. ARGV[3] })
 end
 redis.call('SET', mark, '1', 'PX', ORDER_TTL_MS)
 local outbox_id = redis.call('XADD', base .. 'outbox', '*', 'kind', 'return', 'ret', ARGV[2],

@@ -127,7 +127,10 @@ if #chg == 0 and h.skus == '' and h.ver == '0' then
   return { 'nothing', table.concat(shortages, ' ') }
 end
 
-if #writes > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+if #writes > 0 then
+  redis.call('HSET', base .. 'avail', unpack(writes))
+  for k = 1, #writes, 2 do ev_touch(base, writes[k]) end
+end
 if #pwrites > 0 then redis.call('HSET', pool_key, unpack(pwrites)) end
 for _, c in ipairs(cust_changes) do
   redis.call('HINCRBY', cust_key, c[1], c[2])

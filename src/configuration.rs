@@ -22,6 +22,10 @@ pub struct Settings {
     pub limits: LimitsSettings,
     /// Background duties.
     pub reconciler: ReconcilerSettings,
+    /// The stock events.
+    pub events: EventsSettings,
+    /// Delivering events to webhook subscriptions.
+    pub webhooks: WebhookSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
     /// API keys.
@@ -122,6 +126,30 @@ pub struct ReconcilerSettings {
     pub outbox_retention_seconds: u64,
     /// Balancer period (hot-SKU buckets).
     pub balance_interval_ms: u64,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsSettings {
+    /// Whether the scripts write events.
+    pub enabled: bool,
+    /// Events older than this are trimmed from the streams.
+    pub retention_seconds: u64,
+    /// A comment goes to each SSE client this often when no event does.
+    pub heartbeat_seconds: u64,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// How long a receiver has to answer one delivery.
+    pub timeout_ms: u64,
+    /// The longest wait between two attempts at a failing delivery.
+    pub max_backoff_seconds: u64,
+    /// A subscription whose every attempt failed for this long is paused.
+    pub pause_after_seconds: u64,
+    /// Delivery records are kept this long.
+    pub delivery_retention_seconds: u64,
 }
 
 /// `[telemetry]`.

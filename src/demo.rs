@@ -39,6 +39,12 @@ pub async fn load(stock: &Stock) -> anyhow::Result<usize> {
             sale_starts_at,
             safety_stock: pools.then_some(5),
             allocations: pools.then(|| vec![("callcentre".to_owned(), 20)]),
+            // Told as sku.low_stock when 10 or fewer are left to hold.
+            low_stock: if pools {
+                crate::domain::Setting::Set(10)
+            } else {
+                crate::domain::Setting::Keep
+            },
         };
         if stock.put_sku(&sku, &req).await?.created {
             created += 1;

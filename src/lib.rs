@@ -29,6 +29,7 @@ pub mod configuration;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod events;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 /// How often each instance reads which SKUs are spread over buckets.
 const SPREAD_EVERY: Duration = Duration::from_secs(1);
 
+/// How often each instance trims the events streams.
+const EVENTS_TRIM_EVERY: Duration = Duration::from_secs(60);
+
 /// How long start-up waits for Postgres to accept the migrations.
 const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -55,6 +58,15 @@ impl Application {
         let limits = web::Data::new(settings.limits.limits());
         let idempotency = web::Data::new(stock.engine.idempotency());
         let app_readiness = web::Data::from(readiness.clone());
+        let hub = web::Data::new(crate::events::Hub::new(
+            &settings.redis,
+            stock.engine.clone(),
+            shutdown.clone(),
+        )?);
+        let events_config = web::Data::new(http::events::EventsConfig {
+            heartbeat: Duration::from_secs(settings.events.heartbeat_seconds.max(1)),
+        });
+        let events_hub = hub.get_ref().clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(stock_data.clone())
@@ -63,6 +75,8 @@ impl Application {
                 .app_data(idempotency.clone())
                 .app_data(app_readiness.clone())
                 .app_data(reconciler_data.clone())
+                .app_data(hub.clone())
+                .app_data(events_config.clone())
                 .wrap(actix_web::middleware::from_fn(http::observe::observe))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
@@ -95,9 +109,28 @@ impl Application {
         if let Err(e) = stock.engine.refresh_spread().await {
             tracing::warn!(error = ?e, "could not read the SKUs spread over buckets yet");
         }
-        let guard = RebuildGuard::new(reconciler, instance, readiness);
+        let guard = RebuildGuard::new(reconciler, instance.clone(), readiness);
         guard.try_execute_task().await?;
         let mut tasks = spawn_background(&settings, &stock, &shutdown);
+        // Webhook deliveries: each subscription by the instance holding its
+        // lease; every second, subscriptions nobody delivers are taken up.
+        let dispatcher = crate::events::webhooks::Dispatcher::new(
+            events_hub,
+            stock.ledger.clone(),
+            instance,
+            settings.webhooks.clone(),
+            shutdown.clone(),
+        )?;
+        tasks.push(reconciler::spawn(
+            "webhooks",
+            Duration::from_secs(1),
+            None,
+            shutdown.clone(),
+            move || {
+                let dispatcher = dispatcher.clone();
+                async move { dispatcher.try_execute_task().await }
+            },
+        ));
         tasks.push(reconciler::spawn(
             "rebuild-guard",
             Duration::from_secs(1),
@@ -183,7 +216,7 @@ pub async fn connect_ready(settings: &Settings) -> anyhow::Result<Stock> {
 /// Builds the engine and the ledger and applies the migrations, waiting a
 /// while for Postgres if it is still starting.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Stock> {
-    let engine = Engine::new(&settings.redis)?;
+    let engine = Engine::new(&settings.redis)?.with_events(settings.events.enabled);
     let ledger = Ledger::new(&settings.database)?;
     let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
     loop {
@@ -252,6 +285,22 @@ fn spawn_background(
                 async move { balancer.try_execute_task().await }
             },
         ),
+        // Events older than the retention window leave the streams.
+        reconciler::spawn("events-trim", EVENTS_TRIM_EVERY, None, shutdown.clone(), {
+            let engine = stock.engine.clone();
+            let keep = Duration::from_secs(settings.events.retention_seconds);
+            move || {
+                let engine = engine.clone();
+                async move {
+                    let now = engine.redis_time_ms().await?;
+                    let min = now - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+                    for p in engine.partitions().all() {
+                        engine.trim_events(p, min).await?;
+                    }
+                    Ok((reconciler::Outcome::Idle, false))
+                }
+            }
+        }),
         reconciler::spawn(
             "outbox-drain",
             Duration::from_millis(r.drain_interval_ms),

@@ -282,10 +282,10 @@ pub fn parse_slowlog(reply: &Value) -> Vec<(String, String, u64)> {
 }
 
 /// sha -> script name for every script of `lua/` (loaded as the service
-/// loads them: `common.lua` in front, or alone) and the bench's own.
+/// loads them: with `common.lua`, events on or off, or alone) and the
+/// bench's own.
 pub fn script_names() -> BTreeMap<String, String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../lua");
-    let common = std::fs::read_to_string(format!("{dir}/common.lua")).unwrap_or_default();
     let mut names = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -299,8 +299,10 @@ pub fn script_names() -> BTreeMap<String, String> {
             let Ok(body) = std::fs::read_to_string(&path) else {
                 continue;
             };
-            let with = redis::Script::new(&format!("{common}\n{body}"));
-            names.insert(with.get_hash().to_owned(), stem.to_owned());
+            for events in [true, false] {
+                let with = redis::Script::new(&stockhold::engine::script_source(&body, events));
+                names.insert(with.get_hash().to_owned(), stem.to_owned());
+            }
             names.insert(
                 redis::Script::new(&body).get_hash().to_owned(),
                 stem.to_owned(),

@@ -143,6 +143,9 @@ enum Command {
     /// The reserve script's Redis time per line with a channel allocation
     /// on every SKU against none, in one run.
     Pools(pools::Options),
+    /// The reserve script's Redis time per line writing events against
+    /// writing none (`events.enabled = false`), in one run.
+    Events(pools::Options),
     /// Time the start-up rebuild and a dry-run reconcile over N SKUs.
     Scale {
         /// SKUs in the ledger.
@@ -296,7 +299,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             cluster::run(opts).await
         }
-        Command::Pools(opts) => pools::run(opts).await,
+        Command::Pools(opts) => pools::run(opts, pools::Compare::Allocations).await,
+        Command::Events(opts) => pools::run(opts, pools::Compare::Events).await,
         Command::Scale {
             skus,
             holds,

@@ -1,7 +1,9 @@
-//! `pools`: what channel allocations cost the reserve script. The same SKUs
-//! are reserved one call at a time on the call centre's channel, in rounds
-//! that alternate between no allocations at all and an allocation (and
-//! safety stock) on every SKU, and Redis's `INFO commandstats` gives the
+//! `pools` and `events`: what channel allocations, or writing events, cost
+//! the reserve script. The same SKUs are reserved one call at a time on the
+//! call centre's channel, in rounds that alternate between without and with
+//! (`pools`: no allocations at all, then an allocation and safety stock on
+//! every SKU; `events`: an engine whose scripts write no events, then the
+//! engine as it runs by default), and Redis's `INFO commandstats` gives the
 //! script's time per call; per line it is that over the basket's lines.
 //! One call at a time, so neither this process nor anything else competes
 //! with Redis for a core while a script runs.
@@ -43,6 +45,31 @@ pub struct Options {
     pub smoke: bool,
 }
 
+/// What a run compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// No allocations against an allocation on every SKU.
+    Allocations,
+    /// Scripts writing no events against scripts writing them.
+    Events,
+}
+
+impl Compare {
+    fn without(self) -> &'static str {
+        match self {
+            Compare::Allocations => "without allocations",
+            Compare::Events => "without events",
+        }
+    }
+
+    fn with(self) -> &'static str {
+        match self {
+            Compare::Allocations => "with an allocation on every SKU",
+            Compare::Events => "with events",
+        }
+    }
+}
+
 /// The channel reserved on, and given an allocation.
 const CHANNEL: &str = "callcentre";
 const ON_HAND: i64 = 1_000_000_000;
@@ -51,7 +78,7 @@ const ON_HAND: i64 = 1_000_000_000;
 /// with allocations).
 type Samples = Vec<(usize, Vec<f64>, Vec<f64>)>;
 
-pub async fn run(mut opts: Options) -> anyhow::Result<()> {
+pub async fn run(mut opts: Options, compare: Compare) -> anyhow::Result<()> {
     if opts.smoke {
         opts.skus = opts.skus.min(200);
         opts.calls = opts.calls.min(20);
@@ -79,6 +106,10 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     settings.database.url = database_url(&opts.database_url, &db)?;
     let result = async {
         let stock = connect_ready(&settings).await?;
+        // The same deployment, through scripts that write no events.
+        let mut quiet = settings.clone();
+        quiet.events.enabled = false;
+        let without_events = connect_ready(&quiet).await?;
         let skus: Vec<Sku> = (0..opts.skus)
             .map(|i| Sku::parse(&format!("POOL-{i:06}")).expect("a valid SKU"))
             .collect();
@@ -98,7 +129,14 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         let mut rng = SmallRng::seed_from_u64(15);
         for round in 0..opts.rounds {
             for with in [false, true] {
-                set_pools(&stock, &skus, None, with).await?;
+                let engine = match compare {
+                    Compare::Allocations => {
+                        set_pools(&stock, &skus, None, with).await?;
+                        &stock
+                    }
+                    Compare::Events if with => &stock,
+                    Compare::Events => &without_events,
+                };
                 for (lines, without_us, with_us) in samples.iter_mut() {
                     let _: () = redis::cmd("CONFIG")
                         .arg("RESETSTAT")
@@ -110,7 +148,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
                             .into_iter()
                             .map(|i| (skus[i].clone(), 1))
                             .collect();
-                        held.push(reserve(&stock, basket).await?);
+                        held.push(reserve(engine, basket).await?);
                     }
                     let (calls, usec) = evalsha_stats(&mut redis)
                         .await?
@@ -120,7 +158,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
                     eprintln!(
                         "  round {}, {lines}-line baskets, {}: {usec:.1} µs per call, {per_line:.2} µs per line",
                         round + 1,
-                        if with { "an allocation on every SKU" } else { "no allocations" },
+                        if with { compare.with() } else { compare.without() },
                     );
                     if with {
                         with_us.push(per_line);
@@ -134,7 +172,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
                 }
             }
         }
-        println!("{}", table(&samples, &opts));
+        println!("{}", table(&samples, &opts, compare));
         anyhow::Ok(())
     }
     .await;
@@ -189,6 +227,7 @@ async fn set_pools(
             true => vec![(CHANNEL.to_owned(), ON_HAND / 2)],
             false => Vec::new(),
         }),
+        low_stock: Setting::Keep,
     };
     for chunk in skus.chunks(64) {
         let puts = chunk.iter().map(|sku| stock.put_sku(sku, &req));
@@ -222,14 +261,21 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn table(samples: &Samples, opts: &Options) -> String {
+fn table(samples: &Samples, opts: &Options, compare: Compare) -> String {
+    let what = match compare {
+        Compare::Allocations => "an allocation and safety stock on every SKU",
+        Compare::Events => "the scripts writing events",
+    };
     let mut out = format!(
         "reserve script, Redis time per line (INFO commandstats, one call at a time, \
-         {} SKUs, channel {CHANNEL}; median of {} rounds, each without then with an \
-         allocation and safety stock on every SKU)\n\n\
-         | basket | without allocations | with an allocation on every SKU | ratio | ratio of each round, median |\n\
+         {} SKUs, channel {CHANNEL}; median of {} rounds, each without then with \
+         {what})\n\n\
+         | basket | {} | {} | ratio | ratio of each round, median |\n\
          | --- | ---: | ---: | ---: | ---: |\n",
-        opts.skus, opts.rounds
+        opts.skus,
+        opts.rounds,
+        compare.without(),
+        compare.with()
     );
     for (lines, without, with) in samples {
         let (a, b) = (median(without), median(with));

@@ -884,6 +884,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 sale_starts_at: Setting::Keep,
                 safety_stock: None,
                 allocations: None,
+                low_stock: Setting::Keep,
             };
             stock
                 .put_sku(&Sku::parse(SOLD_OUT).expect("a valid SKU name"), &none)

@@ -1,6 +1,7 @@
-//! A seconds-long `stockhold-bench pools --smoke` against the test Redis and
-//! Postgres: it measures the reserve script with and without allocations
-//! and prints the table of both, cleaning up after itself.
+//! Seconds-long `stockhold-bench pools --smoke` and `events --smoke` runs
+//! against the test Redis and Postgres: each measures the reserve script
+//! without and with (allocations; events) and prints the table of both,
+//! cleaning up after itself.
 
 mod common;
 
@@ -9,11 +10,27 @@ use std::time::Duration;
 
 #[test]
 fn pools_smoke_run_prints_both_figures_and_their_ratio() {
+    smoke_run(
+        "pools",
+        "| basket | without allocations | with an allocation on every SKU | ratio \
+         | ratio of each round, median |",
+    );
+}
+
+#[test]
+fn events_smoke_run_prints_both_figures_and_their_ratio() {
+    smoke_run(
+        "events",
+        "| basket | without events | with events | ratio | ratio of each round, median |",
+    );
+}
+
+fn smoke_run(command: &str, header: &str) {
     // Bounded: a smoke run takes seconds; give up (and fail) after 2 minutes.
     let stdout = run_bench(
-        "pools smoke run",
+        &format!("{command} smoke run"),
         &[
-            "pools",
+            command,
             "--smoke",
             "--redis-url",
             &test_redis_url(),
@@ -22,13 +39,7 @@ fn pools_smoke_run_prints_both_figures_and_their_ratio() {
         ],
         Duration::from_secs(120),
     );
-    assert!(
-        stdout.contains(
-            "| basket | without allocations | with an allocation on every SKU | ratio \
-             | ratio of each round, median |"
-        ),
-        "{stdout}"
-    );
+    assert!(stdout.contains(header), "{stdout}");
     for row in ["| 1 line |", "| 60 lines |"] {
         let line = stdout
             .lines()

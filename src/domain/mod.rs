@@ -2,6 +2,7 @@
 //! I/O: the engine, the ledger and the HTTP layer all speak these types.
 
 mod drift;
+mod event;
 mod order;
 mod outbox;
 mod partition;
@@ -11,8 +12,10 @@ mod reservation;
 mod role;
 mod sku;
 mod validation;
+mod webhook;
 
 pub use drift::{Drift, ReconcileMode};
+pub use event::{Event, EventBody, EventKind, EventLine, EventPosition};
 pub use order::{Order, OrderId, OrderLine};
 pub use outbox::{
     pool_account, split_pool_account, AllocationChange, OutboxEntry, OutboxEvent, PoolLine,
@@ -28,3 +31,4 @@ pub use reservation::{Hold, HoldLine, HoldStatus, ReservationId, Shortage};
 pub use role::Role;
 pub use sku::{Allocation, Sku, SkuView, MAX_QTY};
 pub use validation::FieldError;
+pub use webhook::{new_secret, signature, Delivery, Webhook, WebhookRequest};

@@ -106,6 +106,8 @@ pub struct SkuSettings {
     pub safety_stock: i64,
     /// The channels with an allocation (in the order set).
     pub allocations: Vec<String>,
+    /// Its low-stock threshold, if any.
+    pub low_stock: Option<i64>,
 }
 
 /// What an outbox entry records.

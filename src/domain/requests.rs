@@ -190,6 +190,8 @@ pub struct PutSkuRequest {
     /// New allocations: every channel's share (channels not named lose
     /// theirs; empty: none).
     pub allocations: Option<Vec<(String, i64)>>,
+    /// New low-stock threshold.
+    pub low_stock: Setting<i64>,
 }
 
 impl PutSkuRequest {
@@ -205,6 +207,7 @@ impl PutSkuRequest {
                 "buckets",
                 "safety_stock",
                 "allocations",
+                "low_stock",
             ],
         )?;
         let on_hand = b.int("on_hand", 0, MAX_STOCK);
@@ -234,6 +237,15 @@ impl PutSkuRequest {
             b.fail("buckets", "cannot spread a SKU with a backorder limit");
         }
         let safety_stock = b.int("safety_stock", 0, MAX_STOCK);
+        let low_stock = if b.is_null("low_stock") {
+            Setting::Clear
+        } else {
+            b.int("low_stock", 1, MAX_STOCK)
+                .map_or(Setting::Keep, Setting::Set)
+        };
+        if buckets.is_some_and(|n| n > 1) && matches!(low_stock, Setting::Set(_)) {
+            b.fail("buckets", "cannot spread a SKU with a low-stock threshold");
+        }
         let allocations = allocations(&mut b);
         let pools = safety_stock.is_some_and(|n| n > 0)
             || allocations.as_ref().is_some_and(|a| !a.is_empty());
@@ -252,6 +264,7 @@ impl PutSkuRequest {
             buckets,
             safety_stock,
             allocations,
+            low_stock,
         })
     }
 }

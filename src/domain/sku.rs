@@ -58,6 +58,8 @@ pub struct SkuView {
     /// The channels' allocations: units of `on_hand` only a reservation of
     /// that channel may hold.
     pub allocations: Vec<Allocation>,
+    /// Its low-stock threshold: `sku.low_stock` when available drops to it.
+    pub low_stock: Option<i64>,
 }
 
 /// One channel's allocation of a SKU: its share of `on_hand`, the units
@@ -143,6 +145,7 @@ mod tests {
             buckets: 1,
             safety_stock: 0,
             allocations: Vec::new(),
+            low_stock: None,
         };
         assert_eq!(view.available(), 0);
     }
@@ -163,6 +166,7 @@ mod tests {
                 on_hand: 20,
                 held: 8,
             }],
+            low_stock: None,
         };
         assert_eq!(view.shared_on_hand(), 75);
         assert_eq!(view.shared_held(), 22);

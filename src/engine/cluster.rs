@@ -406,6 +406,8 @@ fn slot_of(cmd: &Cmd) -> Option<u16> {
             }
             cmd.arg_idx(3)?
         }
+        // XINFO STREAM <key>
+        b"XINFO" => cmd.arg_idx(2)?,
         b"PING" | b"INFO" | b"TIME" | b"SCRIPT" | b"CLUSTER" | b"ASKING" | b"MULTI" | b"EXEC"
         | b"DISCARD" | b"SCAN" | b"CLIENT" | b"CONFIG" | b"WAIT" | b"ROLE" | b"DBSIZE" => {
             return None
@@ -472,6 +474,10 @@ mod tests {
             Some(slot)
         );
         assert_eq!(slot_of(redis::cmd("EVALSHA").arg("abc").arg(0)), None);
+        assert_eq!(
+            slot_of(redis::cmd("XINFO").arg("STREAM").arg(key)),
+            Some(get_slot(key.as_bytes()))
+        );
         assert_eq!(slot_of(redis::cmd("SCRIPT").arg("LOAD").arg("x")), None);
         assert_eq!(slot_of(&redis::cmd("PING")), None);
     }

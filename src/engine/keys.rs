@@ -149,6 +149,11 @@ impl PartKeys<'_> {
         format!("{}outbox", self.base)
     }
 
+    /// What happened to stock (stream; see `crate::domain::Event`).
+    pub fn events(&self) -> String {
+        format!("{}events", self.base)
+    }
+
     /// The run id of the Redis server this partition was rebuilt on (string).
     pub fn ready(&self) -> String {
         format!("{}ready", self.base)

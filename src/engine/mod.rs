@@ -5,6 +5,7 @@
 mod buckets;
 mod cluster;
 mod connections;
+mod events;
 mod holds;
 mod idempotency;
 mod keys;
@@ -15,9 +16,11 @@ mod scripts;
 mod skus;
 
 pub use buckets::{Durable, Spread, StalledTransfer};
+pub use events::{event_of, EventsExtent};
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
 pub use recovery::{HoldIndex, LeaseOp, ServerState};
+pub use scripts::script_source;
 
 use crate::configuration::RedisSettings;
 use crate::domain::{
@@ -187,9 +190,24 @@ pub struct Engine {
     /// SKUs spread over several partitions (hot-SKU buckets), by name, with
     /// when this instance learnt it.
     spread: Arc<std::sync::RwLock<std::collections::HashMap<String, (Spread, std::time::Instant)>>>,
+    /// Whether its scripts write events.
+    events: bool,
 }
 
 impl Engine {
+    /// This engine, with its scripts writing events (the default) or not
+    /// (`events.enabled = false`).
+    pub fn with_events(mut self, on: bool) -> Self {
+        self.scripts = Arc::new(Scripts::load(on));
+        self.events = on;
+        self
+    }
+
+    /// Whether its scripts write events.
+    pub fn events_on(&self) -> bool {
+        self.events
+    }
+
     /// An engine on the Redis (or Redis Cluster) of `settings`; connects
     /// lazily.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
@@ -205,11 +223,12 @@ impl Engine {
         Ok(Engine {
             conns: Arc::new(conns),
             keys: Keys::new(&settings.key_prefix, partitions),
-            scripts: Arc::new(Scripts::load()),
+            scripts: Arc::new(Scripts::load(true)),
             watch: Arc::new(Watch::new(partitions)),
             call_timeout,
             spread: Arc::default(),
             durable: Arc::default(),
+            events: true,
         })
     }
 
@@ -426,10 +445,10 @@ fn hold_from(id: &ReservationId, reply: &Reply) -> Result<Hold, EngineError> {
     Ok(replies::hold(id, record, None)?)
 }
 
-/// A SKU's view from a script's reply fields: on_hand, held, bo, pcl, ssa
-/// and its pools (`replies::pools`).
-fn sku_view(sku: &Sku, f: [&str; 6]) -> Result<SkuView, EngineError> {
-    let [on_hand, held, bo, pcl, ssa, pools] = f;
+/// A SKU's view from a script's reply fields: on_hand, held, bo, pcl, ssa,
+/// its pools (`replies::pools`) and low-stock threshold ('' = none).
+fn sku_view(sku: &Sku, f: [&str; 7]) -> Result<SkuView, EngineError> {
+    let [on_hand, held, bo, pcl, ssa, pools, low] = f;
     let (safety_stock, allocations) = replies::pools(pools)?;
     let num = |s: &str| -> anyhow::Result<i64> {
         if s.is_empty() {
@@ -457,6 +476,11 @@ fn sku_view(sku: &Sku, f: [&str; 6]) -> Result<SkuView, EngineError> {
         buckets: 1,
         safety_stock,
         allocations,
+        low_stock: if low.is_empty() {
+            None
+        } else {
+            Some(num(low)?)
+        },
     })
 }
 

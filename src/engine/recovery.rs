@@ -330,6 +330,7 @@ impl Engine {
                     String::new()
                 },
             );
+            args.push(record.low_stock.map(|n| n.to_string()).unwrap_or_default());
         }
         let reply = self
             .script(p, &self.scripts.reconcile, keys.expiry(), args)

@@ -2,9 +2,9 @@
 //! that knows the Lua return shapes documented in each script's header.
 
 use crate::domain::{
-    Allocation, AllocationChange, Hold, HoldLine, HoldStatus, LimitBreach, Order, OrderId,
-    OrderLine, OutboxEntry, OutboxEvent, Partition, PoolLine, PoolShort, Rejection, ReservationId,
-    Shortage, Sku, SkuSettings, SoldLine, StreamId,
+    Allocation, AllocationChange, Event, EventBody, EventKind, EventLine, Hold, HoldLine,
+    HoldStatus, LimitBreach, Order, OrderId, OrderLine, OutboxEntry, OutboxEvent, Partition,
+    PoolLine, PoolShort, Rejection, ReservationId, Shortage, Sku, SkuSettings, SoldLine, StreamId,
 };
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
@@ -90,6 +90,11 @@ pub(crate) fn rejection(reply: &Reply) -> anyhow::Result<Option<Rejection>> {
             message: "can only change while the SKU has no per_customer_limit \
                       (each customer's count lives in one bucket): remove the limit \
                       first, or in this PUT; set it again in a later one",
+        },
+        "bucket_low_stock" => Rejection::BadSetting {
+            field: "low_stock",
+            message: "a SKU spread over buckets (now or before) has no low-stock threshold: \
+                      no partition has its whole count",
         },
         "bucket_pools" => Rejection::BadSetting {
             field: "buckets",
@@ -530,6 +535,7 @@ pub(crate) fn outbox_entry(
                     .split_ascii_whitespace()
                     .map(str::to_owned)
                     .collect(),
+                low_stock: optional(get("low")).map(|s| number(&s)).transpose()?,
             },
             allocations: get("pools")
                 .split_ascii_whitespace()
@@ -578,6 +584,73 @@ pub(crate) fn outbox_entry(
         partition,
         id,
         event,
+    })
+}
+
+/// An entry of a partition's events stream (fields as `flush_events` in
+/// lua/common.lua writes them).
+pub(crate) fn event(
+    partition: Partition,
+    id: &str,
+    f: &HashMap<String, String>,
+) -> anyhow::Result<Event> {
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    let count = |k: &str| -> anyhow::Result<Option<i64>> {
+        match get(k) {
+            "" | "-" => Ok(None),
+            n => number(n).map(Some),
+        }
+    };
+    let kind: EventKind = get("t").parse().map_err(|m: String| anyhow!(m))?;
+    let body = match kind.as_str().split('.').next() {
+        Some("hold") => {
+            let words: Vec<&str> = get("lines").split_ascii_whitespace().collect();
+            let lines = words
+                .chunks(3)
+                .map(|l| match l {
+                    [sku, q, a] => Ok(EventLine {
+                        sku: (*sku).to_owned(),
+                        quantity: number(q)?,
+                        available: if *a == "-" { None } else { Some(number(a)?) },
+                    }),
+                    _ => bail!("bad event lines {:?}", get("lines")),
+                })
+                .collect::<anyhow::Result<_>>()?;
+            EventBody::Hold {
+                reservation_id: get("hold").to_owned(),
+                part: get("part") == "1",
+                customer_id: optional(get("cust")),
+                channel: optional(get("chan")),
+                expires_at_ms: count("ea")?,
+                order_id: optional(get("oid")),
+                lines,
+            }
+        }
+        Some("sku") => EventBody::Sku {
+            sku: get("sku").to_owned(),
+            available: count("avail")?,
+            on_hand: count("onhand")?,
+            low_stock: count("low")?,
+            delta: count("delta")?,
+            reason: optional(get("reason")),
+            reference: optional(get("ref")),
+            note: optional(get("note")),
+        },
+        _ => EventBody::Drift {
+            sku: get("sku").to_owned(),
+            pool: optional(get("pool")),
+            expected_on_hand: number(get("expected_on_hand"))?,
+            expected_held: number(get("expected_held"))?,
+            on_hand: count("on_hand")?,
+            held: number(get("held"))?,
+        },
+    };
+    Ok(Event {
+        partition,
+        stream_id: id.parse().map_err(|m: String| anyhow!(m))?,
+        kind,
+        at_ms: number(get("at"))?,
+        body,
     })
 }
 

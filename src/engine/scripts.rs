@@ -6,8 +6,20 @@ use redis::Script;
 
 const COMMON: &str = include_str!("../../lua/common.lua");
 
-fn with_common(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
+/// `body` as a function run after the helpers, then (with `events`) the
+/// events it noted written (`flush_events` in common.lua), whichever
+/// `return` ends it.
+fn with_common(body: &str, events: bool) -> Script {
+    Script::new(&script_source(body, events))
+}
+
+/// The source Redis runs for script `body` of lua/ (other than the few
+/// loaded alone: lease.lua, mark_ready.lua), as `with_common` makes it.
+pub fn script_source(body: &str, events: bool) -> String {
+    let flush = if events { "flush_events()" } else { "" };
+    format!(
+        "{COMMON}\nlocal function main()\n{body}\nend\nlocal out = main()\n{flush}\nreturn out\n"
+    )
 }
 
 /// Every script, loaded once per engine.
@@ -37,30 +49,34 @@ pub(crate) struct Scripts {
 }
 
 impl Scripts {
-    pub fn load() -> Self {
+    /// The scripts; with `events`, those that change stock write events.
+    pub fn load(events: bool) -> Self {
         Scripts {
-            reserve: with_common(include_str!("../../lua/reserve.lua")),
-            patch: with_common(include_str!("../../lua/patch.lua")),
-            commit: with_common(include_str!("../../lua/commit.lua")),
-            release: with_common(include_str!("../../lua/release.lua")),
-            expire: with_common(include_str!("../../lua/expire.lua")),
-            get_hold: with_common(include_str!("../../lua/get_hold.lua")),
-            put_sku: with_common(include_str!("../../lua/put_sku.lua")),
-            read_sku: with_common(include_str!("../../lua/read_sku.lua")),
-            reconcile: with_common(include_str!("../../lua/reconcile.lua")),
-            watch: with_common(include_str!("../../lua/watch.lua")),
-            adjust: with_common(include_str!("../../lua/adjust.lua")),
-            restock: with_common(include_str!("../../lua/restock.lua")),
-            settle: with_common(include_str!("../../lua/settle.lua")),
-            set_customer_counts: with_common(include_str!("../../lua/set_customer_counts.lua")),
+            reserve: with_common(include_str!("../../lua/reserve.lua"), events),
+            patch: with_common(include_str!("../../lua/patch.lua"), events),
+            commit: with_common(include_str!("../../lua/commit.lua"), events),
+            release: with_common(include_str!("../../lua/release.lua"), events),
+            expire: with_common(include_str!("../../lua/expire.lua"), events),
+            get_hold: with_common(include_str!("../../lua/get_hold.lua"), events),
+            put_sku: with_common(include_str!("../../lua/put_sku.lua"), events),
+            read_sku: with_common(include_str!("../../lua/read_sku.lua"), events),
+            reconcile: with_common(include_str!("../../lua/reconcile.lua"), events),
+            watch: with_common(include_str!("../../lua/watch.lua"), events),
+            adjust: with_common(include_str!("../../lua/adjust.lua"), events),
+            restock: with_common(include_str!("../../lua/restock.lua"), events),
+            settle: with_common(include_str!("../../lua/settle.lua"), events),
+            set_customer_counts: with_common(
+                include_str!("../../lua/set_customer_counts.lua"),
+                events,
+            ),
             lease: Script::new(include_str!("../../lua/lease.lua")),
             mark_ready: Script::new(include_str!("../../lua/mark_ready.lua")),
-            stage: with_common(include_str!("../../lua/stage.lua")),
-            finish_stage: with_common(include_str!("../../lua/finish_stage.lua")),
-            commit_part: with_common(include_str!("../../lua/commit_part.lua")),
-            end_part: with_common(include_str!("../../lua/end_part.lua")),
-            bucket: with_common(include_str!("../../lua/bucket.lua")),
-            transfer: with_common(include_str!("../../lua/transfer.lua")),
+            stage: with_common(include_str!("../../lua/stage.lua"), events),
+            finish_stage: with_common(include_str!("../../lua/finish_stage.lua"), events),
+            commit_part: with_common(include_str!("../../lua/commit_part.lua"), events),
+            end_part: with_common(include_str!("../../lua/end_part.lua"), events),
+            bucket: with_common(include_str!("../../lua/bucket.lua"), events),
+            transfer: with_common(include_str!("../../lua/transfer.lua"), events),
         }
     }
 }

@@ -62,6 +62,11 @@ impl Engine {
                     .collect::<Vec<_>>()
                     .join(" "),
             },
+            setting(match req.low_stock {
+                Setting::Set(n) => Setting::Set(n.to_string()),
+                Setting::Clear => Setting::Clear,
+                Setting::Keep => Setting::Keep,
+            }),
         ];
         let mut tries = 0;
         let reply = loop {
@@ -97,7 +102,8 @@ impl Engine {
         let f = &reply.fields;
         match reply.code.as_str() {
             "created" | "updated" => {
-                let mut view = sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[7]])?;
+                let mut view =
+                    sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[7], field(f, 8)])?;
                 let (buckets, span) = replies::buckets(&f[6])?;
                 let spread = Spread {
                     buckets: buckets as u16,
@@ -191,7 +197,7 @@ impl Engine {
         let f = &reply.fields;
         match reply.code.as_str() {
             "ok" => Ok(Adjusted::Applied(
-                sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[6]])?,
+                sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[6], field(f, 7)])?,
                 (p, f[5].parse().map_err(|m: String| anyhow!(m))?),
             )),
             "repeat" => Ok(Adjusted::Before(
@@ -264,7 +270,7 @@ impl Engine {
             return Ok(None);
         }
         let f = &reply.fields;
-        let mut view = sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5]])?;
+        let mut view = sku_view(sku, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5], field(f, 7)])?;
         // Spread over buckets: the others added, each read at its instant.
         let (buckets, span) = replies::buckets(&f[6])?;
         if span > 1 {
@@ -376,4 +382,9 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// Reply field `i`, or '' when the reply has fewer fields.
+fn field(f: &[String], i: usize) -> &str {
+    f.get(i).map_or("", String::as_str)
 }

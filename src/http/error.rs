@@ -65,6 +65,10 @@ pub enum ApiError {
     /// 409 `idempotency_conflict`.
     #[error("idempotency conflict: {0}")]
     IdempotencyConflict(&'static str),
+    /// 410 `event_id_too_old`: the events after a client's position are
+    /// gone.
+    #[error("event id too old")]
+    EventsGone(String),
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge(usize),
@@ -183,6 +187,7 @@ impl ApiError {
             ApiError::Committed => "reservation_committed",
             ApiError::ReturnExceedsOrder(_) => "return_exceeds_order",
             ApiError::IdempotencyConflict(_) => "idempotency_conflict",
+            ApiError::EventsGone(_) => "event_id_too_old",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
@@ -208,6 +213,7 @@ impl ApiError {
             ApiError::Committed => "Reservation committed",
             ApiError::ReturnExceedsOrder(_) => "Return exceeds order",
             ApiError::IdempotencyConflict(_) => "Idempotency conflict",
+            ApiError::EventsGone(_) => "Event id too old",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::OutcomeUnknown(_) => "Outcome unknown",
@@ -257,6 +263,10 @@ impl ApiError {
                 )
             }
             ApiError::IdempotencyConflict(why) => (*why).into(),
+            ApiError::EventsGone(why) => format!(
+                "the Last-Event-ID is too old: {why}; reconnect without it and read the current \
+                 counts"
+            ),
             ApiError::PayloadTooLarge(limit) => format!("the body is larger than {limit} bytes"),
             ApiError::Unavailable(_) => {
                 "a backing store is unreachable; nothing was changed, retry later".into()
@@ -305,7 +315,7 @@ impl ResponseError for ApiError {
             | ApiError::Committed
             | ApiError::ReturnExceedsOrder(_)
             | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
-            ApiError::Expired | ApiError::Lost => StatusCode::GONE,
+            ApiError::Expired | ApiError::Lost | ApiError::EventsGone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

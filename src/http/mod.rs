@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod observe;
@@ -15,8 +16,10 @@ pub mod reservations;
 pub mod schemas;
 pub mod skus;
 pub mod views;
+pub mod webhooks;
 
-use actix_web::{web, HttpResponse};
+use crate::domain::FieldError;
+use actix_web::{web, HttpRequest, HttpResponse};
 use error::ApiError;
 
 /// Registers every route.
@@ -31,6 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     skus::configure(cfg);
     orders::configure(cfg);
     admin::configure(cfg);
+    events::configure(cfg);
+    webhooks::configure(cfg);
     openapi::configure(cfg);
 }
 
@@ -41,6 +46,38 @@ pub(crate) fn created_or_ok(created: bool, body: impl serde::Serialize) -> HttpR
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
+    }
+}
+
+/// The `limit` (1..=`max`, default 100) and `before` (a cursor: the id the
+/// previous page ended at) of a page newest first, the only parameters.
+pub(crate) fn page(req: &HttpRequest, max: i64) -> Result<(i64, Option<i64>), ApiError> {
+    let mut limit = 100.min(max);
+    let mut before = None;
+    let mut errors = Vec::new();
+    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match name.as_ref() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=max).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be an integer from 1 to {max}"),
+                )),
+            },
+            "before" => match value.parse::<i64>() {
+                Ok(n) if n > 0 => before = Some(n),
+                _ => errors.push(FieldError::new(
+                    "before",
+                    "must be a cursor from an earlier page's next",
+                )),
+            },
+            other => errors.push(FieldError::new(other, "is not a known parameter")),
+        }
+    }
+    if errors.is_empty() {
+        Ok((limit, before))
+    } else {
+        Err(ApiError::Validation(errors))
     }
 }
 

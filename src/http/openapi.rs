@@ -3,9 +3,10 @@
 
 use super::schemas::*;
 use super::views::{
-    AvailabilityItem, AvailabilityView, LineView, OrderLineView, OrderView, PoolJson,
-    ReservationView, SkuJson,
+    AvailabilityItem, AvailabilityView, EventLineView, EventView, LineView, OrderLineView,
+    OrderView, PoolJson, ReservationView, SkuJson,
 };
+use super::webhooks::{DeliveryView, WebhookView};
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -36,6 +37,13 @@ use utoipa::{Modify, OpenApi};
         super::orders::get_order,
         super::orders::return_order,
         super::admin::reconcile,
+        super::events::events,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::get,
+        super::webhooks::delete,
+        super::webhooks::resume,
+        super::webhooks::deliveries,
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
@@ -46,7 +54,8 @@ use utoipa::{Modify, OpenApi};
         ReturnBody, ReconcileBody, Problem, FieldErrorDoc, ShortageDoc, LimitDoc, ReturnExcessDoc,
         LedgerPage, SkuPage, LedgerItem, ReconcileReport, DriftDoc, CountsDoc, Status, HoldStatusDoc, SkuId,
         ReservationView, LineView, OrderView, OrderLineView, SkuJson, PoolJson, AvailabilityView,
-        AvailabilityItem, PoolShortDoc,
+        AvailabilityItem, PoolShortDoc, EventView, EventLineView, WebhookBody, WebhookList,
+        DeliveryPage, WebhookView, DeliveryView,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -54,6 +63,8 @@ use utoipa::{Modify, OpenApi};
         (name = "reservations", description = "Holds: create, change, commit, release"),
         (name = "orders", description = "Orders and returns"),
         (name = "admin", description = "Ledger and reconciliation"),
+        (name = "events", description = "What happens to stock, as Server-Sent Events"),
+        (name = "webhooks", description = "Events delivered by HTTP POST, signed (Standard Webhooks)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]

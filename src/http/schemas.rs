@@ -120,6 +120,13 @@ pub struct PutSkuBody {
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     #[serde(default)]
     safety_stock: Option<i64>,
+    /// The low-stock threshold: a `sku.low_stock` event when what is
+    /// available (to any reservation; the shared pool's with allocations)
+    /// drops to it or below; `null` removes it. Not on a SKU spread over
+    /// buckets.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(default)]
+    low_stock: Option<i64>,
     /// Each channel's allocation: its share of on_hand, which only a
     /// reservation naming that `channel` may hold (it takes from it first,
     /// then from the shared pool). Every channel's share: channels left
@@ -297,6 +304,44 @@ pub struct SkuPage {
 #[derive(Serialize, ToSchema)]
 pub struct LedgerPage {
     items: Vec<LedgerItem>,
+    /// Pass as `before` for the next page; null at the end.
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /v1/admin/webhooks`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookBody {
+    /// Where each event is POSTed (http or https, no credentials; up to
+    /// 2048 characters). A 2xx answer within `webhooks.timeout_ms` is a
+    /// delivery; anything else is retried.
+    #[schema(example = "https://shop.example/hooks/stock", max_length = 2048)]
+    url: String,
+    /// The event types it receives; left out or empty: every type.
+    #[serde(default)]
+    #[schema(example = json!(["sku.out_of_stock", "sku.back_in_stock"]))]
+    types: Option<Vec<String>>,
+    /// Its signing secret, `whsec_` + 24–64 bytes in base64; left out, one
+    /// is made up (and shown in the answer).
+    #[serde(default)]
+    secret: Option<String>,
+    /// What it is for (1–256 printable characters).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    description: Option<String>,
+}
+
+/// Every subscription.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    items: Vec<super::webhooks::WebhookView>,
+}
+
+/// A page of a subscription's delivery attempts, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    items: Vec<super::webhooks::DeliveryView>,
     /// Pass as `before` for the next page; null at the end.
     #[serde(default)]
     next: Option<String>,

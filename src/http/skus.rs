@@ -273,31 +273,7 @@ pub(crate) async fn ledger(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
-    let mut limit = 100;
-    let mut before = None;
-    let mut errors = Vec::new();
-    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        match name.as_ref() {
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if (1..=MAX_LEDGER_PAGE).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LEDGER_PAGE}"),
-                )),
-            },
-            "before" => match value.parse::<i64>() {
-                Ok(n) if n > 0 => before = Some(n),
-                _ => errors.push(FieldError::new(
-                    "before",
-                    "must be a cursor from an earlier page's next",
-                )),
-            },
-            other => errors.push(FieldError::new(other, "is not a known parameter")),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let (limit, before) = super::page(&req, MAX_LEDGER_PAGE)?;
     let rows = stock
         .ledger
         .movements(sku.as_str(), before, limit + 1)

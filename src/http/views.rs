@@ -141,6 +141,11 @@ pub struct SkuJson {
     /// held, and `available` is theirs added up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pools: Option<Vec<PoolJson>>,
+    /// The low-stock threshold: a `sku.low_stock` event when what is
+    /// available (to any reservation) drops to it or below; left out for
+    /// none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    low_stock: Option<i64>,
 }
 
 /// One pool of a SKU's stock.
@@ -167,6 +172,7 @@ impl From<&SkuView> for SkuJson {
             per_customer_limit: v.per_customer_limit,
             sale_starts_at: v.sale_starts_at.map(time),
             buckets: Some(v.buckets),
+            low_stock: v.low_stock,
             safety_stock: v.has_pools().then_some(v.safety_stock),
             allocations: v.has_pools().then(|| {
                 v.allocations
@@ -223,4 +229,177 @@ pub struct AvailabilityItem {
 pub struct AvailabilityView {
     /// In the order asked.
     pub items: Vec<AvailabilityItem>,
+}
+
+/// A line of a hold event.
+#[derive(Serialize, ToSchema)]
+pub struct EventLineView {
+    sku: String,
+    qty: i64,
+    /// What is available of the SKU right after (its shared pool's, as
+    /// `GET /v1/availability?sku=` answers; absent for a SKU spread over
+    /// buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<i64>,
+}
+
+/// A stock event (the `data` of an SSE message).
+#[derive(Serialize, ToSchema)]
+pub struct EventView {
+    /// Unique and stable: `<partition>-<stream id>`.
+    #[schema(example = "p0-1796417951184-0")]
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(example = "hold.created")]
+    kind: &'static str,
+    #[schema(format = DateTime, example = "2026-12-04T21:39:11.184Z")]
+    time: String,
+    /// The SKUs it is about.
+    skus: Vec<String>,
+    // hold.*
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reservation_id: Option<String>,
+    /// The part of a basket over several partitions kept in one (whose own
+    /// event lists that part's lines); false for the basket's own record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<Vec<EventLineView>>,
+    // sku.* and drift.*
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sku: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_hand: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    low_stock: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<i64>,
+    /// `sku.adjusted`: `adjustment`, `return`, `set` (PUT) or `created`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// `sku.adjusted`: the adjustment's or return's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    // drift.*
+    /// The channel whose allocation drifted (absent: the SKU's own counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_on_hand: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_held: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<i64>,
+}
+
+fn ms_time(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(time)
+        .unwrap_or_default()
+}
+
+impl From<&crate::domain::Event> for EventView {
+    fn from(e: &crate::domain::Event) -> Self {
+        use crate::domain::EventBody;
+        let mut v = EventView {
+            id: e.id(),
+            kind: e.kind.as_str(),
+            time: ms_time(e.at_ms),
+            skus: e.skus().into_iter().map(str::to_owned).collect(),
+            reservation_id: None,
+            part: None,
+            customer_id: None,
+            channel: None,
+            expires_at: None,
+            order_id: None,
+            lines: None,
+            sku: None,
+            available: None,
+            on_hand: None,
+            low_stock: None,
+            delta: None,
+            reason: None,
+            reference: None,
+            note: None,
+            pool: None,
+            expected_on_hand: None,
+            expected_held: None,
+            held: None,
+        };
+        match &e.body {
+            EventBody::Hold {
+                reservation_id,
+                part,
+                customer_id,
+                channel,
+                expires_at_ms,
+                order_id,
+                lines,
+            } => {
+                v.reservation_id = Some(reservation_id.clone());
+                v.part = Some(*part);
+                v.customer_id = customer_id.clone();
+                v.channel = channel.clone();
+                v.expires_at = expires_at_ms.map(ms_time);
+                v.order_id = order_id.clone();
+                v.lines = Some(
+                    lines
+                        .iter()
+                        .map(|l| EventLineView {
+                            sku: l.sku.clone(),
+                            qty: l.quantity,
+                            available: l.available,
+                        })
+                        .collect(),
+                );
+            }
+            EventBody::Sku {
+                sku,
+                available,
+                on_hand,
+                low_stock,
+                delta,
+                reason,
+                reference,
+                note,
+            } => {
+                v.sku = Some(sku.clone());
+                v.available = *available;
+                v.on_hand = *on_hand;
+                v.low_stock = *low_stock;
+                v.delta = *delta;
+                v.reason = reason.clone();
+                v.reference = reference.clone();
+                v.note = note.clone();
+            }
+            EventBody::Drift {
+                sku,
+                pool,
+                expected_on_hand,
+                expected_held,
+                on_hand,
+                held,
+            } => {
+                v.sku = Some(sku.clone());
+                v.pool = pool.clone();
+                v.expected_on_hand = Some(*expected_on_hand);
+                v.expected_held = Some(*expected_held);
+                v.on_hand = *on_hand;
+                v.held = Some(*held);
+            }
+        }
+        v
+    }
 }

@@ -708,9 +708,10 @@ async fn upsert_sku(
     sqlx::query(
         "INSERT INTO skus (sku, on_hand, backorder_limit, per_customer_limit, sale_starts_at,
                            settings_ms, settings_seq, created_at, updated_at,
-                           buckets, bucket_span, safety_stock, allocations)
-         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)
+                           buckets, bucket_span, safety_stock, allocations, low_stock)
+         VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (sku) DO UPDATE SET
+           low_stock = CASE WHEN newer THEN EXCLUDED.low_stock ELSE skus.low_stock END,
            safety_stock = CASE WHEN newer THEN EXCLUDED.safety_stock ELSE skus.safety_stock END,
            allocations = CASE WHEN newer THEN EXCLUDED.allocations ELSE skus.allocations END,
            buckets = CASE WHEN newer THEN EXCLUDED.buckets ELSE skus.buckets END,
@@ -737,6 +738,7 @@ async fn upsert_sku(
     .bind(settings.bucket_span)
     .bind(settings.safety_stock)
     .bind(&settings.allocations)
+    .bind(settings.low_stock)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -10,11 +10,13 @@ mod movements;
 mod orders;
 mod returns;
 mod snapshot;
+mod webhooks;
 
 pub use group_commit::GroupCommit;
 pub use movements::Movement;
 pub use returns::{PendingRestock, ReturnRecorded};
 pub use snapshot::{Bought, SkuRecord, Snapshot};
+pub use webhooks::{NewDelivery, Progress};
 
 use crate::configuration::DatabaseSettings;
 use crate::domain::{Partition, StreamId};

@@ -29,6 +29,8 @@ pub struct SkuRecord {
     /// The channels with an allocation (each an account `sku@channel` of
     /// its own, with a record of its own).
     pub allocations: Vec<String>,
+    /// Its low-stock threshold, if any.
+    pub low_stock: Option<i64>,
     /// Which of its buckets this record is of (its on_hand that bucket's
     /// share); 0 as read, for its own partition.
     #[sqlx(skip)]
@@ -49,6 +51,7 @@ impl SkuRecord {
             bucket_span: 1,
             safety_stock: 0,
             allocations: Vec::new(),
+            low_stock: None,
             bucket: 0,
         }
     }
@@ -130,7 +133,7 @@ impl Ledger {
         };
         let query = "SELECT s.sku, t.on_hand, s.backorder_limit, s.per_customer_limit,
                             s.sale_starts_at, s.buckets, s.bucket_span, s.safety_stock,
-                            s.allocations
+                            s.allocations, s.low_stock
                      FROM skus s JOIN sku_stock t USING (sku)
                      WHERE $1::text[] IS NULL OR s.sku = ANY($1)
                      ORDER BY s.sku";

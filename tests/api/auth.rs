@@ -78,6 +78,7 @@ async fn every_v1_endpoint_refuses_a_missing_or_unknown_key_with_401() {
         ),
         ("commit reservation", Method::POST, &commit, body(json!({}))),
         ("GET order", Method::GET, &order, Payload::Empty),
+        ("GET events", Method::GET, "/v1/events", Payload::Empty),
     ];
     let credentials: Vec<(&str, Option<&str>)> = vec![
         ("no Authorization", None),
