@@ -119,9 +119,13 @@ local function int(x)
   return fmt('%d', x)
 end
 
+-- The time the call last read (its events are stamped with it).
+local last_now = nil
+
 local function now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  last_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return last_now
 end
 
 -- Quantities of most lines are small: a table lookup is cheaper than
@@ -186,11 +190,13 @@ end
 -- written by the script call that made it happen, once its body has run
 -- (flush_events; src/engine/scripts.rs runs every script's body as a
 -- function and calls it after). A call notes what it changed: write_hold
--- notes each hold record it writes, add_to and ev_touch each SKU whose
--- available count it changes, ev_add any other event. flush_events then
--- compares each hold's record as the call first read it with the one it
--- left, and each SKU's available count with its stock state.
-local EV = { base = false, keys = {}, recs = {}, skus = {}, seen = {}, extra = {}, quiet = false }
+-- notes each hold record it writes, ev_count (add_to, reserve) and
+-- ev_touch each SKU whose available count it changes, ev_add any other
+-- event. flush_events then compares each hold's record as the call first
+-- read it with the one it left, and each SKU's available count with its
+-- stock state.
+local EV = { base = false, keys = {}, recs = {}, skus = {}, seen = {}, extra = {}, quiet = false,
+  before = {}, after = {} }
 
 -- Notes that SKU `sku`'s available count (of partition `base`) may have
 -- changed.
@@ -200,6 +206,15 @@ local function ev_touch(base, sku)
     EV.seen[sku] = true
     EV.skus[#EV.skus + 1] = sku
   end
+end
+
+-- Notes that SKU `sku`'s available count went from `before` (as the call
+-- first found it; nil: unknown) to `after`: flush_events then needs no
+-- read of either.
+local function ev_count(base, sku, before, after)
+  ev_touch(base, sku)
+  if EV.before[sku] == nil then EV.before[sku] = before and tonumber(before) or false end
+  EV.after[sku] = after
 end
 
 -- Notes an event of type `t` about SKU `sku` with more fields
@@ -360,14 +375,12 @@ end
 local function add_to(key, skus, delta)
   if #skus == 0 then return end
   local base = string.match(key, '^(.*}:)avail$')
-  if base then
-    for _, sku in ipairs(skus) do ev_touch(base, sku) end
-  end
   local now = redis.call('HMGET', key, unpack(skus))
   local out = {}
   for i, sku in ipairs(skus) do
     out[#out + 1] = sku
     out[#out + 1] = int((tonumber(now[i]) or 0) + delta[sku])
+    if base then ev_count(base, sku, now[i], out[#out]) end
   end
   redis.call('HSET', key, unpack(out))
 end
@@ -696,87 +709,131 @@ end
 -- in any one partition: its lines carry none ('-') and it gets no
 -- stock-state events. With EV.quiet (a rebuild) states are kept and no
 -- event is written.
+--
+-- Cheap on the hot path: a SKU whose count was above its bound (0, or its
+-- threshold) before the call and still is after cannot have changed state,
+-- so its state is not read; counts the call noted (ev_count) are not read
+-- again. A reserve of a basket pays a TIME, an EXISTS and the XADD.
+-- Notes in `need` that SKU `sku`'s count after must be read.
+local function need_count(need, sku)
+  if EV.after[sku] == nil and not need[sku] then
+    need[sku] = true
+    need[#need + 1] = sku
+  end
+end
+
+-- Appends an event (name, value, ...) to `stream`.
+local function emit(stream, fields)
+  if not EV.quiet then
+    redis.call('XADD', stream, 'MAXLEN', '~', EVENTS_MAX, '*', unpack(fields))
+  end
+end
+
 local function flush_events()
   local base = EV.base
   if not base then return end
   local holds = {}
+  local need = {} -- SKUs whose count after must be read
   for _, key in ipairs(EV.keys) do
     local before = READ[key]
-    local b = before and parse_hold(before) or nil
     local a = parse_hold(EV.recs[key])
-    local bl, al = b and confirmed_lines(b) or {}, confirmed_lines(a)
-    for _, l in ipairs(bl) do ev_touch(base, l[1]) end
-    for _, l in ipairs(al) do ev_touch(base, l[1]) end
-    local t = hold_event(b, a, bl, al)
+    local t, skus, qtys
+    if not before and a.home == '' and a.st == 'held' then
+      -- A new hold (the common case): its lines as the record has them.
+      t, skus, qtys = 'hold.created', a.skus, a.qtys
+    else
+      local b = before and parse_hold(before) or nil
+      local bl, al = b and confirmed_lines(b) or {}, confirmed_lines(a)
+      t = hold_event(b, a, bl, al)
+      if t then
+        local lines = (t == 'hold.created' or t == 'hold.changed') and al
+          or (#al > 0 and al or bl)
+        local s, q = {}, {}
+        for k, l in ipairs(lines) do s[k], q[k] = l[1], l[2] end
+        skus, qtys = table.concat(s, ' '), table.concat(q, ' ')
+      end
+    end
     if t then
-      local lines = (t == 'hold.created' or t == 'hold.changed') and al
-        or (#al > 0 and al or bl)
-      holds[#holds + 1] = { t = t, id = string.match(key, 'hold:([^:]*)$'), h = a, lines = lines }
+      local list = words(skus)
+      for _, sku in ipairs(list) do need_count(need, sku) end
+      holds[#holds + 1] = { t = t, id = string.match(key, 'hold:([^:]*)$'), h = a,
+        skus = skus, qtys = qtys, list = list }
     end
   end
-  local skus = EV.skus
-  if #skus == 0 and #holds == 0 and #EV.extra == 0 then return end
-  local avail, state, low, spread = {}, {}, {}, {}
-  if #skus > 0 then
-    local got = redis.call('HMGET', base .. 'avail', unpack(skus))
-    local st = redis.call('HMGET', base .. 'stock', unpack(skus))
-    local lows, bk, inbk = {}, {}, {}
-    if redis.call('EXISTS', base .. 'low', base .. 'bk', base .. 'inbk') > 0 then
-      lows = redis.call('HMGET', base .. 'low', unpack(skus))
-      bk = redis.call('HMGET', base .. 'bk', unpack(skus))
-      inbk = redis.call('HMGET', base .. 'inbk', unpack(skus))
-    end
-    for i, sku in ipairs(skus) do
-      avail[sku], state[sku] = got[i], st[i] or ''
+  local touched = EV.skus
+  if #touched == 0 and #holds == 0 and #EV.extra == 0 then return end
+  for _, sku in ipairs(touched) do need_count(need, sku) end
+  local after = EV.after
+  if #need > 0 then
+    local got = redis.call('HMGET', base .. 'avail', unpack(need))
+    for i, sku in ipairs(need) do after[sku] = got[i] or false end
+  end
+  -- Thresholds and spread SKUs: most deployments have neither.
+  local low, spread = {}, {}
+  if #touched > 0 and redis.call('EXISTS', base .. 'low', base .. 'bk', base .. 'inbk') > 0 then
+    local lows = redis.call('HMGET', base .. 'low', unpack(touched))
+    local bk = redis.call('HMGET', base .. 'bk', unpack(touched))
+    local inbk = redis.call('HMGET', base .. 'inbk', unpack(touched))
+    for i, sku in ipairs(touched) do
       low[sku] = lows[i] and tonumber(lows[i])
       spread[sku] = (bk[i] and bk[i] ~= '1 1') or inbk[i]
     end
   end
-  local now = int(now_ms())
+  local now = int(last_now or now_ms())
   local stream = base .. 'events'
-  local function emit(fields)
-    if EV.quiet then return end
-    redis.call('XADD', stream, 'MAXLEN', '~', EVENTS_MAX, '*', unpack(fields))
-  end
   for _, e in ipairs(holds) do
-    local lines = {}
-    for _, l in ipairs(e.lines) do
-      local a = avail[l[1]]
-      lines[#lines + 1] = l[1] .. ' ' .. l[2] .. ' ' .. ((a and not spread[l[1]]) and a or '-')
+    local av = {}
+    for k, sku in ipairs(e.list) do
+      local a = after[sku]
+      av[k] = (a and not spread[sku]) and a or '-'
     end
     local h = e.h
-    emit({ 't', e.t, 'at', now, 'hold', e.id, 'part', h.home ~= '' and '1' or '0',
-      'cust', h.cust, 'chan', h.chan, 'ea', h.ea, 'oid', h.oid, 'lines', table.concat(lines, ' ') })
+    local fields = { 't', e.t, 'at', now, 'hold', e.id, 'ea', h.ea, 'skus', e.skus,
+      'qtys', e.qtys, 'avail', table.concat(av, ' ') }
+    -- (fields left out are empty)
+    if h.home ~= '' then fields[#fields + 1] = 'part' fields[#fields + 1] = '1' end
+    if h.cust ~= '' then fields[#fields + 1] = 'cust' fields[#fields + 1] = h.cust end
+    if h.chan ~= '' then fields[#fields + 1] = 'chan' fields[#fields + 1] = h.chan end
+    if h.oid ~= '' then fields[#fields + 1] = 'oid' fields[#fields + 1] = h.oid end
+    emit(stream, fields)
   end
   for _, e in ipairs(EV.extra) do
     local fields = { 't', e.t, 'at', now, 'sku', e.sku }
     if e.sku ~= '' then
-      local a = avail[e.sku]
+      local a = after[e.sku]
       fields[#fields + 1] = 'avail'
       fields[#fields + 1] = (a and not spread[e.sku]) and a or '-'
     end
     for _, x in ipairs(e.fields) do fields[#fields + 1] = x end
-    emit(fields)
+    emit(stream, fields)
   end
-  local sets, dels, crossed = {}, {}, {}
-  for _, sku in ipairs(skus) do
-    local a = tonumber(avail[sku])
+  -- Stock states: read only for SKUs that may have crossed a bound.
+  local check = {}
+  for _, sku in ipairs(touched) do
+    local a, b = tonumber(after[sku]), EV.before[sku]
     if a and not spread[sku] then
-      local t = low[sku]
-      local now_state = (a <= 0 and 'out') or (t and a <= t and 'low') or ''
-      local was = state[sku]
-      if now_state ~= was then
-        if now_state == '' then
-          dels[#dels + 1] = sku
-        else
-          sets[#sets + 1] = sku
-          sets[#sets + 1] = now_state
-        end
-        local t_name = (now_state == 'out' and 'sku.out_of_stock')
-          or (was == 'out' and 'sku.back_in_stock')
-          or (now_state == 'low' and 'sku.low_stock')
-        if t_name then crossed[#crossed + 1] = { sku, t_name, a, t } end
+      local bound = low[sku] or 0
+      if not (b and b > bound and a > bound) then check[#check + 1] = sku end
+    end
+  end
+  if #check == 0 then return end
+  local state = redis.call('HMGET', base .. 'stock', unpack(check))
+  local sets, dels, crossed = {}, {}, {}
+  for i, sku in ipairs(check) do
+    local a, t = tonumber(after[sku]), low[sku]
+    local now_state = (a <= 0 and 'out') or (t and a <= t and 'low') or ''
+    local was = state[i] or ''
+    if now_state ~= was then
+      if now_state == '' then
+        dels[#dels + 1] = sku
+      else
+        sets[#sets + 1] = sku
+        sets[#sets + 1] = now_state
       end
+      local t_name = (now_state == 'out' and 'sku.out_of_stock')
+        or (was == 'out' and 'sku.back_in_stock')
+        or (now_state == 'low' and 'sku.low_stock')
+      if t_name then crossed[#crossed + 1] = { sku, t_name, a, t } end
     end
   end
   if #sets > 0 then redis.call('HSET', base .. 'stock', unpack(sets)) end
@@ -786,8 +843,8 @@ local function flush_events()
     for k, c in ipairs(crossed) do names[k] = c[1] end
     local on_hand = redis.call('HMGET', base .. 'onhand', unpack(names))
     for k, c in ipairs(crossed) do
-      emit({ 't', c[2], 'at', now, 'sku', c[1], 'avail', int(c[3]), 'onhand', on_hand[k] or '0',
-        'low', c[4] and int(c[4]) or '' })
+      emit(stream, { 't', c[2], 'at', now, 'sku', c[1], 'avail', int(c[3]),
+        'onhand', on_hand[k] or '0', 'low', c[4] and int(c[4]) or '' })
     end
   end
 end

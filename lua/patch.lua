@@ -137,7 +137,10 @@ if mode == 'home' then
   if now - tonumber(argv[7]) > tonumber(argv[8]) then return { 'too_late' } end
 end
 
-if #writes > 0 then redis.call('HSET', base .. 'avail', unpack(writes)) end
+if #writes > 0 then
+  redis.call('HSET', base .. 'avail', unpack(writes))
+  for k = 1, #writes, 2 do ev_touch(base, writes[k]) end
+end
 if #pwrites > 0 then redis.call('HSET', pool_key, unpack(pwrites)) end
 for _, c in ipairs(cust_changes) do
   if redis.call('HINCRBY', cust_key, c[1], c[2]) <= 0 then

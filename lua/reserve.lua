@@ -67,6 +67,7 @@ local avail = nil
 -- (or a partial hold) goes through the full checks below; nothing has been
 -- written either way.
 local writes, j = {}, 0   -- avail field/value pairs
+local prior = {}          -- the available count each of them replaces
 local pwrites, pj = {}, 0 -- the allocations' (pavail) field/value pairs
 local plain = rules == nil and not partial and mode ~= 'check'
 if plain and pools then
@@ -101,6 +102,7 @@ if plain and pools then
       writes[j + 1] = names[k]
       writes[j + 2] = fmt('%d', left)
       j = j + 2
+      prior[j / 2] = a
       if p > 0 then
         pwrites[pj + 1] = names[k]
         pwrites[pj + 2] = '0'
@@ -120,6 +122,7 @@ elseif plain then
     writes[j + 1] = argv[sku0 + i]
     writes[j + 2] = fmt('%d', left)
     j = j + 2
+    prior[j / 2] = a
   end
 end
 
@@ -129,7 +132,7 @@ local fails = { early = early, nocust = nocust, over = over }
 local taken = nil       -- { {sku, qty}, ... } once a line is held short
 local counted = {}      -- { {sku, qty}, ... } lines counted for the customer
 if not plain then
-  writes, j, pwrites, pj, from_pool = {}, 0, {}, 0, {}
+  writes, j, pwrites, pj, from_pool, prior = {}, 0, {}, 0, {}, {}
   avail = avail or redis.call('HMGET', avail_key, unpack(argv, sku0 + 1, sku0 + n))
   for i = 1, n do
     local sku, a = argv[sku0 + i], avail[i]
@@ -160,6 +163,7 @@ if not plain then
         writes[j + 1] = sku
         writes[j + 2] = fmt('%d', have - take)
         j = j + 2
+        prior[j / 2] = have
         if p > 0 then
           pwrites[pj + 1] = sku
           pwrites[pj + 2] = fmt('%d', pa - p)
@@ -188,7 +192,10 @@ if mode == 'home' and now - tonumber(argv[8]) > tonumber(argv[9]) then
   return { 'too_late' }
 end
 
-if j > 0 then redis.call('HSET', avail_key, unpack(writes)) end
+if j > 0 then
+  redis.call('HSET', avail_key, unpack(writes))
+  for k = 1, j, 2 do ev_count(base, writes[k], prior[(k + 1) / 2], writes[k + 1]) end
+end
 if pj > 0 then redis.call('HSET', pool_key, unpack(pwrites)) end
 local counted_skus = {}
 for _, c in ipairs(counted) do

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockhold::configuration::get_configuration;
 use stockhold::domain::{Partition, Partitions};
-use stockhold::startup::{connect, Application};
+use stockhold::startup::connect;
 use tokio_util::sync::CancellationToken;
 
 /// How long after start-up the service's after-rebuild reconcile passes
@@ -706,15 +706,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let ledger_only = connect(&settings).await?;
         seed_ledger(&ledger_only, &cat).await?;
         drop(ledger_only);
-        let app = {
-            let handle = service_rt.handle().clone();
-            let (s, stop) = (settings.clone(), shutdown.clone());
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(handle.block_on(Application::build(s, stop)));
-            });
-            rx.await.context("building the service")??
-        };
+        let app = crate::suite::build_on(&service_rt, &settings, &shutdown).await?;
         let built = Instant::now();
         let base = format!("http://127.0.0.1:{}", app.port());
         let workers = app.workers();

@@ -17,6 +17,7 @@
 //!   `pools.rs`).
 
 mod cluster;
+mod latency;
 mod load;
 mod machine;
 mod pools;
@@ -146,6 +147,9 @@ enum Command {
     /// The reserve script's Redis time per line writing events against
     /// writing none (`events.enabled = false`), in one run.
     Events(pools::Options),
+    /// The delay from a commit to its event at an SSE client and a webhook
+    /// receiver under load; a receiver down under load, then back.
+    EventLatency(latency::Options),
     /// Time the start-up rebuild and a dry-run reconcile over N SKUs.
     Scale {
         /// SKUs in the ledger.
@@ -301,6 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Pools(opts) => pools::run(opts, pools::Compare::Allocations).await,
         Command::Events(opts) => pools::run(opts, pools::Compare::Events).await,
+        Command::EventLatency(opts) => latency::run(opts).await,
         Command::Scale {
             skus,
             holds,

@@ -118,7 +118,11 @@ pub async fn run(mut opts: Options, compare: Compare) -> anyhow::Result<()> {
         let started = Instant::now();
         set_pools(&stock, &skus, Some(ON_HAND), false).await?;
         eprintln!(
-            "pools: {} SKUs set up in {:.1} s; {} rounds of {} calls per basket size {:?}",
+            "{}: {} SKUs set up in {:.1} s; {} rounds of {} calls per basket size {:?}",
+            match compare {
+                Compare::Allocations => "pools",
+                Compare::Events => "events",
+            },
             skus.len(),
             started.elapsed().as_secs_f64(),
             opts.rounds,
@@ -177,27 +181,7 @@ pub async fn run(mut opts: Options, compare: Compare) -> anyhow::Result<()> {
     }
     .await;
     let cleanup = async {
-        let client = redis::Client::open(opts.redis_url.as_str())?;
-        let mut redis = client.get_multiplexed_async_connection().await?;
-        let pattern = format!("{}:*", settings.redis.key_prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut redis)
-                .await?;
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL").arg(keys).query_async(&mut redis).await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        crate::suite::drop_prefix(&opts.redis_url, &settings.redis.key_prefix).await?;
         sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#))
             .execute(&admin)
             .await?;

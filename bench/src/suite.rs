@@ -740,17 +740,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         sql_schema(&sql_pool, &cat, ON_HAND).await?;
         drop(ledger_only);
 
-        // Built on a thread outside both runtimes (the building future is
-        // not Send), so that what it spawns lands on the service's.
-        let app = {
-            let handle = service_rt.handle().clone();
-            let (s, stop) = (settings.clone(), shutdown.clone());
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(handle.block_on(Application::build(s, stop)));
-            });
-            rx.await.context("building the service")??
-        };
+        let app = build_on(&service_rt, &settings, &shutdown).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         let stock = app.stock().clone();
         let workers = app.workers();
@@ -1118,6 +1108,47 @@ async fn drain_rate(
         cpu,
         waited,
     })
+}
+
+/// Deletes every key under `prefix` (a bench's own) from the Redis at `url`.
+pub async fn drop_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}:*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut redis)
+            .await?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut redis).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The service built on `rt`: on a thread outside both runtimes (the
+/// building future is not Send), so that what it spawns lands on `rt`.
+pub async fn build_on(
+    rt: &tokio::runtime::Runtime,
+    settings: &stockhold::configuration::Settings,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Application> {
+    let handle = rt.handle().clone();
+    let (s, stop) = (settings.clone(), shutdown.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(handle.block_on(Application::build(s, stop)));
+    });
+    rx.await.context("building the service")?
 }
 
 /// The service's runtime, like production's (a worker per core, for its

@@ -604,16 +604,23 @@ pub(crate) fn event(
     let kind: EventKind = get("t").parse().map_err(|m: String| anyhow!(m))?;
     let body = match kind.as_str().split('.').next() {
         Some("hold") => {
-            let words: Vec<&str> = get("lines").split_ascii_whitespace().collect();
-            let lines = words
-                .chunks(3)
-                .map(|l| match l {
-                    [sku, q, a] => Ok(EventLine {
-                        sku: (*sku).to_owned(),
-                        quantity: number(q)?,
-                        available: if *a == "-" { None } else { Some(number(a)?) },
-                    }),
-                    _ => bail!("bad event lines {:?}", get("lines")),
+            // Three lists in line order: SKUs, quantities, available after.
+            let skus: Vec<&str> = get("skus").split_ascii_whitespace().collect();
+            let qtys: Vec<&str> = get("qtys").split_ascii_whitespace().collect();
+            let avail: Vec<&str> = get("avail").split_ascii_whitespace().collect();
+            if qtys.len() != skus.len() || avail.len() != skus.len() {
+                bail!("bad event lines {:?} {:?} {:?}", skus, qtys, avail);
+            }
+            let lines = (0..skus.len())
+                .map(|i| {
+                    Ok(EventLine {
+                        sku: skus[i].to_owned(),
+                        quantity: number(qtys[i])?,
+                        available: match avail[i] {
+                            "-" => None,
+                            a => Some(number(a)?),
+                        },
+                    })
                 })
                 .collect::<anyhow::Result<_>>()?;
             EventBody::Hold {

@@ -6,7 +6,8 @@
 //! renews while it works, so two instances never deliver one subscription
 //! at once unless one stalls past the lease. Each subscription's task reads
 //! the events after its position straight from the streams, posts them one
-//! at a time, and records the attempts and its new position in one
+//! at a time per SKU (events of distinct SKUs go out together, up to
+//! IN_FLIGHT at once), and records the attempts and its new position in one
 //! transaction. A failed attempt is retried after a backoff (1 s, 2 s, 4 s…
 //! up to `webhooks.max_backoff_seconds`), and later events wait for it; a
 //! subscription failing for `webhooks.pause_after_seconds` is paused until
@@ -31,7 +32,9 @@ const LEASE: Duration = Duration::from_secs(30);
 /// Renewed this often while delivering.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// Events read from a partition per step.
-const BATCH: usize = 100;
+const BATCH: usize = 1000;
+/// Most requests in flight to one subscription (events of distinct SKUs).
+const IN_FLIGHT: usize = 64;
 /// How often delivery records past their retention are dropped.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 
@@ -243,11 +246,9 @@ async fn step(
         paused: None,
     };
     let mut renewed = Instant::now();
-    for event in &batch {
-        if !sub.wants(event.kind) {
-            position.advance(event);
-            continue;
-        }
+    let mut next = 0; // the first event not sent (nor skipped) yet
+    let mut done = vec![false; batch.len()];
+    'batch: while next < batch.len() {
         if renewed.elapsed() >= RENEW_EVERY {
             if inner
                 .ledger
@@ -259,28 +260,76 @@ async fn step(
             }
             renewed = Instant::now();
         }
-        let started = Instant::now();
-        let outcome = post(inner, &sub, event).await;
-        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let (status, error) = match &outcome {
-            Ok(status) => (Some(*status), None),
-            Err((status, error)) => (*status, Some(error.clone())),
-        };
-        records.push(NewDelivery {
-            event_id: event.id(),
-            event_type: event.kind.as_str().to_owned(),
-            attempt: progress.failures + 1,
-            status,
-            error,
-            duration_ms,
-            delivered: outcome.is_ok(),
-        });
-        if outcome.is_ok() {
+        // A wave: up to IN_FLIGHT events not sent yet that share no SKU with
+        // an earlier event not sent yet, sent at once; so a SKU's events go
+        // out one after another, in order, and other SKUs' meanwhile.
+        let mut blocked = HashSet::new();
+        let mut wave = Vec::new();
+        for (k, event) in batch.iter().enumerate().skip(next) {
+            if done[k] {
+                continue;
+            }
+            if !sub.wants(event.kind) {
+                done[k] = true;
+                continue;
+            }
+            let skus = event.skus();
+            let free = !skus.iter().any(|s| blocked.contains(s));
+            blocked.extend(skus);
+            if free {
+                wave.push(k);
+                if wave.len() == IN_FLIGHT {
+                    break;
+                }
+            }
+        }
+        let attempt = progress.failures + 1;
+        let (sub_ref, batch_ref) = (&sub, &batch);
+        let outcomes = futures_util::future::join_all(wave.iter().map(|&k| async move {
+            let started = Instant::now();
+            let outcome = post(inner, sub_ref, &batch_ref[k]).await;
+            (k, outcome, started.elapsed())
+        }))
+        .await;
+        let mut failed = None;
+        for (k, outcome, took) in outcomes {
+            let event = &batch[k];
+            let (status, error) = match &outcome {
+                Ok(status) => (Some(*status), None),
+                Err((status, error)) => (*status, Some(error.clone())),
+            };
+            records.push(NewDelivery {
+                event_id: event.id(),
+                event_type: event.kind.as_str().to_owned(),
+                attempt,
+                status,
+                error: error.clone(),
+                duration_ms: took.as_millis().min(i32::MAX as u128) as i32,
+                delivered: outcome.is_ok(),
+            });
+            match error {
+                None => done[k] = true,
+                Some(why) => failed = Some(why),
+            }
+        }
+        // The position moves past the events sent (or not wanted) before
+        // the first one not sent yet; sent ones after it go again with it
+        // (at least once).
+        let from = next;
+        while next < batch.len() && done[next] {
+            next += 1;
+        }
+        for event in &batch[from..next] {
             position.advance(event);
-            progress.delivered += 1;
+            if sub.wants(event.kind) {
+                progress.delivered += 1;
+            }
+        }
+        if next > from {
             progress.failures = 0;
             progress.failing_since = None;
-        } else {
+        }
+        if let Some(why) = failed {
             let now = Utc::now();
             progress.failures += 1;
             let since = *progress.failing_since.get_or_insert(now);
@@ -292,16 +341,12 @@ async fn step(
             let failing = (now - since).to_std().unwrap_or_default();
             if failing >= Duration::from_secs(inner.settings.pause_after_seconds) {
                 progress.paused = Some(format!(
-                    "every attempt failed for {} s ({} in a row); the last: {}",
+                    "every attempt failed for {} s ({} in a row); the last: {why}",
                     failing.as_secs(),
                     progress.failures,
-                    records
-                        .last()
-                        .and_then(|r| r.error.clone())
-                        .unwrap_or_default()
                 ));
             }
-            break;
+            break 'batch;
         }
     }
     progress.position = position.to_string();
