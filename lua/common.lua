@@ -645,10 +645,6 @@ local function write_settings(base, sku, bo, pcl, ssa)
   end
 end
 
--- Events kept per partition at most (XADD trims to about this many); the
--- reaper also trims those older than the retention window.
-local EVENTS_MAX = 1000000
-
 -- A hold's lines as confirmed: a part's staged change counts only once
 -- its home has taken it (its old quantities until then; the record's
 -- lines hold the larger of old and new, so every changed SKU is one).
@@ -673,7 +669,9 @@ end
 -- still staged, a commit under way).
 local function hold_event(b, a, bl, al)
   local was = b and b.st or ''
-  if b and was == 'held' and b.home ~= '' and #bl == 0 then was = '' end
+  -- (a part whose every line is still staged is not a hold yet, but it
+  -- can be sold or ended with its stage: that is told)
+  if b and was == 'held' and b.home ~= '' and #bl == 0 and a.st == 'held' then was = '' end
   if a.st == 'held' then
     if was == '' then
       if a.home == '' or #al > 0 then return 'hold.created' end
@@ -725,7 +723,7 @@ end
 -- Appends an event (name, value, ...) to `stream`.
 local function emit(stream, fields)
   if not EV.quiet then
-    redis.call('XADD', stream, 'MAXLEN', '~', EVENTS_MAX, '*', unpack(fields))
+    redis.call('XADD', stream, '*', unpack(fields))
   end
 end
 
@@ -733,7 +731,8 @@ local function flush_events()
   local base = EV.base
   if not base then return end
   local holds = {}
-  local need = {} -- SKUs whose count after must be read
+  local need = {}  -- SKUs whose count after must be read
+  local lined = {} -- SKUs of hold events' lines the call did not touch
   for _, key in ipairs(EV.keys) do
     local before = READ[key]
     local a = parse_hold(EV.recs[key])
@@ -755,7 +754,13 @@ local function flush_events()
     end
     if t then
       local list = words(skus)
-      for _, sku in ipairs(list) do need_count(need, sku) end
+      for _, sku in ipairs(list) do
+        need_count(need, sku)
+        if not EV.seen[sku] and not lined[sku] then
+          lined[sku] = true
+          lined[#lined + 1] = sku
+        end
+      end
       holds[#holds + 1] = { t = t, id = string.match(key, 'hold:([^:]*)$'), h = a,
         skus = skus, qtys = qtys, list = list }
     end
@@ -770,11 +775,17 @@ local function flush_events()
   end
   -- Thresholds and spread SKUs: most deployments have neither.
   local low, spread = {}, {}
-  if #touched > 0 and redis.call('EXISTS', base .. 'low', base .. 'bk', base .. 'inbk') > 0 then
-    local lows = redis.call('HMGET', base .. 'low', unpack(touched))
-    local bk = redis.call('HMGET', base .. 'bk', unpack(touched))
-    local inbk = redis.call('HMGET', base .. 'inbk', unpack(touched))
-    for i, sku in ipairs(touched) do
+  local all = touched
+  if #lined > 0 then
+    all = {}
+    for _, sku in ipairs(touched) do all[#all + 1] = sku end
+    for _, sku in ipairs(lined) do all[#all + 1] = sku end
+  end
+  if #all > 0 and redis.call('EXISTS', base .. 'low', base .. 'bk', base .. 'inbk') > 0 then
+    local lows = redis.call('HMGET', base .. 'low', unpack(all))
+    local bk = redis.call('HMGET', base .. 'bk', unpack(all))
+    local inbk = redis.call('HMGET', base .. 'inbk', unpack(all))
+    for i, sku in ipairs(all) do
       low[sku] = lows[i] and tonumber(lows[i])
       spread[sku] = (bk[i] and bk[i] ~= '1 1') or inbk[i]
     end

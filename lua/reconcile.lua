@@ -221,6 +221,9 @@ if mode ~= 'check' then
     if want ~= '-' and want ~= '' and span(want) > span(bks[i]) then
       redis.call('HSET', base .. 'bk', sku, want)
     end
+    -- Another bucket of a spread SKU: its count here is one bucket's (no
+    -- stock-state events, see flush_events).
+    if want == '-' then redis.call('HSET', base .. 'inbk', sku, '1') end
   end
 end
 if #write_on_hand > 0 then

@@ -28,6 +28,8 @@
 -- not fit Redis's state), 'lease_lost' if a rebuild's caller no longer holds
 -- the lease.
 local base, id, key = ARGV[1], ARGV[2], KEYS[1]
+-- (during a rebuild: no events, as for the rest of the rebuild)
+EV.quiet = ARGV[7] == ''
 local late = ARGV[7] == 'late'
 if late then
   if not ready(base) then return 0 end

@@ -135,6 +135,8 @@ pub struct EventsSettings {
     pub enabled: bool,
     /// Events older than this are trimmed from the streams.
     pub retention_seconds: u64,
+    /// Each partition keeps at most this many events.
+    pub max_per_partition: usize,
     /// A comment goes to each SSE client this often when no event does.
     pub heartbeat_seconds: u64,
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 const SPREAD_EVERY: Duration = Duration::from_secs(1);
 
 /// How often each instance trims the events streams.
-const EVENTS_TRIM_EVERY: Duration = Duration::from_secs(60);
+const EVENTS_TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// How long start-up waits for Postgres to accept the migrations.
 const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
@@ -289,13 +289,12 @@ fn spawn_background(
         reconciler::spawn("events-trim", EVENTS_TRIM_EVERY, None, shutdown.clone(), {
             let engine = stock.engine.clone();
             let keep = Duration::from_secs(settings.events.retention_seconds);
+            let most = settings.events.max_per_partition;
             move || {
                 let engine = engine.clone();
                 async move {
-                    let now = engine.redis_time_ms().await?;
-                    let min = now - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
                     for p in engine.partitions().all() {
-                        engine.trim_events(p, min).await?;
+                        engine.trim_events(p, keep, most).await?;
                     }
                     Ok((reconciler::Outcome::Idle, false))
                 }

@@ -225,6 +225,8 @@ mod tests {
         assert_eq!(p.to_string(), "5-1.0-0.17-3");
         assert!(EventPosition::parse("5-1.0-0", partitions).is_err());
         assert!(EventPosition::parse("x.0-0.0-0", partitions).is_err());
+        assert!(EventPosition::parse("5--3.0-0.0-0", partitions).is_err());
+        assert!(EventPosition::parse("-5-3.0-0.0-0", partitions).is_err());
         assert_eq!(EventPosition::start(partitions).to_string(), "0-0.0-0.0-0");
     }
 

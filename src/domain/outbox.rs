@@ -21,9 +21,14 @@ impl FromStr for StreamId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("not a stream id: {s:?}");
         let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        // (digits only: Redis ids have no sign)
+        let part = |t: &str| -> Result<i64, String> {
+            let n: u64 = t.parse().map_err(|_| bad())?;
+            i64::try_from(n).map_err(|_| bad())
+        };
         Ok(StreamId {
-            ms: ms.parse().map_err(|_| bad())?,
-            seq: seq.parse().map_err(|_| bad())?,
+            ms: part(ms)?,
+            seq: part(seq)?,
         })
     }
 }

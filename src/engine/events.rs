@@ -105,28 +105,28 @@ impl Engine {
         })
     }
 
-    /// Redis's clock, in ms (the scripts' time).
-    pub async fn redis_time_ms(&self) -> Result<i64, EngineError> {
-        let (secs, micros): (i64, i64) = self
-            .run(|mut conn| async move { redis::cmd("TIME").query_async(&mut conn).await })
+    /// Drops partition `p`'s events older than `keep` and beyond the
+    /// `most` newest (lua/trim_events.lua: it records what it dropped, so
+    /// an older position is known to have missed events). How many it
+    /// dropped.
+    pub async fn trim_events(
+        &self,
+        p: Partition,
+        keep: std::time::Duration,
+        most: usize,
+    ) -> Result<i64, EngineError> {
+        let keys = self.keys.part(p);
+        let args = vec![
+            keys.base().to_owned(),
+            keep.as_millis().to_string(),
+            most.to_string(),
+        ];
+        let reply = self
+            .script(p, &self.scripts.trim_events, keys.events(), args)
             .await?;
-        Ok(secs * 1000 + micros / 1000)
-    }
-
-    /// Drops partition `p`'s events older than `min_ms` (about: whole
-    /// stream nodes only, so some may stay a little longer).
-    pub async fn trim_events(&self, p: Partition, min_ms: i64) -> Result<(), EngineError> {
-        let key = self.keys.part(p).events();
-        self.run(|mut conn| async move {
-            redis::cmd("XTRIM")
-                .arg(key)
-                .arg("MINID")
-                .arg("~")
-                .arg(format!("{min_ms}-0"))
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
-        Ok(())
+        reply
+            .code
+            .parse()
+            .map_err(|_| EngineError::Internal(anyhow::anyhow!("trim_events replied {reply:?}")))
     }
 }

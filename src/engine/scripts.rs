@@ -46,6 +46,7 @@ pub(crate) struct Scripts {
     pub end_part: Script,
     pub bucket: Script,
     pub transfer: Script,
+    pub trim_events: Script,
 }
 
 impl Scripts {
@@ -77,6 +78,7 @@ impl Scripts {
             end_part: with_common(include_str!("../../lua/end_part.lua"), events),
             bucket: with_common(include_str!("../../lua/bucket.lua"), events),
             transfer: with_common(include_str!("../../lua/transfer.lua"), events),
+            trim_events: with_common(include_str!("../../lua/trim_events.lua"), events),
         }
     }
 }

@@ -14,13 +14,13 @@ pub mod webhooks;
 
 use crate::configuration::RedisSettings;
 use crate::domain::{Event, Partition, StreamId};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use anyhow::Context;
 use redis::aio::ConnectionLike;
 use std::collections::HashMap;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 /// How long one blocking read waits for an event before it asks again.
@@ -47,7 +47,7 @@ struct Inner {
     engine: Engine,
     pool: Pool,
     sender: broadcast::Sender<Arc<Event>>,
-    started: Once,
+    started: OnceCell<()>,
     shutdown: CancellationToken,
 }
 
@@ -81,7 +81,7 @@ impl Hub {
                 engine,
                 pool,
                 sender,
-                started: Once::new(),
+                started: OnceCell::new(),
                 shutdown,
             }),
         })
@@ -92,35 +92,40 @@ impl Hub {
         &self.inner.engine
     }
 
-    /// Every event from now on (the reading tasks start with the first
-    /// subscriber).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    /// Every event from now on. The reading tasks start with the first
+    /// subscriber, from the ends of the streams as they are before this
+    /// returns: whatever a subscriber reads from the streams after it
+    /// comes live too.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<Event>>, EngineError> {
         let receiver = self.inner.sender.subscribe();
-        self.inner.started.call_once(|| {
-            for p in self.inner.engine.partitions().all() {
-                tokio::spawn(follow(self.inner.clone(), p));
-            }
-        });
-        receiver
+        let inner = &self.inner;
+        inner
+            .started
+            .get_or_try_init(|| async {
+                let mut ends = Vec::new();
+                for p in inner.engine.partitions().all() {
+                    ends.push((p, inner.engine.events_extent(p).await?.last));
+                }
+                for (p, end) in ends {
+                    tokio::spawn(follow(inner.clone(), p, end));
+                }
+                Ok::<(), EngineError>(())
+            })
+            .await?;
+        Ok(receiver)
     }
 }
 
-/// Follows partition `p`'s events stream until shutdown, from its end as it
-/// was when this began; after an error, goes on from the last event passed
-/// on.
-async fn follow(inner: Arc<Inner>, p: Partition) {
-    let mut last: Option<StreamId> = None;
+/// Follows partition `p`'s events stream after `last` until shutdown;
+/// after an error, goes on from the last event passed on.
+async fn follow(inner: Arc<Inner>, p: Partition, mut last: StreamId) {
     while !inner.shutdown.is_cancelled() {
         let run = async {
-            if last.is_none() {
-                last = Some(inner.engine.events_extent(p).await?.last);
-            }
             let mut conn = connection(&inner.pool).await?;
             loop {
-                let from = last.unwrap_or_default();
-                let read = read_after(&mut conn, &inner.engine, p, from).await?;
+                let read = read_after(&mut conn, &inner.engine, p, last).await?;
                 for event in read {
-                    last = Some(event.stream_id);
+                    last = event.stream_id;
                     // No receivers is not an error: nobody is listening now.
                     let _ = inner.sender.send(Arc::new(event));
                 }

@@ -136,7 +136,13 @@ impl Drop for Running {
 /// Delivers subscription `id` while this instance holds its lease.
 async fn deliver(inner: Arc<Inner>, id: Uuid) {
     let _running = Running(inner.clone(), id);
-    let mut live = inner.hub.subscribe();
+    let mut live = match inner.hub.subscribe().await {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::warn!(webhook = %id, error = ?e, "following the events; trying again");
+            return;
+        }
+    };
     loop {
         if inner.shutdown.is_cancelled() {
             let _ = inner.ledger.release_webhook(id, &inner.owner).await;
@@ -145,7 +151,11 @@ async fn deliver(inner: Arc<Inner>, id: Uuid) {
         let step = step(&inner, id, &mut live).await;
         match step {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => {
+                // (paused, deleted, or another instance's: let it go now)
+                let _ = inner.ledger.release_webhook(id, &inner.owner).await;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(webhook = %id, error = ?e, "delivering webhooks; trying again");
                 if pause(&inner, Duration::from_secs(1)).await {
@@ -174,6 +184,13 @@ async fn step(
     let Some(sub) = inner.ledger.claim_webhook(id, &inner.owner, LEASE).await? else {
         return Ok(false);
     };
+    // Live events only wake the task: those already waiting are in what it
+    // reads next.
+    while !matches!(
+        live.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty
+            | tokio::sync::broadcast::error::TryRecvError::Closed)
+    ) {}
     let engine = inner.hub.engine();
     let partitions = engine.partitions();
     let now = Utc::now();
@@ -273,9 +290,13 @@ async fn step(
                 done[k] = true;
                 continue;
             }
-            let skus = event.skus();
-            let free = !skus.iter().any(|s| blocked.contains(s));
-            blocked.extend(skus);
+            // (a hold's events keep their order too, whatever their SKUs)
+            let mut keys: Vec<String> = event.skus().into_iter().map(str::to_owned).collect();
+            if let crate::domain::EventBody::Hold { reservation_id, .. } = &event.body {
+                keys.push(format!("hold {reservation_id}"));
+            }
+            let free = !keys.iter().any(|k| blocked.contains(k));
+            blocked.extend(keys);
             if free {
                 wave.push(k);
                 if wave.len() == IN_FLIGHT {

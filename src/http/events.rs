@@ -149,7 +149,7 @@ pub(crate) async fn events(
 
     // Subscribed first: whatever happens from here on is either read back
     // from the streams below or arrives live.
-    let live = hub.subscribe();
+    let live = hub.subscribe().await?;
     let engine = hub.engine();
     let mut ends = Vec::new();
     for p in partitions.all() {

@@ -316,7 +316,11 @@ pub struct WebhookBody {
     /// Where each event is POSTed (http or https, no credentials; up to
     /// 2048 characters). A 2xx answer within `webhooks.timeout_ms` is a
     /// delivery; anything else is retried.
-    #[schema(example = "https://shop.example/hooks/stock", max_length = 2048)]
+    #[schema(
+        example = "https://shop.example/hooks/stock",
+        max_length = 2048,
+        format = "uri"
+    )]
     url: String,
     /// The event types it receives; left out or empty: every type.
     #[serde(default)]

@@ -229,6 +229,7 @@ pub(crate) async fn get(
         (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed: a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable: Postgres unreachable, nothing was changed", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -258,6 +259,7 @@ pub(crate) async fn delete(
         (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "idempotency_conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed: a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable: Postgres unreachable, nothing was changed", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))

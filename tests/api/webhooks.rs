@@ -508,3 +508,96 @@ async fn subscriptions_are_listed_deleted_and_checked() {
     .await;
     assert_eq!(list["items"], json!([]));
 }
+
+#[tokio::test]
+async fn a_holds_events_arrive_in_order_even_when_their_skus_differ() {
+    let app = spawn_app_with(fast).await;
+    // Two SKUs of one partition (a stream: events of several partitions
+    // have no order between them).
+    let keys = app.stock.engine.keys();
+    let part = |s: &str| keys.of_sku(&stockhold::domain::Sku::parse(s).unwrap());
+    let other = (2..100)
+        .map(|i| format!("WH-O{i}"))
+        .find(|s| part(s) == part("WH-O1"))
+        .unwrap();
+    app.create_sku("WH-O1", 10).await;
+    app.create_sku(&other, 10).await;
+    let receiver = Receiver::start().await;
+    subscribe(
+        &app,
+        json!({ "url": receiver.url(), "types": ["hold.created", "hold.changed", "hold.released"] }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let id = app.hold(&[("WH-O1", 1)]).await;
+        // Its lines move to another SKU: the next events share no SKU with
+        // the first.
+        let res = app
+            .patch_reservation(
+                &id,
+                json!({ "lines": [{ "sku": "WH-O1", "qty": 0 }, { "sku": other, "qty": 1 }] }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(app.release(&id).await.status(), 200);
+        ids.push(id);
+    }
+    let events = receiver.wait_for(30, Duration::from_secs(15)).await;
+    for id in &ids {
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| e["reservation_id"] == id.as_str())
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["hold.created", "hold.changed", "hold.released"],
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn events_trimmed_before_delivery_are_recorded_as_a_gap() {
+    let app = spawn_app_with(fast).await;
+    app.create_sku("WH-G", 10).await;
+    let receiver = Receiver::start().await;
+    receiver.set(|s| s.always = Some(Answer::Fail));
+    let hook = subscribe(
+        &app,
+        json!({ "url": receiver.url(), "types": ["hold.created"] }),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    app.hold(&[("WH-G", 1)]).await;
+    assert!(
+        app.eventually(Duration::from_secs(10), || async {
+            webhook(&app, &id).await["failures"].as_i64().unwrap() >= 1
+        })
+        .await
+    );
+    // Gone before the receiver is back (as the retention window does).
+    let engine = &app.stock.engine;
+    for p in engine.partitions().all() {
+        engine
+            .trim_events(p, Duration::ZERO, 1_000_000)
+            .await
+            .unwrap();
+    }
+    receiver.set(|s| s.always = None);
+    let later = app.hold(&[("WH-G", 1)]).await;
+    let events = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(created(&events), [later]);
+    assert!(
+        app.eventually(Duration::from_secs(5), || async {
+            deliveries(&app, &id)
+                .await
+                .iter()
+                .any(|d| d["event_type"] == "gap" && d["delivered"] == false)
+        })
+        .await,
+        "{:#?}",
+        deliveries(&app, &id).await
+    );
+}
