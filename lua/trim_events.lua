@@ -43,7 +43,8 @@ local gone = last
 if #first > 0 then
   local ms, seq = split(first[1][1])
   if seq == '0' then
-    gone = int(ms - 1) .. '-18446744073709551615'
+    -- (the largest sequence the service's ids have: i64)
+    gone = int(ms - 1) .. '-9223372036854775807'
   else
     -- (seq - 1 of a decimal text: digits are few in practice)
     gone = int(ms) .. '-' .. int(tonumber(seq) - 1)

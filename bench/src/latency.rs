@@ -13,7 +13,7 @@
 //! and waits until it has every event: each delivered, in stream order per
 //! SKU, duplicates counted.
 
-use crate::suite::{build_on, database_url, service_runtime};
+use crate::suite::{build_on, drop_deployment, fresh_deployment, service_runtime};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stockhold::configuration::get_configuration;
 use tokio_util::sync::CancellationToken;
 
 /// What to measure.
@@ -207,20 +206,8 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         opts.down_seconds = opts.down_seconds.min(2);
         opts.skus = opts.skus.min(20);
     }
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let db = format!("bench_{id}_latency");
-    let admin = sqlx::PgPool::connect(&opts.database_url)
-        .await
-        .context("connecting to Postgres")?;
-    sqlx::query(&format!(r#"CREATE DATABASE "{db}""#))
-        .execute(&admin)
-        .await?;
-    let mut settings = get_configuration()?;
-    settings.redis.url = opts.redis_url.clone();
-    settings.redis.key_prefix = format!("bench{id}latency");
-    settings.redis.partitions = 1;
-    settings.redis.cluster = false;
-    settings.database.url = database_url(&opts.database_url, &db)?;
+    let (admin, db, mut settings) =
+        fresh_deployment(&opts.redis_url, &opts.database_url, "latency").await?;
     settings.application.port = 0;
     settings.auth.allow_development_keys = true;
     let shutdown = CancellationToken::new();
@@ -228,14 +215,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     let result = measure(&opts, &settings, &shutdown, &service_rt).await;
     shutdown.cancel();
     service_rt.shutdown_background();
-    let cleanup = async {
-        crate::suite::drop_prefix(&opts.redis_url, &settings.redis.key_prefix).await?;
-        sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#))
-            .execute(&admin)
-            .await?;
-        anyhow::Ok(())
-    };
-    let cleaned = cleanup.await;
+    let cleaned = drop_deployment(&admin, &db, &settings).await;
     result?;
     cleaned
 }

@@ -8,13 +8,12 @@
 //! One call at a time, so neither this process nor anything else competes
 //! with Redis for a core while a script runs.
 
-use crate::suite::{database_url, evalsha_stats};
+use crate::suite::{drop_deployment, evalsha_stats, fresh_deployment};
 use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use std::time::Instant;
-use stockhold::configuration::get_configuration;
 use stockhold::domain::{PutSkuRequest, ReservationId, ReserveRequest, Setting, Sku};
 use stockhold::service::Stock;
 use stockhold::startup::connect_ready;
@@ -90,20 +89,8 @@ pub async fn run(mut opts: Options, compare: Compare) -> anyhow::Result<()> {
             .all(|&n| (1..=opts.skus.min(500)).contains(&n)),
         "--lines must be 1 to 500 and at most --skus"
     );
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let db = format!("bench_{id}_pools");
-    let admin = sqlx::PgPool::connect(&opts.database_url)
-        .await
-        .context("connecting to Postgres")?;
-    sqlx::query(&format!(r#"CREATE DATABASE "{db}""#))
-        .execute(&admin)
-        .await?;
-    let mut settings = get_configuration()?;
-    settings.redis.url = opts.redis_url.clone();
-    settings.redis.key_prefix = format!("bench{id}pools");
-    settings.redis.partitions = 1;
-    settings.redis.cluster = false;
-    settings.database.url = database_url(&opts.database_url, &db)?;
+    let (admin, db, settings) =
+        fresh_deployment(&opts.redis_url, &opts.database_url, "pools").await?;
     let result = async {
         let stock = connect_ready(&settings).await?;
         // The same deployment, through scripts that write no events.
@@ -180,14 +167,7 @@ pub async fn run(mut opts: Options, compare: Compare) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let cleanup = async {
-        crate::suite::drop_prefix(&opts.redis_url, &settings.redis.key_prefix).await?;
-        sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#))
-            .execute(&admin)
-            .await?;
-        anyhow::Ok(())
-    };
-    let cleaned = cleanup.await;
+    let cleaned = drop_deployment(&admin, &db, &settings).await;
     result?;
     cleaned
 }

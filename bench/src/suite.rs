@@ -1110,6 +1110,45 @@ async fn drain_rate(
     })
 }
 
+/// A deployment of the bench's own: a fresh database on the Postgres
+/// server at `database_url` (the pool it was created through, to drop it
+/// with), and settings on it and on a fresh key prefix of the Redis at
+/// `redis_url` (1 partition, not a cluster). `name` tells them apart.
+pub async fn fresh_deployment(
+    redis_url: &str,
+    database_url_: &str,
+    name: &str,
+) -> anyhow::Result<(sqlx::PgPool, String, stockhold::configuration::Settings)> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let db = format!("bench_{id}_{name}");
+    let admin = sqlx::PgPool::connect(database_url_)
+        .await
+        .context("connecting to Postgres")?;
+    sqlx::query(&format!(r#"CREATE DATABASE "{db}""#))
+        .execute(&admin)
+        .await?;
+    let mut settings = stockhold::configuration::get_configuration()?;
+    settings.redis.url = redis_url.to_owned();
+    settings.redis.key_prefix = format!("bench{id}{name}");
+    settings.redis.partitions = 1;
+    settings.redis.cluster = false;
+    settings.database.url = database_url(database_url_, &db)?;
+    Ok((admin, db, settings))
+}
+
+/// Removes what `fresh_deployment` made.
+pub async fn drop_deployment(
+    admin: &sqlx::PgPool,
+    db: &str,
+    settings: &stockhold::configuration::Settings,
+) -> anyhow::Result<()> {
+    drop_prefix(&settings.redis.url, &settings.redis.key_prefix).await?;
+    sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#))
+        .execute(admin)
+        .await?;
+    Ok(())
+}
+
 /// Deletes every key under `prefix` (a bench's own) from the Redis at `url`.
 pub async fn drop_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;

@@ -31,18 +31,8 @@ impl Engine {
         after: StreamId,
         count: usize,
     ) -> Result<Vec<Event>, EngineError> {
-        let key = self.keys.part(p).events();
-        let raw: Vec<(String, HashMap<String, String>)> = self
-            .run(|mut conn| async move {
-                redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg(format!("({after}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut conn)
-                    .await
-            })
+        let raw = self
+            .entries_after(self.keys.part(p).events(), after, count)
             .await?;
         raw.iter()
             .map(|(id, fields)| replies::event(p, id, fields).map_err(EngineError::Internal))
@@ -96,8 +86,16 @@ impl Engine {
                 .transpose()
                 .map_err(|e| EngineError::Internal(e.into()))?
                 .unwrap_or_else(|| "0-0".to_owned());
-            text.parse()
-                .map_err(|m: String| EngineError::Internal(anyhow::anyhow!(m)))
+            // (a sequence past i64, which Redis allows, is the largest)
+            let (ms, seq) = text
+                .split_once('-')
+                .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)))
+                .ok_or_else(|| EngineError::Internal(anyhow::anyhow!("bad stream id {text:?}")))?;
+            let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            Ok(StreamId {
+                ms: clamp(ms),
+                seq: clamp(seq),
+            })
         };
         Ok(EventsExtent {
             last: id("last-generated-id")?,

@@ -31,22 +31,32 @@ impl Engine {
         after: StreamId,
         count: usize,
     ) -> Result<Vec<OutboxEntry>, EngineError> {
-        let key = self.keys.part(p).outbox();
-        let raw: Vec<(String, HashMap<String, String>)> = self
-            .run(|mut conn| async move {
-                redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg(format!("({after}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut conn)
-                    .await
-            })
+        let raw = self
+            .entries_after(self.keys.part(p).outbox(), after, count)
             .await?;
         raw.iter()
             .map(|(id, fields)| replies::outbox_entry(p, id, fields).map_err(EngineError::Internal))
             .collect()
+    }
+
+    /// Stream `key`'s entries after `after`, oldest first, at most `count`.
+    pub(super) async fn entries_after(
+        &self,
+        key: String,
+        after: StreamId,
+        count: usize,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, EngineError> {
+        self.run(|mut conn| async move {
+            redis::cmd("XRANGE")
+                .arg(key)
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
     }
 
     /// One outbox entry of partition `p` by id.

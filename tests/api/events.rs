@@ -367,13 +367,7 @@ async fn a_position_whose_next_events_are_gone_is_410() {
     app.hold(&[("EV-G", 1)]).await;
 
     // Trimmed as the retention window does (here: everything).
-    let engine = &app.stock.engine;
-    for p in engine.partitions().all() {
-        engine
-            .trim_events(p, Duration::ZERO, 1_000_000)
-            .await
-            .unwrap();
-    }
+    app.trim_every_event().await;
     let res = Sse::request(&app, ADMIN, "", Some(&seen[0].id)).await;
     let body = assert_problem(res, 410, "event_id_too_old").await;
     assert!(

@@ -586,6 +586,17 @@ impl TestApp {
         (on_hand, held)
     }
 
+    /// Trims every event from the streams, as the retention window does.
+    pub async fn trim_every_event(&self) {
+        let engine = &self.stock.engine;
+        for p in engine.partitions().all() {
+            engine
+                .trim_events(p, Duration::ZERO, 1_000_000)
+                .await
+                .unwrap();
+        }
+    }
+
     /// Deletes every key of this deployment from Redis, as a Redis that
     /// lost its data (the rebuild guard notices and rebuilds it).
     pub async fn lose_every_key(&self) {
