@@ -99,8 +99,16 @@ fn receiver(
 /// Commits: reservation id -> (sku, when its commit request was sent).
 type Sent = Arc<Mutex<HashMap<String, (String, Instant)>>>;
 
-/// `clients` buyers reserving and committing until `stop`.
-async fn load(base: &str, clients: usize, skus: usize, sent: Sent, stop: Instant) -> u64 {
+/// `clients` buyers reserving and committing for `seconds`: the errors,
+/// and each commit's reservation -> (sku, when its request was sent).
+async fn load(
+    base: &str,
+    clients: usize,
+    skus: usize,
+    seconds: u64,
+) -> (u64, HashMap<String, (String, Instant)>) {
+    let sent: Sent = Arc::default();
+    let stop = Instant::now() + Duration::from_secs(seconds);
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -147,7 +155,8 @@ async fn load(base: &str, clients: usize, skus: usize, sent: Sent, stop: Instant
     for t in tasks {
         errors += t.await.unwrap_or(1);
     }
-    errors
+    let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (errors, sent)
 }
 
 /// Follows `/v1/events?types=hold.committed`: reservation id -> arrival.
@@ -267,16 +276,7 @@ async fn measure(
     );
 
     // Phase one: the delay from a commit to its event.
-    let sent: Sent = Arc::default();
-    let errors = load(
-        &base,
-        opts.clients,
-        opts.skus,
-        sent.clone(),
-        Instant::now() + Duration::from_secs(opts.seconds),
-    )
-    .await;
-    let commits = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (errors, commits) = load(&base, opts.clients, opts.skus, opts.seconds).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
         && inbox.lock().unwrap_or_else(|e| e.into_inner()).got.len() < commits.len()
@@ -320,19 +320,10 @@ async fn measure(
     let before = inbox.lock().unwrap_or_else(|e| e.into_inner()).got.len();
     handle.stop(false).await;
     let down_at = Instant::now();
-    let sent: Sent = Arc::default();
-    let errors = load(
-        &base,
-        opts.clients,
-        opts.skus,
-        sent.clone(),
-        Instant::now() + Duration::from_secs(opts.down_seconds),
-    )
-    .await;
+    let (errors, missed) = load(&base, opts.clients, opts.skus, opts.down_seconds).await;
     let (_, again) = receiver(addr, inbox.clone())?;
     handle = again;
     let up_at = Instant::now();
-    let missed = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let deadline = up_at + Duration::from_secs(300);
     let caught_up = loop {
         let all_in = {
