@@ -106,6 +106,12 @@ impl Stock {
             order.persisted = recorded.await.into_iter().all(|done| done);
             if !order.persisted {
                 metrics::counter!(crate::metrics::COMMITS_NOT_PERSISTED).increment(1);
+                // For the console's overview, across instances. Only a
+                // figure: the sale stands whether or not it is counted.
+                let minute = chrono::Utc::now().timestamp() / 60;
+                if let Err(e) = self.engine.tally_not_persisted(minute).await {
+                    tracing::debug!(error = %e, "a 202 not counted for the overview");
+                }
             }
         }
         Ok(CommitOutcome { order, fresh })

@@ -10,6 +10,7 @@ mod holds;
 mod idempotency;
 mod keys;
 mod outbox;
+mod overview;
 mod recovery;
 mod replies;
 mod scripts;
@@ -19,6 +20,7 @@ pub use buckets::{Durable, Spread, StalledTransfer};
 pub use events::{event_of, EventsExtent};
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
+pub use overview::{HoldOnSku, HoldsOnSku, TALLY_MINUTES};
 pub use recovery::{HoldIndex, LeaseOp, ServerState};
 pub use scripts::script_source;
 

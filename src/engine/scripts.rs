@@ -14,7 +14,7 @@ fn with_common(body: &str, events: bool) -> Script {
 }
 
 /// The source Redis runs for script `body` of lua/ (other than the few
-/// loaded alone: lease.lua, mark_ready.lua), as `with_common` makes it.
+/// loaded alone: lease.lua, mark_ready.lua, tally.lua), as `with_common` makes it.
 pub fn script_source(body: &str, events: bool) -> String {
     let flush = if events { "flush_events()" } else { "" };
     format!(
@@ -47,6 +47,7 @@ pub(crate) struct Scripts {
     pub bucket: Script,
     pub transfer: Script,
     pub trim_events: Script,
+    pub tally: Script,
 }
 
 impl Scripts {
@@ -79,6 +80,7 @@ impl Scripts {
             bucket: with_common(include_str!("../../lua/bucket.lua"), events),
             transfer: with_common(include_str!("../../lua/transfer.lua"), events),
             trim_events: with_common(include_str!("../../lua/trim_events.lua"), events),
+            tally: Script::new(include_str!("../../lua/tally.lua")),
         }
     }
 }

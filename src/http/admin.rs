@@ -1,12 +1,16 @@
-//! Administration: reconciliation on demand.
+//! Administration: reconciliation on demand, and the overview of the
+//! admin console.
 
 use super::auth::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::schemas::{Problem, ReconcileBody, ReconcileReport};
+use super::views::{time, MinuteCount, OverviewView};
 use crate::domain::{FieldError, ReconcileMode, Sku};
 use crate::reconciler::{Reconciler, Report};
+use crate::service::Stock;
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 /// Most SKUs one reconcile call may name.
@@ -14,7 +18,8 @@ const MAX_RECONCILE_SKUS: usize = 10_000;
 
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/v1/admin/reconcile", "POST").route(web::post().to(reconcile)));
+    cfg.service(super::resource("/v1/admin/reconcile", "POST").route(web::post().to(reconcile)))
+        .service(super::resource("/v1/admin/overview", "GET").route(web::get().to(overview)));
 }
 
 /// `{ "repair": false, "skus": ["A"] }`, both optional.
@@ -128,4 +133,64 @@ pub(crate) async fn reconcile(
         .await
         .map_err(ApiError::Unavailable)?;
     Ok(HttpResponse::Ok().json(report_json(&report)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/overview",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The figures of the console's overview; those from Postgres are null while it cannot be reached", body = OverviewView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed: it takes no parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis unreachable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn overview(
+    _admin: Admin,
+    stock: web::Data<Stock>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let unknown: Vec<FieldError> = form_urlencoded::parse(req.query_string().as_bytes())
+        .map(|(name, _)| FieldError::new(name.as_ref(), "is not a known parameter"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(unknown));
+    }
+    let (engine, ledger) = (&stock.engine, &stock.ledger);
+    let now = Utc::now();
+    let live_holds = engine.live_hold_records().await?;
+    let not_persisted_per_minute = engine
+        .not_persisted_per_minute()
+        .await?
+        .into_iter()
+        .filter(|(m, _)| *m > now.timestamp() / 60 - crate::engine::TALLY_MINUTES)
+        .map(|(m, count)| MinuteCount {
+            minute: time(DateTime::from_timestamp(m * 60, 0).unwrap_or_default()),
+            count,
+        })
+        .collect();
+    // Postgres's figures, or none while it is away.
+    let skus = ledger.sku_count().await.ok();
+    let mut outbox_lag_ms = Some(0);
+    for p in engine.partitions().all() {
+        let Ok(watermark) = ledger.watermark(p).await else {
+            outbox_lag_ms = None;
+            break;
+        };
+        if let Some(first) = engine.first_outbox_after(p, watermark).await? {
+            let age = (now.timestamp_millis() - first.ms).max(0);
+            outbox_lag_ms = outbox_lag_ms.map(|lag: i64| lag.max(age));
+        }
+    }
+    Ok(HttpResponse::Ok().json(OverviewView {
+        skus,
+        live_holds,
+        outbox_lag_ms,
+        not_persisted_per_minute,
+        partitions: engine.partitions().count(),
+        at: time(now),
+    }))
 }

@@ -3,8 +3,9 @@
 
 use super::schemas::*;
 use super::views::{
-    AvailabilityItem, AvailabilityView, EventLineView, EventView, LineView, OrderLineView,
-    OrderView, PoolJson, ReservationView, SkuJson,
+    AvailabilityItem, AvailabilityView, EventLineView, EventView, HoldOnSkuView, HoldsOnSkuView,
+    LineView, MinuteCount, OrderLineView, OrderView, OverviewView, PoolJson, ReservationView,
+    SkuJson,
 };
 use super::webhooks::{DeliveryView, WebhookView};
 use actix_web::{web, HttpResponse};
@@ -29,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         super::skus::availability,
         super::skus::adjust,
         super::skus::ledger,
+        super::skus::holds,
         super::reservations::reserve,
         super::reservations::get_reservation,
         super::reservations::patch_reservation,
@@ -37,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         super::orders::get_order,
         super::orders::return_order,
         super::admin::reconcile,
+        super::admin::overview,
         super::events::events,
         super::webhooks::create,
         super::webhooks::list,
@@ -55,7 +58,8 @@ use utoipa::{Modify, OpenApi};
         LedgerPage, SkuPage, LedgerItem, ReconcileReport, DriftDoc, CountsDoc, Status, HoldStatusDoc, SkuId,
         ReservationView, LineView, OrderView, OrderLineView, SkuJson, PoolJson, AvailabilityView,
         AvailabilityItem, PoolShortDoc, EventView, EventLineView, WebhookBody, WebhookList,
-        DeliveryPage, WebhookView, DeliveryView,
+        DeliveryPage, WebhookView, DeliveryView, OverviewView, MinuteCount, HoldsOnSkuView,
+        HoldOnSkuView,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -112,6 +116,8 @@ mod tests {
             "/v1/orders/{order_id}",
             "/v1/orders/{order_id}/returns",
             "/v1/admin/reconcile",
+            "/v1/admin/overview",
+            "/v1/skus/{sku}/holds",
             "/healthz",
             "/readyz",
             "/metrics",

@@ -4,7 +4,9 @@ use super::auth::{Admin, Caller};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::schemas::{AdjustmentBody, LedgerPage, Problem, PutSkuBody, SkuId, SkuPage};
-use super::views::{self, AvailabilityItem, AvailabilityView, SkuJson};
+use super::views::{
+    self, AvailabilityItem, AvailabilityView, HoldOnSkuView, HoldsOnSkuView, SkuJson,
+};
 use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Sku};
 use crate::service::Stock;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -23,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_sku)),
         )
         .service(super::resource("/v1/skus/{sku}/ledger", "GET").route(web::get().to(ledger)))
+        .service(super::resource("/v1/skus/{sku}/holds", "GET").route(web::get().to(holds)))
         .service(
             super::resource("/v1/skus/{sku}/adjustments", "POST").route(web::post().to(adjust)),
         );
@@ -327,4 +330,67 @@ pub(crate) async fn adjust(
     let (view, fresh) = stock.adjust(&sku, &req).await?;
     let view = SkuJson::from(&view);
     Ok(super::created_or_ok(fresh, view))
+}
+
+/// Most holds listed per call.
+const MAX_HOLDS_PAGE: i64 = 500;
+
+/// Most live hold records read to find a SKU's holds.
+const HOLDS_SCAN: usize = 20_000;
+
+#[utoipa::path(
+    get,
+    path = "/v1/skus/{sku}/holds",
+    tag = "admin",
+    params(("sku" = SkuId, Path, description = "1–64 characters of A-Z a-z 0-9 . _ : -"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
+    responses(
+        (status = 200, description = "The live holds with units of the SKU, soonest to expire first", body = HoldsOnSkuView),
+        (status = 401, description = "unauthorized: missing or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the key is not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: SKU never set up", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: Redis unreachable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn holds(
+    _admin: Admin,
+    stock: web::Data<Stock>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut limit = 100;
+    let mut errors = Vec::new();
+    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match name.as_ref() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=MAX_HOLDS_PAGE).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_HOLDS_PAGE}"),
+                )),
+            },
+            other => errors.push(FieldError::new(other, "is not a known parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
+    stock
+        .engine
+        .sku(&sku)
+        .await?
+        .ok_or(ApiError::NotFound("SKU"))?;
+    let found = stock.engine.holds_on(&sku, HOLDS_SCAN).await?;
+    Ok(HttpResponse::Ok().json(HoldsOnSkuView {
+        items: found
+            .holds
+            .iter()
+            .take(limit as usize)
+            .map(HoldOnSkuView::from)
+            .collect(),
+        scanned: found.scanned,
+        complete: found.complete,
+    }))
 }

@@ -403,3 +403,76 @@ impl From<&crate::domain::Event> for EventView {
         v
     }
 }
+
+/// Commits answered `202` in one minute.
+#[derive(Serialize, ToSchema)]
+pub struct MinuteCount {
+    /// The minute's start.
+    #[schema(format = DateTime, example = "2026-11-22T10:15:00.000Z")]
+    pub minute: String,
+    pub count: i64,
+}
+
+/// `GET /v1/admin/overview`: the figures of the admin console's overview.
+#[derive(Serialize, ToSchema)]
+pub struct OverviewView {
+    /// SKUs set up (from Postgres; null while it cannot be reached).
+    pub skus: Option<i64>,
+    /// Live hold records in Redis: holds and commits under way (a basket
+    /// holding stock in several partitions counts once per partition).
+    pub live_holds: u64,
+    /// Age in ms of the oldest outbox entry not yet in Postgres (0: every
+    /// change is persisted; null while Postgres cannot be reached).
+    pub outbox_lag_ms: Option<i64>,
+    /// Commits answered `202` (sold, not yet in Postgres) per minute, the
+    /// last 120 minutes, oldest first; minutes without any left out.
+    pub not_persisted_per_minute: Vec<MinuteCount>,
+    /// Redis partitions of the live state.
+    pub partitions: u16,
+    #[schema(format = DateTime, example = "2026-11-22T10:15:00.123Z")]
+    pub at: String,
+}
+
+/// A live hold on a SKU.
+#[derive(Serialize, ToSchema)]
+pub struct HoldOnSkuView {
+    pub id: String,
+    /// Its units of this SKU.
+    pub qty: i64,
+    /// `held`, or `committing` while a commit is under way.
+    pub status: String,
+    pub customer_id: Option<String>,
+    pub channel: Option<String>,
+    #[schema(format = DateTime, example = "2026-11-22T10:15:00.123Z")]
+    pub created_at: String,
+    #[schema(format = DateTime, example = "2026-11-22T10:30:00.123Z")]
+    pub expires_at: String,
+}
+
+impl From<&crate::engine::HoldOnSku> for HoldOnSkuView {
+    fn from(h: &crate::engine::HoldOnSku) -> Self {
+        let at = |ms| time(DateTime::from_timestamp_millis(ms).unwrap_or_default());
+        HoldOnSkuView {
+            id: h.id.to_string(),
+            qty: h.qty,
+            status: h.status.clone(),
+            customer_id: h.customer_id.clone(),
+            channel: h.channel.clone(),
+            created_at: at(h.created_ms),
+            expires_at: at(h.expires_ms),
+        }
+    }
+}
+
+/// `GET /v1/skus/{sku}/holds`: the live holds on a SKU.
+#[derive(Serialize, ToSchema)]
+pub struct HoldsOnSkuView {
+    /// Soonest to expire first, at most `limit`.
+    pub items: Vec<HoldOnSkuView>,
+    /// Live hold records read to find them (at most 20 000, soonest to
+    /// expire first).
+    pub scanned: usize,
+    /// False when there were more live holds than were read: the list may
+    /// miss some.
+    pub complete: bool,
+}

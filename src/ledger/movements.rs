@@ -78,6 +78,15 @@ impl Ledger {
         Ok(Some(rows))
     }
 
+    /// How many SKUs are set up (channel allocations not counted).
+    pub async fn sku_count(&self) -> Result<i64, LedgerError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM skus WHERE strpos(sku, '@') = 0")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Up to `limit` SKUs whose name starts with `prefix`, after `after`, in
     /// byte order (the ledger knows a SKU once its set-up is recorded; a
     /// channel's allocation account, `sku@channel`, is not a SKU).

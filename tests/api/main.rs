@@ -17,6 +17,7 @@ mod helpers;
 mod ledger;
 mod operations;
 mod orders;
+mod overview;
 mod partitions;
 mod randomized;
 mod reconcile;
