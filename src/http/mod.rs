@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     events::configure(cfg);
     webhooks::configure(cfg);
     openapi::configure(cfg);
+    console::configure(cfg);
 }
 
 /// `201` with `body` when the call made something, `200` when it had been
