@@ -8,6 +8,9 @@
 #                                         (STOCKHOLD_CLUSTER_PORT moves the first);
 #                                         data in .data/cluster; no Postgres
 #   scripts/services.sh down cluster
+#   scripts/services.sh up   browser      install Debian's chromium and chromium-driver
+#                                         if missing (the console's browser tests,
+#                                         tests/console, start their own chromedriver)
 #
 #   profile  data dir     Redis            Postgres
 #   dev      .data/dev    127.0.0.1:6380   127.0.0.1:5433  (database "stockhold")
@@ -37,13 +40,14 @@ set -euo pipefail
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
 
-usage() { die "usage: $0 up|down dev|test|cluster"; }
+usage() { die "usage: $0 up|down dev|test|cluster|browser"; }
 [[ $# -eq 2 ]] || usage
 action=$1 profile=$2
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case $profile in
     cluster) redis_port=${STOCKHOLD_CLUSTER_PORT:-7001} pg_port=0 db='' ;;
+    browser) redis_port=0 pg_port=0 db='' ;;
     dev)  redis_port=${STOCKHOLD_DEV_REDIS_PORT:-6380} pg_port=${STOCKHOLD_DEV_PG_PORT:-5433} db=stockhold ;;
     test) redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381} pg_port=${STOCKHOLD_TEST_PG_PORT:-5434} db=postgres ;;
     *) usage ;;
@@ -313,7 +317,17 @@ cluster_down() {
     done
 }
 
+# Headless Chromium and its WebDriver, for tests/console.
+browser_up() {
+    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+        return 0
+    fi
+    apt_install chromium chromium-driver
+}
+
 case $profile:$action in
+    browser:up) browser_up; exit 0 ;;
+    browser:down) exit 0 ;;
     cluster:up) cluster_up; exit 0 ;;
     cluster:down) cluster_down; exit 0 ;;
 esac

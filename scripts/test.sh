@@ -17,6 +17,8 @@ fi
 command -v cargo >/dev/null || { echo "[test] ERROR: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 
 scripts/services.sh up test >/dev/null
+# Headless Chromium for the console's browser tests (tests/console).
+scripts/services.sh up browser >/dev/null
 
 redis_port=${STOCKHOLD_TEST_REDIS_PORT:-6381}
 pg_port=${STOCKHOLD_TEST_PG_PORT:-5434}
