@@ -184,19 +184,6 @@ impl Engine {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = self
-            .run(|mut conn| async move {
-                redis::cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(n as i64 - 1)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| ReservationId::parse(id))
-            .collect())
+        self.zset_range(key, n as i64 - 1).await
     }
 }

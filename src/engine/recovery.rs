@@ -531,12 +531,22 @@ impl Engine {
     }
 
     async fn zset(&self, key: String) -> Result<Vec<ReservationId>, EngineError> {
+        self.zset_range(key, -1).await
+    }
+
+    /// The hold ids of sorted set `key` from the lowest score to rank `stop`
+    /// (`-1`: every one).
+    pub(super) async fn zset_range(
+        &self,
+        key: String,
+        stop: i64,
+    ) -> Result<Vec<ReservationId>, EngineError> {
         let ids: Vec<String> = self
             .run(|mut conn| async move {
                 redis::cmd("ZRANGE")
                     .arg(key)
                     .arg(0)
-                    .arg(-1)
+                    .arg(stop)
                     .query_async(&mut conn)
                     .await
             })

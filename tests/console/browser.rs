@@ -1,6 +1,7 @@
 //! Headless Chromium over WebDriver: a chromedriver of the test's own on a
 //! free loopback port, and the few things a test does with a page.
 
+use fantoccini::elements::Element;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -121,14 +122,18 @@ impl Browser {
             .unwrap()
     }
 
-    pub async fn click(&self, css: &str) {
-        let el = self
-            .client
+    /// Element `css`, waited for.
+    async fn element(&self, css: &str) -> Element {
+        self.client
             .wait()
             .at_most(PATIENCE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    pub async fn click(&self, css: &str) {
+        let el = self.element(css).await;
         el.click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
@@ -136,13 +141,7 @@ impl Browser {
 
     /// Replaces what input `css` holds with `value`, as typed.
     pub async fn fill(&self, css: &str, value: &str) {
-        let el = self
-            .client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        let el = self.element(css).await;
         el.clear().await.unwrap();
         if !value.is_empty() {
             el.send_keys(value).await.unwrap();
