@@ -97,6 +97,8 @@ pub struct LimitsSettings {
     pub storefront_ttl_ceiling: i64,
     /// Call-centre TTL ceiling.
     pub callcentre_ttl_ceiling: i64,
+    /// Most live hold records the holds listing of a SKU reads per partition.
+    pub holds_scan: usize,
 }
 
 impl LimitsSettings {
@@ -107,6 +109,7 @@ impl LimitsSettings {
             default_ttl_seconds: self.default_ttl_seconds,
             storefront_ttl_ceiling: self.storefront_ttl_ceiling,
             callcentre_ttl_ceiling: self.callcentre_ttl_ceiling,
+            holds_scan: self.holds_scan,
         }
     }
 }
@@ -297,6 +300,9 @@ impl Settings {
         let l = &self.limits;
         if l.max_lines == 0 {
             problems.push("limits.max_lines must be at least 1".into());
+        }
+        if l.holds_scan == 0 {
+            problems.push("limits.holds_scan must be at least 1".into());
         }
         if l.storefront_ttl_ceiling < 1 || l.callcentre_ttl_ceiling < 1 {
             problems.push("limits.*_ttl_ceiling must be at least 1 second".into());

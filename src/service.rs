@@ -7,7 +7,8 @@ use crate::domain::{
 };
 use crate::engine::{Adjusted, Engine, EngineError, EntryRef, SkuPut};
 use crate::ledger::{GroupCommit, Ledger, LedgerError, ReturnRecorded};
-use futures_util::future::join_all;
+use chrono::{DateTime, Utc};
+use futures_util::future::{join_all, try_join_all};
 
 /// A commit's outcome.
 #[derive(Debug, Clone)]
@@ -16,6 +17,23 @@ pub struct CommitOutcome {
     pub order: Order,
     /// Whether this call made the sale (false: committed before).
     pub fresh: bool,
+}
+
+/// The figures of the admin console's overview.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// SKUs set up (None while Postgres cannot be reached).
+    pub skus: Option<i64>,
+    /// Live hold records in Redis (a basket counts once per partition).
+    pub live_holds: u64,
+    /// Age in ms of the oldest outbox entry Postgres does not have yet
+    /// (None while Postgres cannot be reached).
+    pub outbox_lag_ms: Option<i64>,
+    /// Commits answered 202 per minute (Unix time / 60), oldest first, of
+    /// the last [`crate::engine::TALLY_MINUTES`].
+    pub not_persisted_per_minute: Vec<(i64, i64)>,
+    /// When the figures were read.
+    pub at: DateTime<Utc>,
 }
 
 /// The stock engine and the ledger, used together.
@@ -107,14 +125,65 @@ impl Stock {
             if !order.persisted {
                 metrics::counter!(crate::metrics::COMMITS_NOT_PERSISTED).increment(1);
                 // For the console's overview, across instances. Only a
-                // figure: the sale stands whether or not it is counted.
-                let minute = chrono::Utc::now().timestamp() / 60;
-                if let Err(e) = self.engine.tally_not_persisted(minute).await {
-                    tracing::debug!(error = %e, "a 202 not counted for the overview");
-                }
+                // figure, counted after the answer: the sale stands whether
+                // or not it is counted.
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = engine.tally_not_persisted().await {
+                        tracing::debug!(error = %e, "a 202 not counted for the overview");
+                    }
+                });
             }
         }
         Ok(CommitOutcome { order, fresh })
+    }
+
+    /// The figures of the admin console's overview, read together; those
+    /// from Postgres are None while it cannot be reached.
+    pub async fn overview(&self) -> Result<Overview, EngineError> {
+        let at = Utc::now();
+        let (live_holds, per_minute, skus, outbox_lag_ms) = tokio::join!(
+            self.engine.live_hold_records(),
+            self.engine.not_persisted_per_minute(),
+            self.ledger.sku_count(),
+            self.outbox_lag(at),
+        );
+        let oldest = at.timestamp() / 60 - crate::engine::TALLY_MINUTES;
+        Ok(Overview {
+            skus: skus.ok(),
+            live_holds: live_holds?,
+            outbox_lag_ms: outbox_lag_ms?,
+            not_persisted_per_minute: per_minute?
+                .into_iter()
+                .filter(|(minute, _)| *minute > oldest)
+                .collect(),
+            at,
+        })
+    }
+
+    /// The age at `now` of the oldest outbox entry of any partition that
+    /// Postgres does not have (0: none); None while Postgres is away.
+    async fn outbox_lag(&self, now: DateTime<Utc>) -> Result<Option<i64>, EngineError> {
+        let lags = self.engine.partitions().all().map(|p| async move {
+            // The drain's watermark, and the entries after it that commits
+            // recorded themselves: the first entry not among them is the
+            // oldest Postgres lacks.
+            let Ok(watermark) = self.ledger.watermark(p).await else {
+                return Ok::<_, EngineError>(None);
+            };
+            let Ok(applied) = self.ledger.applied_after(p, watermark).await else {
+                return Ok(None);
+            };
+            let first = self
+                .engine
+                .first_outbox_unapplied(p, watermark, &applied)
+                .await?;
+            Ok(Some(first.map_or(0, |id| (now.timestamp_millis() - id.ms).max(0))))
+        });
+        let lags: Vec<Option<i64>> = try_join_all(lags).await?;
+        Ok(lags
+            .into_iter()
+            .try_fold(0, |most, lag| lag.map(|lag| most.max(lag))))
     }
 
     /// Creates or updates a SKU and persists the change.

@@ -23,6 +23,8 @@ pub struct Limits {
     pub storefront_ttl_ceiling: i64,
     /// Longest TTL a call-centre (or admin) key may ask for.
     pub callcentre_ttl_ceiling: i64,
+    /// Most live hold records read per partition to list a SKU's holds.
+    pub holds_scan: usize,
 }
 
 impl Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
             default_ttl_seconds: 900,
             storefront_ttl_ceiling: 3_600,
             callcentre_ttl_ceiling: 86_400,
+            holds_scan: 20_000,
         }
     }
 }

@@ -151,7 +151,7 @@ impl Engine {
     }
 
     /// The partition of each bucket `0..n` of `sku`.
-    fn buckets(&self, sku: &Sku, n: u16) -> impl Iterator<Item = Partition> + '_ {
+    pub(super) fn buckets(&self, sku: &Sku, n: u16) -> impl Iterator<Item = Partition> + '_ {
         let parts = self.partitions();
         let sku = sku.clone();
         (0..n).map(move |b| parts.bucket(&sku, b))

@@ -66,6 +66,12 @@ impl Keys {
         self.partitions.of_key(&[order_id.as_str()])
     }
 
+    /// Commits answered 202, per minute (hash, minute -> count), for the
+    /// admin console; kept in partition 0.
+    pub fn tally(&self) -> String {
+        format!("{}tally:not_persisted", self.bases[0])
+    }
+
     /// The hold an order id belongs to (string), in `order_partition`.
     pub fn order(&self, order_id: &OrderId) -> String {
         self.part(self.order_partition(order_id)).order(order_id)

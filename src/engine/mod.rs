@@ -20,7 +20,7 @@ pub use buckets::{Durable, Spread, StalledTransfer};
 pub use events::{event_of, EventsExtent};
 pub use idempotency::{Begun, Claim, IdempotencyStore, StoredResponse, RENEW_EVERY};
 pub use keys::{Keys, PartKeys};
-pub use overview::{HoldOnSku, HoldsOnSku, TALLY_MINUTES};
+pub use overview::{HoldOnSku, HoldsOnSku, LiveStatus, TALLY_MINUTES};
 pub use recovery::{HoldIndex, LeaseOp, ServerState};
 pub use scripts::script_source;
 

@@ -7,36 +7,77 @@
 use super::replies::Record;
 use super::{Engine, EngineError};
 use crate::domain::{Partition, ReservationId, Sku, StreamId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Minutes of 202 counts kept.
 pub const TALLY_MINUTES: i64 = 120;
 
+/// Outbox entries read per XRANGE when looking for the first not applied.
+const LAG_PAGE: usize = 500;
+
+/// Most outbox entries read when looking for the first not applied.
+pub const LAG_WALK: usize = 10_000;
+
 /// Hold records read per MGET when looking for a SKU's holds.
 const HOLDS_PAGE: usize = 500;
+
+/// Where a live hold stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveStatus {
+    /// Units are held.
+    Held,
+    /// A commit is under way.
+    Committing,
+}
+
+impl LiveStatus {
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveStatus::Held => "held",
+            LiveStatus::Committing => "committing",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "held" => Some(LiveStatus::Held),
+            "committing" => Some(LiveStatus::Committing),
+            _ => None,
+        }
+    }
+}
 
 /// A live hold of some units of one SKU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldOnSku {
+    /// The reservation.
     pub id: ReservationId,
     /// Its units of the SKU (a staged change counts with the larger of its
     /// old and new quantities).
     pub qty: i64,
-    /// held, or committing (a commit under way).
-    pub status: String,
+    /// Held, or a commit under way.
+    pub status: LiveStatus,
+    /// The customer the hold was made for, if named.
     pub customer_id: Option<String>,
+    /// The channel it was made on, if named.
     pub channel: Option<String>,
+    /// When it was made (Unix ms).
     pub created_ms: i64,
+    /// When it expires (Unix ms).
     pub expires_ms: i64,
 }
 
 /// The live holds on a SKU, soonest to expire first.
 #[derive(Debug, Clone, Default)]
 pub struct HoldsOnSku {
+    /// The holds, commits under way and then by expiry.
     pub holds: Vec<HoldOnSku>,
     /// Hold records read.
     pub scanned: usize,
-    /// False when there were more live holds than the scan reads.
+    /// False when one of the SKU's partitions had more live hold records
+    /// than were read: `holds` are then the soonest to expire, and later
+    /// ones may be missing.
     pub complete: bool,
 }
 
@@ -63,28 +104,49 @@ impl Engine {
         Ok(total)
     }
 
-    /// The id of partition `p`'s oldest outbox entry after `watermark` (the
-    /// first one the ledger does not have yet), if any.
-    pub async fn first_outbox_after(
+    /// The id of partition `p`'s oldest outbox entry after `watermark`
+    /// that is not in `applied` (the entries after it the ledger has), if
+    /// any. Reads at most [`LAG_WALK`] entries: when each of those is
+    /// applied, the last one read.
+    pub async fn first_outbox_unapplied(
         &self,
         p: Partition,
         watermark: StreamId,
+        applied: &HashSet<StreamId>,
     ) -> Result<Option<StreamId>, EngineError> {
-        let entries = self
-            .entries_after(self.keys.part(p).outbox(), watermark, 1)
-            .await?;
-        Ok(entries.first().and_then(|(id, _)| id.parse().ok()))
+        let mut after = watermark;
+        let mut read = 0;
+        loop {
+            let page = self
+                .entries_after(self.keys.part(p).outbox(), after, LAG_PAGE)
+                .await?;
+            let ids: Vec<StreamId> = page.iter().filter_map(|(id, _)| id.parse().ok()).collect();
+            let Some(&last) = ids.last() else {
+                return Ok(None);
+            };
+            if let Some(first) = ids.into_iter().find(|id| !applied.contains(id)) {
+                return Ok(Some(first));
+            }
+            read += page.len();
+            if page.len() < LAG_PAGE {
+                return Ok(None);
+            }
+            if read >= LAG_WALK {
+                return Ok(Some(last));
+            }
+            after = last;
+        }
     }
 
-    /// Counts one commit answered 202 in minute `minute` (Unix time / 60).
-    pub async fn tally_not_persisted(&self, minute: i64) -> Result<(), EngineError> {
-        let key = self.tally_key();
+    /// Counts one commit answered 202 in the current minute of Redis's
+    /// clock.
+    pub async fn tally_not_persisted(&self) -> Result<(), EngineError> {
+        let key = self.keys.tally();
         let script = &self.scripts.tally;
         let _: i64 = self
             .call(super::Effect::Writes, |mut conn| async move {
                 script
                     .key(key)
-                    .arg(minute)
                     .arg(TALLY_MINUTES)
                     .invoke_async(&mut conn)
                     .await
@@ -96,7 +158,7 @@ impl Engine {
     /// Commits answered 202 per minute (Unix time / 60), of the last
     /// [`TALLY_MINUTES`], oldest first; minutes without any left out.
     pub async fn not_persisted_per_minute(&self) -> Result<Vec<(i64, i64)>, EngineError> {
-        let key = self.tally_key();
+        let key = self.keys.tally();
         let counts: HashMap<String, i64> =
             self.run(|mut conn| async move {
                 redis::cmd("HGETALL").arg(key).query_async(&mut conn).await
@@ -110,80 +172,120 @@ impl Engine {
         Ok(minutes)
     }
 
-    fn tally_key(&self) -> String {
-        format!("{}tally:not_persisted", self.keys.part(Partition(0)).base())
-    }
-
     /// The live holds with units of `sku`, reading at most `most` hold
-    /// records (those soonest to expire first) over every partition.
+    /// records (commits under way, then those soonest to expire) in each
+    /// partition that can hold its lines: its own and, when spread, its
+    /// other buckets.
     pub async fn holds_on(&self, sku: &Sku, most: usize) -> Result<HoldsOnSku, EngineError> {
-        let mut found: HashMap<ReservationId, HoldOnSku> = HashMap::new();
+        let parts: Vec<Partition> = match self.spread_of(sku) {
+            Some(spread) => self.buckets(sku, spread.span).collect(),
+            None => vec![self.keys.of_sku(sku)],
+        };
+        let reads = parts.iter().map(|p| self.holds_in(*p, sku, most));
         let mut out = HoldsOnSku {
             complete: true,
             ..Default::default()
         };
-        for p in self.partitions().all() {
-            let keys = self.keys.part(p);
-            let left = most.saturating_sub(out.scanned);
-            let mut ids = self.first_of(keys.committing(), left).await?;
-            ids.extend(
-                self.first_of(keys.expiry(), left - ids.len().min(left))
-                    .await?,
-            );
-            if ids.len() >= left {
+        // A partition read in part is only known up to the expiry of the
+        // last record read: later holds elsewhere are left out too, so the
+        // list is always the soonest ones.
+        let mut known_until = i64::MAX;
+        let mut found: HashMap<ReservationId, HoldOnSku> = HashMap::new();
+        for read in futures_util::future::try_join_all(reads).await? {
+            out.scanned += read.scanned;
+            if let Some(until) = read.read_until {
                 out.complete = false;
+                known_until = known_until.min(until);
             }
-            ids.truncate(left);
-            out.scanned += ids.len();
-            for chunk in ids.chunks(HOLDS_PAGE) {
-                let hold_keys: Vec<String> = chunk.iter().map(|id| keys.hold(id)).collect();
-                let records: Vec<Option<String>> = self
-                    .run(|mut conn| async move {
-                        redis::cmd("MGET")
-                            .arg(hold_keys)
-                            .query_async(&mut conn)
-                            .await
-                    })
-                    .await?;
-                for (id, record) in chunk.iter().zip(records) {
-                    let Some(record) = record else { continue };
-                    let record = Record::parse(&record).map_err(EngineError::Internal)?;
-                    if record.status != "held" && record.status != "committing" {
-                        continue;
-                    }
-                    let qty: i64 = record
-                        .lines
-                        .iter()
-                        .filter(|(s, _)| s == sku)
-                        .map(|(_, q)| q)
-                        .sum();
-                    if qty == 0 {
-                        continue;
-                    }
-                    let hold = found.entry(id.clone()).or_insert_with(|| HoldOnSku {
-                        id: id.clone(),
-                        qty: 0,
-                        status: record.status.clone(),
-                        customer_id: record.customer_id.clone(),
-                        channel: record.channel.clone(),
-                        created_ms: record.created_ms,
-                        expires_ms: record.expires_ms,
-                    });
-                    hold.qty += qty;
-                }
+            for hold in read.holds {
+                found
+                    .entry(hold.id.clone())
+                    .and_modify(|h| h.qty += hold.qty)
+                    .or_insert(hold);
             }
         }
-        out.holds = found.into_values().collect();
+        out.holds = found
+            .into_values()
+            .filter(|h| h.status == LiveStatus::Committing || h.expires_ms <= known_until)
+            .collect();
         out.holds
             .sort_by(|a, b| (a.expires_ms, a.id.as_str()).cmp(&(b.expires_ms, b.id.as_str())));
         Ok(out)
     }
 
-    /// The first `n` members of sorted set `key` (lowest scores first).
-    async fn first_of(&self, key: String, n: usize) -> Result<Vec<ReservationId>, EngineError> {
-        if n == 0 {
-            return Ok(Vec::new());
+    /// The live holds with units of `sku` among the first `most` hold
+    /// records of partition `p`.
+    async fn holds_in(&self, p: Partition, sku: &Sku, most: usize) -> Result<PartHolds, EngineError> {
+        let keys = self.keys.part(p);
+        // One more than read, to know whether there are more.
+        let committing = self.zset_range(keys.committing(), most as i64).await?;
+        let left = (most + 1).saturating_sub(committing.len());
+        let expiring = match left {
+            0 => Vec::new(),
+            n => self.zset_range_scored(keys.expiry(), n as i64 - 1).await?,
+        };
+        let mut ids = committing;
+        let mut read_until = None;
+        if ids.len() + expiring.len() > most {
+            // Read in part: known up to the expiry of the last one read.
+            ids.truncate(most);
+            let kept = most - ids.len();
+            read_until = Some(match kept {
+                0 => i64::MIN,
+                n => expiring[n - 1].1,
+            });
+            ids.extend(expiring.into_iter().take(kept).map(|(id, _)| id));
+        } else {
+            ids.extend(expiring.into_iter().map(|(id, _)| id));
         }
-        self.zset_range(key, n as i64 - 1).await
+        let mut out = PartHolds {
+            scanned: ids.len(),
+            read_until,
+            holds: Vec::new(),
+        };
+        for chunk in ids.chunks(HOLDS_PAGE) {
+            let hold_keys: Vec<String> = chunk.iter().map(|id| keys.hold(id)).collect();
+            let records: Vec<Option<String>> = self
+                .run(|mut conn| async move {
+                    redis::cmd("MGET")
+                        .arg(hold_keys)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for (id, record) in chunk.iter().zip(records) {
+                let Some(record) = record else { continue };
+                let record = Record::parse(&record).map_err(EngineError::Internal)?;
+                let Some(status) = LiveStatus::parse(&record.status) else {
+                    continue;
+                };
+                let qty: i64 = record
+                    .lines
+                    .iter()
+                    .filter(|(s, _)| s == sku)
+                    .map(|(_, q)| q)
+                    .sum();
+                if qty > 0 {
+                    out.holds.push(HoldOnSku {
+                        id: id.clone(),
+                        qty,
+                        status,
+                        customer_id: record.customer_id,
+                        channel: record.channel,
+                        created_ms: record.created_ms,
+                        expires_ms: record.expires_ms,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
+}
+
+/// What one partition's read found.
+struct PartHolds {
+    holds: Vec<HoldOnSku>,
+    scanned: usize,
+    /// Read in part: later holds than this expiry (Unix ms) were not read.
+    read_until: Option<i64>,
 }

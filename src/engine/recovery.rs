@@ -541,19 +541,30 @@ impl Engine {
         key: String,
         stop: i64,
     ) -> Result<Vec<ReservationId>, EngineError> {
-        let ids: Vec<String> = self
+        let scored = self.zset_range_scored(key, stop).await?;
+        Ok(scored.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// As `zset_range`, with each id's score.
+    pub(super) async fn zset_range_scored(
+        &self,
+        key: String,
+        stop: i64,
+    ) -> Result<Vec<(ReservationId, i64)>, EngineError> {
+        let members: Vec<(String, f64)> = self
             .run(|mut conn| async move {
                 redis::cmd("ZRANGE")
                     .arg(key)
                     .arg(0)
                     .arg(stop)
+                    .arg("WITHSCORES")
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| ReservationId::parse(id))
+        Ok(members
+            .into_iter()
+            .filter_map(|(id, score)| Some((ReservationId::parse(&id)?, score as i64)))
             .collect())
     }
 

@@ -10,7 +10,7 @@ use crate::domain::{FieldError, ReconcileMode, Sku};
 use crate::reconciler::{Reconciler, Report};
 use crate::service::Stock;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde_json::{json, Value};
 
 /// Most SKUs one reconcile call may name.
@@ -159,38 +159,20 @@ pub(crate) async fn overview(
     if !unknown.is_empty() {
         return Err(ApiError::Validation(unknown));
     }
-    let (engine, ledger) = (&stock.engine, &stock.ledger);
-    let now = Utc::now();
-    let live_holds = engine.live_hold_records().await?;
-    let not_persisted_per_minute = engine
-        .not_persisted_per_minute()
-        .await?
-        .into_iter()
-        .filter(|(m, _)| *m > now.timestamp() / 60 - crate::engine::TALLY_MINUTES)
-        .map(|(m, count)| MinuteCount {
-            minute: time(DateTime::from_timestamp(m * 60, 0).unwrap_or_default()),
-            count,
-        })
-        .collect();
-    // Postgres's figures, or none while it is away.
-    let skus = ledger.sku_count().await.ok();
-    let mut outbox_lag_ms = Some(0);
-    for p in engine.partitions().all() {
-        let Ok(watermark) = ledger.watermark(p).await else {
-            outbox_lag_ms = None;
-            break;
-        };
-        if let Some(first) = engine.first_outbox_after(p, watermark).await? {
-            let age = (now.timestamp_millis() - first.ms).max(0);
-            outbox_lag_ms = outbox_lag_ms.map(|lag: i64| lag.max(age));
-        }
-    }
+    let o = stock.overview().await?;
     Ok(HttpResponse::Ok().json(OverviewView {
-        skus,
-        live_holds,
-        outbox_lag_ms,
-        not_persisted_per_minute,
-        partitions: engine.partitions().count(),
-        at: time(now),
+        skus: o.skus,
+        live_holds: o.live_holds,
+        outbox_lag_ms: o.outbox_lag_ms,
+        not_persisted_per_minute: o
+            .not_persisted_per_minute
+            .into_iter()
+            .map(|(minute, count)| MinuteCount {
+                minute: time(DateTime::from_timestamp(minute * 60, 0).unwrap_or_default()),
+                count,
+            })
+            .collect(),
+        partitions: stock.engine.partitions().count(),
+        at: time(o.at),
     }))
 }

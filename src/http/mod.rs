@@ -54,19 +54,37 @@ pub(crate) fn created_or_ok(created: bool, body: impl serde::Serialize) -> HttpR
 /// The `limit` (1..=`max`, default 100) and `before` (a cursor: the id the
 /// previous page ended at) of a page newest first, the only parameters.
 pub(crate) fn page(req: &HttpRequest, max: i64) -> Result<(i64, Option<i64>), ApiError> {
+    limit_and(req, max, true)
+}
+
+/// The `limit` (1..=`max`, default 100) of a list, the only parameter.
+pub(crate) fn limit(req: &HttpRequest, max: i64) -> Result<i64, ApiError> {
+    Ok(limit_and(req, max, false)?.0)
+}
+
+/// A `limit` parameter's value: an integer from 1 to `max`.
+pub(crate) fn parse_limit(value: &str, max: i64) -> Result<i64, FieldError> {
+    match value.parse::<i64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(FieldError::new(
+            "limit",
+            format!("must be an integer from 1 to {max}"),
+        )),
+    }
+}
+
+/// `limit`, and `before` when `paged`.
+fn limit_and(req: &HttpRequest, max: i64, paged: bool) -> Result<(i64, Option<i64>), ApiError> {
     let mut limit = 100.min(max);
     let mut before = None;
     let mut errors = Vec::new();
     for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
         match name.as_ref() {
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if (1..=max).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {max}"),
-                )),
+            "limit" => match parse_limit(&value, max) {
+                Ok(n) => limit = n,
+                Err(e) => errors.push(e),
             },
-            "before" => match value.parse::<i64>() {
+            "before" if paged => match value.parse::<i64>() {
                 Ok(n) if n > 0 => before = Some(n),
                 _ => errors.push(FieldError::new(
                     "before",

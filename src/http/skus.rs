@@ -7,7 +7,7 @@ use super::schemas::{AdjustmentBody, LedgerPage, Problem, PutSkuBody, SkuId, Sku
 use super::views::{
     self, AvailabilityItem, AvailabilityView, HoldOnSkuView, HoldsOnSkuView, SkuJson,
 };
-use crate::domain::{AdjustmentRequest, FieldError, PutSkuRequest, Sku};
+use crate::domain::{AdjustmentRequest, FieldError, Limits, PutSkuRequest, Sku};
 use crate::service::Stock;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -215,12 +215,9 @@ pub(crate) async fn list_skus(
                     "must be a cursor from an earlier page's next",
                 )),
             },
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if (1..=MAX_SKU_PAGE).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_SKU_PAGE}"),
-                )),
+            "limit" => match super::parse_limit(&value, MAX_SKU_PAGE) {
+                Ok(n) => limit = n,
+                Err(e) => errors.push(e),
             },
             other => errors.push(FieldError::new(other, "is not a known parameter")),
         }
@@ -335,9 +332,6 @@ pub(crate) async fn adjust(
 /// Most holds listed per call.
 const MAX_HOLDS_PAGE: i64 = 500;
 
-/// Most live hold records read to find a SKU's holds.
-const HOLDS_SCAN: usize = 20_000;
-
 #[utoipa::path(
     get,
     path = "/v1/skus/{sku}/holds",
@@ -356,34 +350,20 @@ const HOLDS_SCAN: usize = 20_000;
 pub(crate) async fn holds(
     _admin: Admin,
     stock: web::Data<Stock>,
+    limits: web::Data<Limits>,
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let mut limit = 100;
-    let mut errors = Vec::new();
-    for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        match name.as_ref() {
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if (1..=MAX_HOLDS_PAGE).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_HOLDS_PAGE}"),
-                )),
-            },
-            other => errors.push(FieldError::new(other, "is not a known parameter")),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let limit = super::limit(&req, MAX_HOLDS_PAGE)?;
     let sku = Sku::parse(&path).map_err(|_| ApiError::NotFound("SKU"))?;
     stock
         .engine
         .sku(&sku)
         .await?
         .ok_or(ApiError::NotFound("SKU"))?;
-    let found = stock.engine.holds_on(&sku, HOLDS_SCAN).await?;
+    let found = stock.engine.holds_on(&sku, limits.holds_scan).await?;
     Ok(HttpResponse::Ok().json(HoldsOnSkuView {
+        total: found.holds.len(),
         items: found
             .holds
             .iter()

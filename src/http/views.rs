@@ -410,6 +410,7 @@ pub struct MinuteCount {
     /// The minute's start.
     #[schema(format = DateTime, example = "2026-11-22T10:15:00.000Z")]
     pub minute: String,
+    /// Commits answered `202` in it.
     pub count: i64,
 }
 
@@ -422,13 +423,16 @@ pub struct OverviewView {
     /// holding stock in several partitions counts once per partition).
     pub live_holds: u64,
     /// Age in ms of the oldest outbox entry not yet in Postgres (0: every
-    /// change is persisted; null while Postgres cannot be reached).
+    /// change is persisted; null while Postgres cannot be reached). Entries
+    /// a commit wrote to Postgres itself do not count, so this is the delay
+    /// of changes answered `202` or made while Postgres was slow.
     pub outbox_lag_ms: Option<i64>,
     /// Commits answered `202` (sold, not yet in Postgres) per minute, the
     /// last 120 minutes, oldest first; minutes without any left out.
     pub not_persisted_per_minute: Vec<MinuteCount>,
     /// Redis partitions of the live state.
     pub partitions: u16,
+    /// When the figures were read.
     #[schema(format = DateTime, example = "2026-11-22T10:15:00.123Z")]
     pub at: String,
 }
@@ -436,15 +440,21 @@ pub struct OverviewView {
 /// A live hold on a SKU.
 #[derive(Serialize, ToSchema)]
 pub struct HoldOnSkuView {
+    /// The reservation.
     pub id: String,
     /// Its units of this SKU.
     pub qty: i64,
     /// `held`, or `committing` while a commit is under way.
-    pub status: String,
+    #[schema(value_type = String, example = "held")]
+    pub status: &'static str,
+    /// The customer it was made for, if named.
     pub customer_id: Option<String>,
+    /// The channel it was made on, if named.
     pub channel: Option<String>,
+    /// When it was made.
     #[schema(format = DateTime, example = "2026-11-22T10:15:00.123Z")]
     pub created_at: String,
+    /// When it expires unless committed, released or extended.
     #[schema(format = DateTime, example = "2026-11-22T10:30:00.123Z")]
     pub expires_at: String,
 }
@@ -455,7 +465,7 @@ impl From<&crate::engine::HoldOnSku> for HoldOnSkuView {
         HoldOnSkuView {
             id: h.id.to_string(),
             qty: h.qty,
-            status: h.status.clone(),
+            status: h.status.as_str(),
             customer_id: h.customer_id.clone(),
             channel: h.channel.clone(),
             created_at: at(h.created_ms),
@@ -469,10 +479,14 @@ impl From<&crate::engine::HoldOnSku> for HoldOnSkuView {
 pub struct HoldsOnSkuView {
     /// Soonest to expire first, at most `limit`.
     pub items: Vec<HoldOnSkuView>,
-    /// Live hold records read to find them (at most 20 000, soonest to
-    /// expire first).
+    /// Live holds found on the SKU (`items` are the first `limit` of them).
+    pub total: usize,
+    /// Live hold records read to find them: in each of the SKU's
+    /// partitions, commits under way and then those soonest to expire, at
+    /// most `limits.holds_scan` (20 000 by default).
     pub scanned: usize,
-    /// False when there were more live holds than were read: the list may
-    /// miss some.
+    /// False when a partition of the SKU had more live hold records than
+    /// were read: the holds found are the soonest to expire, and later ones
+    /// are not counted in `total`.
     pub complete: bool,
 }

@@ -111,6 +111,28 @@ impl Ledger {
             .unwrap_or_default())
     }
 
+    /// The outbox entries of partition `p` after `after` that are applied
+    /// already (a commit records its own entry before the drain passes it).
+    pub async fn applied_after(
+        &self,
+        p: Partition,
+        after: StreamId,
+    ) -> Result<std::collections::HashSet<StreamId>, LedgerError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT stream_ms, stream_seq FROM outbox_applied
+             WHERE partition = $1 AND (stream_ms, stream_seq) > ($2, $3)",
+        )
+        .bind(p.name())
+        .bind(after.ms)
+        .bind(after.seq)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(ms, seq)| StreamId { ms, seq })
+            .collect())
+    }
+
     /// The pool, for tests and tools that inspect the ledger.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -572,3 +572,80 @@ async fn a_flash_sale_over_four_buckets_sells_exactly_the_stock() {
     assert_eq!(app.counts("HOT").await, (100, 100, 0));
     assert_eq!(drifted(&app).await, json!([]));
 }
+
+#[tokio::test]
+async fn a_spread_skus_live_holds_are_listed_from_every_bucket_soonest_first() {
+    // Arrange: 2 holds in each of 4 buckets (a customer's line goes to the
+    // customer's bucket), their expiries interleaved across buckets, and a
+    // scan of at most 3 hold records per partition.
+    let app = spawn_app_with(|s| {
+        s.redis.partitions = 4;
+        s.reconciler.balance_interval_ms = 3_600_000;
+        s.limits.holds_scan = 3;
+    })
+    .await;
+    spread(&app, "HOT", 40, 4).await;
+    let parts = app.stock.engine.partitions();
+    let customer_in = |bucket: u16, nth: usize| {
+        (0..)
+            .map(|i| format!("c{i}"))
+            .filter(|c| parts.bucket_of_customer(c, 4) == bucket)
+            .nth(nth)
+            .unwrap()
+    };
+    let hold = |customer: String, ttl: i64| {
+        let app = &app;
+        async move {
+            let body = json!({ "lines": [{ "sku": "HOT", "qty": 1 }], "customer_id": customer, "ttl_seconds": ttl });
+            body_of(app.reserve(body).await, 201).await;
+            customer
+        }
+    };
+    let mut by_expiry = Vec::new();
+    for b in 0..4u16 {
+        let ttl = 100 * (i64::from(b) + 1);
+        by_expiry.push((ttl, hold(customer_in(b, 0), ttl).await));
+        by_expiry.push((ttl + 400, hold(customer_in(b, 1), ttl + 400).await));
+    }
+    by_expiry.sort();
+    let listed = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["customer_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Act
+    let res = app
+        .request(Method::GET, "/v1/skus/HOT/holds", Some(ADMIN), None)
+        .await;
+
+    // Assert: every bucket read, the order over all of them.
+    let page = body_of(res, 200).await;
+    let all: Vec<String> = by_expiry.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(listed(&page), all, "{page}");
+    assert_eq!((&page["total"], &page["complete"]), (&json!(8), &json!(true)));
+    assert_eq!(page["scanned"], 8, "{page}");
+
+    // Act: two more in bucket 0, expiring before its second: bucket 0 now
+    // has 4 records, one more than the scan reads.
+    let early = [hold(customer_in(0, 2), 150).await, hold(customer_in(0, 3), 250).await];
+    let res = app
+        .request(Method::GET, "/v1/skus/HOT/holds", Some(ADMIN), None)
+        .await;
+
+    // Assert: only what is known to be soonest: up to bucket 0's third
+    // record (250 s), nothing later from the other buckets.
+    let page = body_of(res, 200).await;
+    let soonest = vec![
+        customer_in(0, 0),
+        early[0].clone(),
+        customer_in(1, 0),
+        early[1].clone(),
+    ];
+    assert_eq!(listed(&page), soonest, "{page}");
+    assert_eq!((&page["total"], &page["complete"]), (&json!(4), &json!(false)));
+    assert_eq!(page["scanned"], 9, "{page}");
+}

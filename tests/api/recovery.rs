@@ -80,20 +80,31 @@ async fn with_postgres_down_commits_answer_202_and_reach_postgres_once_it_is_bac
     assert_eq!(app.counts("A").await, (70, 0, 70));
     let res = app.request(Method::GET, "/readyz", None, None).await;
     assert_eq!(res.status(), 503);
-    // The console's overview counts the 202s, and says what it cannot know.
-    let res = app
-        .request(Method::GET, "/v1/admin/overview", Some(ADMIN), None)
+    // The console's overview counts the 202s (after answering them), and
+    // says what it cannot know.
+    let overview = || async {
+        let res = app
+            .request(Method::GET, "/v1/admin/overview", Some(ADMIN), None)
+            .await;
+        body_of(res, 200).await
+    };
+    let answered_202 = |o: &Value| -> i64 {
+        o["not_persisted_per_minute"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["count"].as_i64().unwrap())
+            .sum()
+    };
+    let counted = app
+        .eventually(Duration::from_secs(5), || async {
+            answered_202(&overview().await) == 10
+        })
         .await;
-    let overview = body_of(res, 200).await;
-    assert!(overview["skus"].is_null(), "{overview}");
-    assert!(overview["outbox_lag_ms"].is_null(), "{overview}");
-    let answered_202: i64 = overview["not_persisted_per_minute"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["count"].as_i64().unwrap())
-        .sum();
-    assert_eq!(answered_202, 10, "{overview}");
+    let o = overview().await;
+    assert!(counted, "{o}");
+    assert!(o["skus"].is_null(), "{o}");
+    assert!(o["outbox_lag_ms"].is_null(), "{o}");
     proxy.restore();
 
     // Assert: everything reaches Postgres, with per-SKU conservation.
