@@ -178,7 +178,9 @@ impl Stock {
                 .engine
                 .first_outbox_unapplied(p, watermark, &applied)
                 .await?;
-            Ok(Some(first.map_or(0, |id| (now.timestamp_millis() - id.ms).max(0))))
+            Ok(Some(
+                first.map_or(0, |id| (now.timestamp_millis() - id.ms).max(0)),
+            ))
         });
         let lags: Vec<Option<i64>> = try_join_all(lags).await?;
         Ok(lags

@@ -215,7 +215,12 @@ impl Engine {
 
     /// The live holds with units of `sku` among the first `most` hold
     /// records of partition `p`.
-    async fn holds_in(&self, p: Partition, sku: &Sku, most: usize) -> Result<PartHolds, EngineError> {
+    async fn holds_in(
+        &self,
+        p: Partition,
+        sku: &Sku,
+        most: usize,
+    ) -> Result<PartHolds, EngineError> {
         let keys = self.keys.part(p);
         // One more than read, to know whether there are more.
         let committing = self.zset_range(keys.committing(), most as i64).await?;

@@ -626,12 +626,18 @@ async fn a_spread_skus_live_holds_are_listed_from_every_bucket_soonest_first() {
     let page = body_of(res, 200).await;
     let all: Vec<String> = by_expiry.iter().map(|(_, c)| c.clone()).collect();
     assert_eq!(listed(&page), all, "{page}");
-    assert_eq!((&page["total"], &page["complete"]), (&json!(8), &json!(true)));
+    assert_eq!(
+        (&page["total"], &page["complete"]),
+        (&json!(8), &json!(true))
+    );
     assert_eq!(page["scanned"], 8, "{page}");
 
     // Act: two more in bucket 0, expiring before its second: bucket 0 now
     // has 4 records, one more than the scan reads.
-    let early = [hold(customer_in(0, 2), 150).await, hold(customer_in(0, 3), 250).await];
+    let early = [
+        hold(customer_in(0, 2), 150).await,
+        hold(customer_in(0, 3), 250).await,
+    ];
     let res = app
         .request(Method::GET, "/v1/skus/HOT/holds", Some(ADMIN), None)
         .await;
@@ -646,6 +652,9 @@ async fn a_spread_skus_live_holds_are_listed_from_every_bucket_soonest_first() {
         early[1].clone(),
     ];
     assert_eq!(listed(&page), soonest, "{page}");
-    assert_eq!((&page["total"], &page["complete"]), (&json!(4), &json!(false)));
+    assert_eq!(
+        (&page["total"], &page["complete"]),
+        (&json!(4), &json!(false))
+    );
     assert_eq!(page["scanned"], 9, "{page}");
 }
