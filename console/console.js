@@ -52,9 +52,12 @@
 
   const key = () => sessionStorage.getItem(KEY);
 
-  /** Calls the API; resolves to the JSON body, rejects with a Problem. */
-  async function api(method, path, body, idempotencyKey) {
-    const headers = { Authorization: `Bearer ${key()}`, Accept: 'application/json' };
+  /**
+   * Calls the API; resolves to the JSON body, rejects with a Problem. With
+   * `trying`, as that key (at sign-in) rather than the one kept.
+   */
+  async function api(method, path, body, idempotencyKey, trying) {
+    const headers = { Authorization: `Bearer ${trying || key()}`, Accept: 'application/json' };
     const init = { method, headers, cache: 'no-store' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -77,7 +80,7 @@
       }
     }
     if (!res.ok) {
-      if (res.status === 401 && key()) signOut('The service no longer accepts this key (401 unauthorized). Sign in again.');
+      if (res.status === 401 && !trying && key()) signOut('The service no longer accepts this key (401 unauthorized). Sign in again.');
       throw new Problem(data || { title: res.statusText || 'Error', status: res.status }, res.status);
     }
     return data;
@@ -122,12 +125,15 @@
   /**
    * GET /v1/events?query, as long as the view lives: each event to
    * `onEvent(type, event)`; resumes after its last id when the stream
-   * breaks, and from now on when that id is too old (410).
+   * breaks, and from now on when that id is too old (410) or no longer
+   * valid (422), calling `onGap()` then: events were missed, so what was
+   * built from them must be read again.
    */
   class Feed {
-    constructor(query, onEvent) {
+    constructor(query, onEvent, onGap) {
       this.query = query;
       this.onEvent = onEvent;
+      this.onGap = onGap || (() => {});
       this.last = null;
       this.stopped = false;
       this.abort = new AbortController();
@@ -147,9 +153,11 @@
           const headers = { Authorization: `Bearer ${key()}`, Accept: 'text/event-stream' };
           if (this.last) headers['Last-Event-ID'] = this.last;
           const res = await fetch(`/v1/events?${this.query}`, { headers, signal: this.abort.signal, cache: 'no-store' });
-          if (res.status === 410) {
+          if ((res.status === 410 || res.status === 422) && this.last) {
+            const body = await res.json().catch(() => ({}));
             this.last = null;
-            live('resuming', 'events were missed (410 event_id_too_old): following from now');
+            live('resuming', `events were missed (${res.status} ${body.code || ''}): following from now`);
+            this.onGap();
             continue;
           }
           if (!res.ok) {
@@ -213,7 +221,7 @@
   function live(state, detail) {
     const el = document.getElementById('live');
     const label = { idle: '', live: '● live', offline: '○ offline', reconnecting: '◌ reconnecting', resuming: '◌ resuming', error: '× stream refused' }[state];
-    el.textContent = label || state;
+    el.textContent = label === undefined ? state : label;
     el.className = `live ${state}`;
     el.title = detail || 'The event stream';
   }
@@ -261,12 +269,101 @@
     };
   }
 
-  /** Calls `fn` once, `ms` after the last of calls in a burst. */
-  function debounce(fn, ms) {
+  /**
+   * Calls `fn` at once, then at most once every `ms` while calls keep
+   * coming (the last call of a burst is never lost).
+   */
+  function throttle(fn, ms) {
     let timer = null;
-    const call = () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
-    call.cancel = () => clearTimeout(timer);
+    let again = false;
+    const call = () => {
+      if (timer) {
+        again = true;
+        return;
+      }
+      fn();
+      timer = setTimeout(() => {
+        timer = null;
+        if (again) {
+          again = false;
+          call();
+        }
+      }, ms);
+    };
+    call.cancel = () => {
+      clearTimeout(timer);
+      timer = null;
+      again = false;
+    };
     return call;
+  }
+
+  /**
+   * `fn` (async) one run at a time: calls while it runs make one more run
+   * after it, so answers are shown in the order they were asked for.
+   */
+  function oneAtATime(fn) {
+    let running = null;
+    let again = false;
+    return () => {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        try {
+          do {
+            again = false;
+            await fn();
+          } while (again);
+        } finally {
+          running = null;
+        }
+      })();
+      return running;
+    };
+  }
+
+  /**
+   * A list paged by cursor: `fetchPage(cursor)` resolves to a page
+   * ({ items, next }) or to undefined (its problem shown), `show(page)`
+   * draws it; the buttons in `pager` are off while a page loads.
+   */
+  function paging(pager, fetchPage, show, labels) {
+    let history = []; // the cursors of the pages before this one
+    let at = null;
+    let next = null;
+    let loading = false;
+    let queued = null;
+    const buttons = () => pager.replaceChildren(
+      h('button', { type: 'button', class: 'quiet', id: labels.prevId, disabled: loading || history.length === 0, onclick() { go(history[history.length - 1], history.slice(0, -1)); } }, labels.prev),
+      h('button', { type: 'button', class: 'quiet', id: labels.nextId, disabled: loading || !next, onclick() { go(next, [...history, at]); } }, labels.next));
+    async function go(cursor, before) {
+      if (loading) {
+        queued = [cursor, before];
+        return;
+      }
+      loading = true;
+      buttons();
+      const page = await fetchPage(cursor);
+      loading = false;
+      if (page) {
+        history = before;
+        at = cursor;
+        next = page.next || null;
+        show(page);
+      }
+      buttons();
+      if (queued) {
+        const [c, b] = queued;
+        queued = null;
+        go(c, b);
+      }
+    }
+    return {
+      first() { go(null, []); },
+      onFirstPage() { return history.length === 0; },
+    };
   }
 
   // ---- Charts ----------------------------------------------------------
@@ -316,7 +413,13 @@
       return;
     }
     const [name, ...rest] = (location.hash || '#/overview').slice(2).split('/');
-    const arg = decodeURIComponent(rest.join('/'));
+    let arg;
+    try {
+      arg = decodeURIComponent(rest.join('/'));
+    } catch {
+      location.hash = '#/overview';
+      return;
+    }
     for (const a of document.querySelectorAll('[data-nav]')) {
       a.classList.toggle('active', a.dataset.nav === name || (name === 'sku' && a.dataset.nav === 'skus'));
     }
@@ -346,14 +449,13 @@
       async onsubmit(e) {
         e.preventDefault();
         button.disabled = true;
-        sessionStorage.setItem(KEY, input.value.trim());
-        // Any admin-only call tells a wrong key (401) from a key of another role (403).
-        const ok = await attempt(slot, () => api('GET', '/v1/admin/overview'));
+        const trying = input.value.trim();
+        // Any admin-only call tells a wrong key (401) from a key of another
+        // role (403); the key is kept only once it is accepted.
+        const ok = await attempt(slot, () => api('GET', '/v1/admin/overview', undefined, undefined, trying));
         button.disabled = false;
-        if (ok === undefined) {
-          sessionStorage.removeItem(KEY);
-          return;
-        }
+        if (ok === undefined) return;
+        sessionStorage.setItem(KEY, trying);
         if (location.hash === '#/overview' || !location.hash) route();
         else location.hash = '#/overview';
       },
@@ -386,29 +488,37 @@
       h('section', { class: 'card' }, h('h2', {}, 'Latest events'), events.el));
 
     const perMinute = new Map(); // minute -> [created, committed, expired]
+    const perSecond = new Map(); // second -> the same, summed
     const late = new Map(); // minute -> 202s
     const drift = { found: 0, repaired: 0, last: null };
-    let lastMinute = 0;
     const holds = minuteChart(holdsChart, 'Holds per minute (since this page opened)', [
       { label: 'created', color: '#2563eb' }, { label: 'committed', color: '#16a34a' }, { label: 'expired', color: '#ea580c' }]);
     const lateC = minuteChart(lateChart, 'Commits answered 202 per minute', [{ label: '202', color: '#dc2626' }]);
     const redraw = () => {
       holds.draw((m) => perMinute.get(m) || []);
       lateC.draw((m) => [late.get(m) || 0]);
-      const now = Date.now();
-      set('t-rate', fmt(lastMinute ? [...perMinute.entries()].filter(([m]) => m >= Math.floor((now - MINUTE) / MINUTE)).reduce((s, [, c]) => s + c.reduce((a, b) => a + b, 0), 0) : 0), 'holds created, committed, expired');
+      // The last 60 seconds, whole seconds.
+      const from = Math.floor(Date.now() / 1000) - 59;
+      let lastMinute = 0;
+      for (const [second, n] of perSecond) {
+        if (second < from) perSecond.delete(second);
+        else lastMinute += n;
+      }
+      set('t-rate', fmt(lastMinute), 'holds created, committed, expired');
       set('t-drift', drift.found === 0 ? 'none seen' : `${fmt(drift.found)} found`,
         drift.found === 0 ? 'drift.found events since this page opened' : `${fmt(drift.repaired)} repaired; last ${drift.last}`);
     };
-    const redrawSoon = debounce(redraw, 250);
+    const redrawSoon = throttle(redraw, 250);
     const index = { 'hold.created': 0, 'hold.committed': 1, 'hold.expired': 2 };
     const feed = new Feed('', (type, e) => {
       if (type in index && !e.part) {
-        const m = Math.floor(Date.parse(e.time) / MINUTE);
+        const t = Date.parse(e.time);
+        const m = Math.floor(t / MINUTE);
         const c = perMinute.get(m) || [0, 0, 0];
         c[index[type]] += 1;
         perMinute.set(m, c);
-        lastMinute = m;
+        const second = Math.floor(t / 1000);
+        perSecond.set(second, (perSecond.get(second) || 0) + 1);
       }
       if (type === 'drift.found') {
         drift.found += 1;
@@ -418,7 +528,7 @@
       if (type !== 'hold.changed') events.add(e);
       redrawSoon();
     });
-    const poll = async () => {
+    const poll = oneAtATime(async () => {
       const o = await attempt(slot, () => api('GET', '/v1/admin/overview'));
       if (!o) return;
       set('t-skus', fmt(o.skus), o.skus === null ? 'Postgres cannot be reached' : `${o.partitions} partition${o.partitions === 1 ? '' : 's'}`);
@@ -434,7 +544,7 @@
       }
       set('t-202', fmt(hour), 'sold while Postgres was away');
       redraw();
-    };
+    });
     poll();
     const timers = [setInterval(poll, 5000), setInterval(redraw, 1000)];
     return {
@@ -460,7 +570,7 @@
       onsubmit(e) {
         e.preventDefault();
         const target = `#/skus/${encodeURIComponent(input.value.trim())}`;
-        if (location.hash === target) load(null);
+        if (location.hash === target) list.first();
         else location.hash = target;
       },
     }, h('label', { for: 'prefix' }, h('span', {}, 'Find SKUs by prefix'), input), h('button', { type: 'submit', id: 'search' }, 'Search'));
@@ -468,26 +578,20 @@
       h('table', { class: 'grid', id: 'sku-table' },
         head('SKU', '#On hand', '#Held', '#Available', '#Low stock at', ''),
         body), pager);
-    const pages = []; // cursors of the pages before this one
-    let cursor = null;
-    async function load(at) {
-      cursor = at;
+    const list = paging(pager, (at) => {
       const q = new URLSearchParams({ limit: '25' });
       if (prefix) q.set('prefix', prefix);
       if (at) q.set('cursor', at);
-      const page = await attempt(slot, () => api('GET', `/v1/skus?${q}`));
-      if (!page) return;
+      return attempt(slot, () => api('GET', `/v1/skus?${q}`));
+    }, (page) => {
       body.replaceChildren(...page.items.map((s) => h('tr', {},
         h('td', {}, h('a', { href: `#/sku/${encodeURIComponent(s.sku)}` }, s.sku)),
         h('td', { class: 'num' }, fmt(s.on_hand)), h('td', { class: 'num' }, fmt(s.held)),
         h('td', { class: 'num' }, fmt(s.available)), h('td', { class: 'num' }, fmt(s.low_stock)),
         h('td', {}, badge(s)))));
       if (page.items.length === 0) body.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, prefix ? `No SKU starts with “${prefix}”.` : 'No SKUs yet.')));
-      pager.replaceChildren(
-        h('button', { type: 'button', class: 'quiet', disabled: pages.length === 0, onclick() { load(pages.pop()); } }, '← Previous'),
-        h('button', { type: 'button', class: 'quiet', id: 'next-page', disabled: !page.next, onclick() { pages.push(cursor); load(page.next); } }, 'Next →'));
-    }
-    load(null);
+    }, { prev: '← Previous', prevId: 'previous-page', next: 'Next →', nextId: 'next-page' });
+    list.first();
     input.focus();
     return null;
   }
@@ -548,6 +652,7 @@
       ];
       const inputs = {};
       const out = h('div', { class: 'slot' });
+      const save = h('button', { type: 'submit', id: 'save-settings' }, 'Save settings');
       const form = h('form', {
         id: 'settings',
         async onsubmit(e) {
@@ -558,9 +663,15 @@
             const before = was === null || was === undefined ? '' : String(was);
             if (raw === before) continue;
             if (name === 'allocations') {
-              body.allocations = raw === '' ? null : Object.fromEntries(raw.split(/[,\s]+/).filter(Boolean).map((pair) => {
-                const [c, n] = pair.split('=');
-                return [c, n === undefined || n === '' || Number.isNaN(Number(n)) ? n : Number(n)];
+              const pairs = raw.split(/[,\s]+/).filter(Boolean);
+              const malformed = pairs.filter((pair) => !/^[^=]+=-?\d+$/.test(pair));
+              if (malformed.length > 0) {
+                out.replaceChildren(problemBox({ body: { title: 'Channel allocations not understood', detail: 'Write each as channel=units, separated by commas, e.g. web=40, store=10.', errors: malformed.map((pair) => ({ field: 'allocations', message: `“${pair}” is not channel=units` })) } }));
+                return;
+              }
+              body.allocations = raw === '' ? null : Object.fromEntries(pairs.map((pair) => {
+                const at = pair.indexOf('=');
+                return [pair.slice(0, at), Number(pair.slice(at + 1))];
               }));
             } else if (raw === '') body[name] = null;
             else body[name] = type === 'number' && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
@@ -569,7 +680,9 @@
             out.replaceChildren(h('p', { class: 'muted' }, 'Nothing changed.'));
             return;
           }
+          save.disabled = true;
           const saved = await attempt(out, () => api('PUT', path, body));
+          save.disabled = false;
           if (saved) {
             showCounts(saved);
             settings.replaceChildren(...settingsForm(saved));
@@ -581,7 +694,7 @@
         inputs[name] = h('input', { id: `f-${name}`, name, type, value: value === null || value === undefined ? '' : value, step: type === 'number' ? 1 : null, autocomplete: 'off' });
         return h('label', { for: `f-${name}` }, h('span', {}, label), inputs[name], hint ? h('small', {}, hint) : null);
       })),
-      h('button', { type: 'submit', id: 'save-settings' }, 'Save settings'), out);
+      save, out);
       return [h('h2', {}, 'Settings'), form];
     }
 
@@ -589,26 +702,36 @@
       const delta = h('input', { id: 'a-delta', name: 'delta', type: 'number', step: 1, required: true, placeholder: 'e.g. 50 or -3' });
       const reason = h('input', { id: 'a-reason', name: 'reason', type: 'text', placeholder: 'receipt, damage, count…', autocomplete: 'off' });
       const out = h('div', { class: 'slot' });
+      const apply = h('button', { type: 'submit', id: 'apply-adjustment' }, 'Apply adjustment');
+      // One adjustment id per filling of the form, sent again on a retry
+      // (after an error or an answer that never came) so it applies once.
+      let adjustmentId = null;
       const form = h('form', {
         id: 'adjust',
+        oninput() { adjustmentId = null; },
         async onsubmit(e) {
           e.preventDefault();
-          const body = { adjustment_id: newId('adj'), delta: Number(delta.value) };
+          if (apply.disabled) return; // one in flight already
+          adjustmentId = adjustmentId || newId('adj');
+          const body = { adjustment_id: adjustmentId, delta: Number(delta.value) };
           if (delta.value.trim() === '' || Number.isNaN(body.delta)) body.delta = delta.value;
           if (reason.value.trim()) body.reason = reason.value.trim();
-          const s = await attempt(out, () => api('POST', `${path}/adjustments`, body));
+          apply.disabled = true;
+          const s = await attempt(out, () => api('POST', `${path}/adjustments`, body, body.adjustment_id));
+          apply.disabled = false;
           if (s) {
             showCounts(s);
             out.replaceChildren(h('p', { class: 'ok' }, `Adjusted by ${body.delta > 0 ? '+' : ''}${body.delta} (${body.adjustment_id}).`));
             form.reset();
-            loadLedger(null);
+            adjustmentId = null;
+            ledger.first();
           }
         },
       },
       h('div', { class: 'fields' },
         h('label', { for: 'a-delta' }, h('span', {}, 'Change of on hand'), delta),
         h('label', { for: 'a-reason' }, h('span', {}, 'Reason'), reason)),
-      h('button', { type: 'submit', id: 'apply-adjustment' }, 'Apply adjustment'), out);
+      apply, out);
       adjust.replaceChildren(h('h2', {}, 'Adjust'), h('p', { class: 'muted' }, 'A relative change, safe under concurrent sales; recorded in the ledger.'), form);
     }
 
@@ -624,7 +747,11 @@
         h('td', { class: 'mono' }, x.id), h('td', { class: 'num' }, fmt(x.qty)), h('td', {}, x.status),
         h('td', {}, x.customer_id || '—'), h('td', {}, x.channel || '—'), h('td', {}, clock(x.expires_at)))));
       if (page.items.length === 0) holdsBody.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No live holds.')));
-      holdsNote.textContent = page.complete ? '' : `Only the ${fmt(page.scanned)} holds soonest to expire were read; there are more.`;
+      const shown = page.items.length;
+      holdsNote.textContent = [
+        shown < page.total ? `The ${fmt(shown)} soonest to expire of ${fmt(page.total)} live holds.` : '',
+        page.complete ? '' : `Only the ${fmt(page.scanned)} hold records soonest to expire were read: there are more.`,
+      ].filter(Boolean).join(' ');
     }
 
     const ledgerBody = h('tbody', {});
@@ -632,32 +759,32 @@
     const ledgerSlot = h('div', { class: 'slot' });
     ledgerBox.replaceChildren(h('h2', {}, 'Ledger'), ledgerSlot, h('table', { class: 'grid', id: 'ledger' },
       head('##', 'At', 'Kind', '#Change', '#On hand after', 'Reference'), ledgerBody), ledgerPager);
-    const ledgerPages = [];
-    let ledgerAt = null;
-    async function loadLedger(before) {
-      if (before === null) ledgerPages.length = 0;
-      ledgerAt = before;
+    const ledger = paging(ledgerPager, (before) => {
       const q = new URLSearchParams({ limit: '20' });
       if (before) q.set('before', before);
-      const page = await attempt(ledgerSlot, () => api('GET', `${path}/ledger?${q}`));
-      if (!page) return;
+      return attempt(ledgerSlot, () => api('GET', `${path}/ledger?${q}`));
+    }, (page) => {
       ledgerBody.replaceChildren(...page.items.map((r) => h('tr', {},
         h('td', { class: 'num' }, r.id), h('td', {}, stamp(r.at)), h('td', {}, r.kind),
         h('td', { class: 'num' }, `${r.delta > 0 ? '+' : ''}${fmt(r.delta)}`), h('td', { class: 'num' }, fmt(r.on_hand_after)), h('td', { class: 'mono' }, r.ref))));
       if (page.items.length === 0) ledgerBody.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing recorded yet (the ledger may be a moment behind).')));
-      ledgerPager.replaceChildren(
-        h('button', { type: 'button', class: 'quiet', disabled: ledgerPages.length === 0, onclick() { const newer = ledgerPages.pop(); loadLedger(newer === undefined ? null : newer); } }, '← Newer'),
-        h('button', { type: 'button', class: 'quiet', id: 'ledger-older', disabled: !page.next, onclick() { ledgerPages.push(ledgerAt); loadLedger(page.next); } }, 'Older →'));
-    }
+    }, { prev: '← Newer', prevId: 'ledger-newer', next: 'Older →', nextId: 'ledger-older' });
 
-    const refreshSoon = debounce(refresh, 200);
-    const holdsSoon = debounce(loadHolds, 400);
-    const ledgerSoon = debounce(() => { if (ledgerPages.length === 0) loadLedger(null); }, 1500);
+    // Read again as its events come, at most a few times a second each,
+    // one read at a time.
+    const refreshSoon = throttle(oneAtATime(refresh), 250);
+    const holdsSoon = throttle(oneAtATime(loadHolds), 500);
+    const ledgerSoon = throttle(() => { if (ledger.onFirstPage()) ledger.first(); }, 1500);
     const feed = new Feed(`sku=${encodeURIComponent(name)}`, (type, e) => {
       events.add(e);
       refreshSoon();
       if (type.startsWith('hold.')) holdsSoon();
       if (type === 'sku.adjusted' || type === 'hold.committed' || type === 'drift.repaired') ledgerSoon();
+    }, () => {
+      // Events were missed: read everything they would have changed.
+      refreshSoon();
+      holdsSoon();
+      ledgerSoon();
     });
     refresh().then((s) => {
       if (!s) return;
@@ -665,7 +792,7 @@
       adjustForm();
     });
     loadHolds();
-    loadLedger(null);
+    ledger.first();
     return {
       stop() {
         feed.stop();
@@ -684,14 +811,16 @@
     const repair = h('button', { type: 'button', id: 'repair', class: 'danger', disabled: true }, 'Repair…');
     const confirmText = h('p', {});
     const confirmSlot = h('div', { class: 'slot' });
+    const confirm = h('button', { type: 'button', id: 'confirm', class: 'danger', onclick: () => doRepair() }, 'Repair');
     const dialog = h('dialog', { id: 'confirm-repair' },
       h('h2', {}, 'Repair drifted counts?'), confirmText,
       h('p', { class: 'muted' }, 'Each drifted count in Redis is set to what the ledger and the live holds say it must be, and each repair is written to the ledger. Live holds are kept.'),
       confirmSlot,
       h('div', { class: 'actions' },
         h('button', { type: 'button', id: 'cancel-repair', class: 'quiet', onclick() { dialog.close(); } }, 'Cancel'),
-        h('button', { type: 'button', id: 'confirm', class: 'danger', onclick: doRepair }, 'Repair')));
+        confirm));
     let drifted = [];
+    let repairKey = null;
     const scope = () => {
       const list = skus.value.split(/[,\s]+/).filter(Boolean);
       return list.length ? { skus: list } : {};
@@ -716,11 +845,18 @@
       const names = [...new Set(drifted.map((d) => d.sku))];
       confirmText.textContent = `${names.length} SKU${names.length === 1 ? '' : 's'} drifted: ${names.join(', ')}.`;
       confirmSlot.replaceChildren();
+      // One Idempotency-Key per confirmation: a retry after an error or a
+      // lost answer is the same repair.
+      repairKey = newId('repair');
+      confirm.disabled = false;
       dialog.showModal();
     });
     async function doRepair() {
+      if (confirm.disabled) return;
       const names = [...new Set(drifted.map((d) => d.sku))];
-      const report = await attempt(confirmSlot, () => api('POST', '/v1/admin/reconcile', { repair: true, skus: names }, newId('repair')));
+      confirm.disabled = true;
+      const report = await attempt(confirmSlot, () => api('POST', '/v1/admin/reconcile', { repair: true, skus: names }, repairKey));
+      confirm.disabled = false;
       if (!report) return;
       dialog.close();
       drifted = [];

@@ -13,13 +13,16 @@ mod browser;
 use browser::Browser;
 use helpers::{body_of, spawn_app, ADMIN, STOREFRONT};
 use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test]
 async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
     let app = spawn_app().await;
     for (sku, on_hand) in [("CONSOLE-MUG", 40), ("CONSOLE-TEE", 12), ("OTHER-CAP", 7)] {
         app.create_sku(sku, on_hand).await;
+    }
+    // More than a page of the list (25).
+    for i in 1..=30 {
+        app.create_sku(&format!("PAGE-{i:02}"), 1).await;
     }
     body_of(
         app.put_sku("CONSOLE-MUG", json!({ "low_stock": 5 })).await,
@@ -52,13 +55,15 @@ async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
     b.screenshot("signin").await;
     b.sign_in("not-a-key").await;
     b.wait_text(".problem", "401").await;
+    let refused = b.text(".problem").await;
+    assert!(!refused.contains("no longer accepts"), "{refused}");
     b.sign_in(STOREFRONT).await;
     b.wait_text(".problem", "needs a key with the admin role")
         .await;
     b.sign_in(ADMIN).await;
 
     // The overview: its figures, and events arriving live.
-    b.wait_text("#t-skus .value", "3").await;
+    b.wait_text("#t-skus .value", "33").await;
     b.wait_text("#live", "live").await;
     let held = app.hold(&[("CONSOLE-MUG", 2)]).await;
     body_of(app.commit(&held, json!({})).await, 201).await;
@@ -78,6 +83,30 @@ async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
     assert!(table.contains("CONSOLE-MUG"), "{table}");
     assert!(!table.contains("OTHER-CAP"), "{table}");
     b.screenshot("skus").await;
+
+    // Paging: 30 SKUs are two pages, forth and back; a new search starts
+    // again at the first.
+    b.fill("#prefix", "PAGE").await;
+    b.click("#search").await;
+    b.wait_text("#sku-table", "PAGE-25").await;
+    b.click("#next-page").await;
+    b.wait_text("#sku-table", "PAGE-30").await;
+    assert!(!b.text("#sku-table").await.contains("PAGE-25"));
+    b.click("#previous-page").await;
+    b.wait_text("#sku-table", "PAGE-01").await;
+    b.click("#next-page").await;
+    b.wait_text("#sku-table", "PAGE-30").await;
+    b.click("#search").await;
+    b.wait_text("#sku-table", "PAGE-01").await;
+    assert_eq!(
+        b.eval("return document.getElementById('previous-page').disabled")
+            .await,
+        json!(true),
+        "a new search starts at the first page"
+    );
+    b.fill("#prefix", "CONSOLE").await;
+    b.click("#search").await;
+    b.wait_text("#sku-table", "CONSOLE-MUG").await;
     b.click("#sku-table a[href='#/sku/CONSOLE-MUG']").await;
 
     // The SKU page: counts, then an adjustment seen without a reload.
@@ -85,11 +114,22 @@ async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
     b.mark_page().await;
     b.fill("#a-delta", "25").await;
     b.fill("#a-reason", "receipt").await;
-    b.click("#apply-adjustment").await;
+    // Submitted twice at once (a double click, Enter and a click): applied
+    // once.
+    b.eval("const f = document.getElementById('adjust'); f.requestSubmit(); f.requestSubmit(); return true")
+        .await;
     b.wait_text("#c-on_hand .value", "63").await;
     b.wait_text("ol.events", "sku.adjusted").await;
     b.wait_text("#ledger", "adjustment").await;
     assert_eq!(app.counts("CONSOLE-MUG").await.0, 63);
+    let ledger = body_of(app.ledger("CONSOLE-MUG", "").await, 200).await;
+    let adjustments = ledger["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "adjustment")
+        .count();
+    assert_eq!(adjustments, 1, "{ledger}");
 
     // What another client does appears too: a hold from the storefront.
     let other = app.hold(&[("CONSOLE-MUG", 3)]).await;
@@ -111,6 +151,13 @@ async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
         .await;
     assert!(app.sku("CONSOLE-MUG").await["per_customer_limit"].is_null());
     b.fill("#f-per_customer_limit", "").await;
+    // Channel allocations the form cannot read are refused before sending.
+    b.fill("#f-allocations", "web=5, store").await;
+    b.click("#save-settings").await;
+    b.wait_text("#settings .problem", "“store” is not channel=units")
+        .await;
+    assert!(app.sku("CONSOLE-MUG").await["allocations"].is_null());
+    b.fill("#f-allocations", "").await;
     b.wait_text("#ledger", "+25").await;
     b.screenshot("sku").await;
     assert!(b.same_page().await, "the SKU page was reloaded");
@@ -150,5 +197,4 @@ async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
 
     b.assert_clean_console().await;
     b.stop().await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
