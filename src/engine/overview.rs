@@ -250,14 +250,7 @@ impl Engine {
         };
         for chunk in ids.chunks(HOLDS_PAGE) {
             let hold_keys: Vec<String> = chunk.iter().map(|id| keys.hold(id)).collect();
-            let records: Vec<Option<String>> = self
-                .run(|mut conn| async move {
-                    redis::cmd("MGET")
-                        .arg(hold_keys)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
+            let records = self.strings(&hold_keys).await?;
             for (id, record) in chunk.iter().zip(records) {
                 let Some(record) = record else { continue };
                 let record = Record::parse(&record).map_err(EngineError::Internal)?;

@@ -456,17 +456,7 @@ impl Engine {
         let ids = self.live_holds(p).await?;
         for chunk in ids.chunks(INDEX_PAGE) {
             let hold_keys: Vec<String> = chunk.iter().map(|id| keys.hold(id)).collect();
-            let found: Vec<Option<String>> = self
-                .run(|mut conn| {
-                    let hold_keys = hold_keys.clone();
-                    async move {
-                        redis::cmd("MGET")
-                            .arg(hold_keys)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
-                .await?;
+            let found = self.strings(&hold_keys).await?;
             for (key, record) in hold_keys.into_iter().zip(found) {
                 if let Some(record) = record {
                     records.insert(key, record);
@@ -543,6 +533,18 @@ impl Engine {
     ) -> Result<Vec<ReservationId>, EngineError> {
         let scored = self.zset_range_scored(key, stop).await?;
         Ok(scored.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The values of string keys `keys` (None where there is none).
+    pub(super) async fn strings(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, EngineError> {
+        let keys = keys.to_vec();
+        self.run(
+            |mut conn| async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await },
+        )
+        .await
     }
 
     /// As `zset_range`, with each id's score.

@@ -9,14 +9,21 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
+use stockhold::configuration::Settings;
 use stockhold::domain::{Partition, Sku};
 
 /// 4 partitions; the balancer runs when a test says (`spread`), so what a
 /// test reads of each bucket is what it did.
 async fn spawn_partitioned() -> TestApp {
+    spawn_partitioned_with(|_| {}).await
+}
+
+/// As `spawn_partitioned`, with `change` made to the settings too.
+async fn spawn_partitioned_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.redis.partitions = 4;
         s.reconciler.balance_interval_ms = 3_600_000;
+        change(s);
     })
     .await
 }
@@ -426,12 +433,7 @@ async fn transfer_step(
 #[tokio::test]
 async fn a_transfers_units_arrive_only_once_its_take_is_in_the_ledger() {
     // Arrange: 10 units over 2 buckets; no drain step runs on its own.
-    let app = spawn_app_with(|s| {
-        s.redis.partitions = 4;
-        s.reconciler.balance_interval_ms = 3_600_000;
-        s.reconciler.drain_interval_ms = 3_600_000;
-    })
-    .await;
+    let app = spawn_partitioned_with(|s| s.reconciler.drain_interval_ms = 3_600_000).await;
     spread(&app, "HOT", 10, 2).await;
     let engine = &app.stock.engine;
     let sku = Sku::parse("HOT").unwrap();
@@ -578,12 +580,7 @@ async fn a_spread_skus_live_holds_are_listed_from_every_bucket_soonest_first() {
     // Arrange: 2 holds in each of 4 buckets (a customer's line goes to the
     // customer's bucket), their expiries interleaved across buckets, and a
     // scan of at most 3 hold records per partition.
-    let app = spawn_app_with(|s| {
-        s.redis.partitions = 4;
-        s.reconciler.balance_interval_ms = 3_600_000;
-        s.limits.holds_scan = 3;
-    })
-    .await;
+    let app = spawn_partitioned_with(|s| s.limits.holds_scan = 3).await;
     spread(&app, "HOT", 40, 4).await;
     let parts = app.stock.engine.partitions();
     let customer_in = |bucket: u16, nth: usize| {
