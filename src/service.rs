@@ -2,13 +2,24 @@
 //! in Redis, then its outbox entry written to Postgres before the answer.
 
 use crate::domain::{
-    AdjustmentRequest, CommitRequest, Hold, HoldStatus, Order, OrderId, PutSkuRequest, Rejection,
-    ReservationId, ReturnRequest, Sku, SkuView,
+    AdjustmentRequest, CommitRequest, Hold, HoldStatus, Order, OrderId, Partition, PutSkuRequest,
+    Rejection, ReservationId, ReturnRequest, Sku, SkuView, StreamId,
 };
 use crate::engine::{Adjusted, Engine, EngineError, EntryRef, SkuPut};
 use crate::ledger::{GroupCommit, Ledger, LedgerError, ReturnRecorded};
 use chrono::{DateTime, Utc};
-use futures_util::future::{join_all, try_join_all};
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+/// Outbox entries read at a time when looking for the first not applied.
+const LAG_PAGE: usize = 500;
+
+/// Most outbox entries read per partition when looking for the first not
+/// applied.
+const LAG_WALK: usize = 10_000;
+
+/// Partitions whose outbox lag is read at once.
+const LAG_PARTITIONS_AT_ONCE: usize = 4;
 
 /// A commit's outcome.
 #[derive(Debug, Clone)]
@@ -162,30 +173,55 @@ impl Stock {
     }
 
     /// The age at `now` of the oldest outbox entry of any partition that
-    /// Postgres does not have (0: none); None while Postgres is away.
+    /// Postgres does not have (0: none); None while Postgres is away. A few
+    /// partitions at a time, so the overview never takes the whole pool.
     async fn outbox_lag(&self, now: DateTime<Utc>) -> Result<Option<i64>, EngineError> {
-        let lags = self.engine.partitions().all().map(|p| async move {
-            // The drain's watermark, and the entries after it that commits
-            // recorded themselves: the first entry not among them is the
-            // oldest Postgres lacks.
-            let Ok(watermark) = self.ledger.watermark(p).await else {
-                return Ok::<_, EngineError>(None);
-            };
-            let Ok(applied) = self.ledger.applied_after(p, watermark).await else {
-                return Ok(None);
-            };
-            let first = self
-                .engine
-                .first_outbox_unapplied(p, watermark, &applied)
-                .await?;
-            Ok(Some(
-                first.map_or(0, |id| (now.timestamp_millis() - id.ms).max(0)),
-            ))
-        });
-        let lags: Vec<Option<i64>> = try_join_all(lags).await?;
+        let lags: Vec<Option<i64>> = stream::iter(self.engine.partitions().all())
+            .map(|p| self.partition_lag(p, now))
+            .buffer_unordered(LAG_PARTITIONS_AT_ONCE)
+            .try_collect()
+            .await?;
         Ok(lags
             .into_iter()
             .try_fold(0, |most, lag| lag.map(|lag| most.max(lag))))
+    }
+
+    /// The age at `now` of partition `p`'s oldest outbox entry Postgres
+    /// does not have (0: none); None while Postgres is away. Walks the outbox
+    /// after the drain's watermark a page at a time, asking Postgres which
+    /// of each page's entries commits recorded themselves. After
+    /// [`LAG_WALK`] entries all recorded, the last one read: the lag is then
+    /// at most its age.
+    async fn partition_lag(
+        &self,
+        p: Partition,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, EngineError> {
+        let age = |id: StreamId| Some((now.timestamp_millis() - id.ms).max(0));
+        let Ok(mut after) = self.ledger.watermark(p).await else {
+            return Ok(None);
+        };
+        let mut read = 0;
+        loop {
+            let ids = self.engine.outbox_ids_after(p, after, LAG_PAGE).await?;
+            let Some(&last) = ids.last() else {
+                return Ok(Some(0));
+            };
+            let Ok(applied) = self.ledger.applied_between(p, after, last).await else {
+                return Ok(None);
+            };
+            if let Some(&first) = ids.iter().find(|id| !applied.contains(id)) {
+                return Ok(age(first));
+            }
+            read += ids.len();
+            if ids.len() < LAG_PAGE {
+                return Ok(Some(0));
+            }
+            if read >= LAG_WALK {
+                return Ok(age(last));
+            }
+            after = last;
+        }
     }
 
     /// Creates or updates a SKU and persists the change.

@@ -7,16 +7,10 @@
 use super::replies::Record;
 use super::{Engine, EngineError};
 use crate::domain::{Partition, ReservationId, Sku, StreamId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Minutes of 202 counts kept.
 pub const TALLY_MINUTES: i64 = 120;
-
-/// Outbox entries read per XRANGE when looking for the first not applied.
-const LAG_PAGE: usize = 500;
-
-/// Most outbox entries read when looking for the first not applied.
-pub const LAG_WALK: usize = 10_000;
 
 /// Hold records read per MGET when looking for a SKU's holds.
 const HOLDS_PAGE: usize = 500;
@@ -71,7 +65,7 @@ pub struct HoldOnSku {
 /// The live holds on a SKU, soonest to expire first.
 #[derive(Debug, Clone, Default)]
 pub struct HoldsOnSku {
-    /// The holds, commits under way and then by expiry.
+    /// The holds (commits under way among them), by expiry.
     pub holds: Vec<HoldOnSku>,
     /// Hold records read.
     pub scanned: usize,
@@ -104,38 +98,18 @@ impl Engine {
         Ok(total)
     }
 
-    /// The id of partition `p`'s oldest outbox entry after `watermark`
-    /// that is not in `applied` (the entries after it the ledger has), if
-    /// any. Reads at most [`LAG_WALK`] entries: when each of those is
-    /// applied, the last one read.
-    pub async fn first_outbox_unapplied(
+    /// The ids of partition `p`'s first `count` outbox entries after
+    /// `after`, oldest first.
+    pub async fn outbox_ids_after(
         &self,
         p: Partition,
-        watermark: StreamId,
-        applied: &HashSet<StreamId>,
-    ) -> Result<Option<StreamId>, EngineError> {
-        let mut after = watermark;
-        let mut read = 0;
-        loop {
-            let page = self
-                .entries_after(self.keys.part(p).outbox(), after, LAG_PAGE)
-                .await?;
-            let ids: Vec<StreamId> = page.iter().filter_map(|(id, _)| id.parse().ok()).collect();
-            let Some(&last) = ids.last() else {
-                return Ok(None);
-            };
-            if let Some(first) = ids.into_iter().find(|id| !applied.contains(id)) {
-                return Ok(Some(first));
-            }
-            read += page.len();
-            if page.len() < LAG_PAGE {
-                return Ok(None);
-            }
-            if read >= LAG_WALK {
-                return Ok(Some(last));
-            }
-            after = last;
-        }
+        after: StreamId,
+        count: usize,
+    ) -> Result<Vec<StreamId>, EngineError> {
+        let page = self
+            .entries_after(self.keys.part(p).outbox(), after, count)
+            .await?;
+        Ok(page.iter().filter_map(|(id, _)| id.parse().ok()).collect())
     }
 
     /// Counts one commit answered 202 in the current minute of Redis's
@@ -186,27 +160,31 @@ impl Engine {
             complete: true,
             ..Default::default()
         };
-        // A partition read in part is only known up to the expiry of the
-        // last record read: later holds elsewhere are left out too, so the
-        // list is always the soonest ones.
-        let mut known_until = i64::MAX;
-        let mut found: HashMap<ReservationId, HoldOnSku> = HashMap::new();
+        // A partition read in part is only known below the expiry score of
+        // its first record not read: later holds elsewhere are left out
+        // too, so the list is always the soonest ones.
+        let mut unread_from = i64::MAX;
+        let mut found: HashMap<ReservationId, (HoldOnSku, Option<i64>)> = HashMap::new();
         for read in futures_util::future::try_join_all(reads).await? {
             out.scanned += read.scanned;
-            if let Some(until) = read.read_until {
+            if let Some(from) = read.unread_from {
                 out.complete = false;
-                known_until = known_until.min(until);
+                unread_from = unread_from.min(from);
             }
-            for hold in read.holds {
+            for (hold, score) in read.holds {
                 found
                     .entry(hold.id.clone())
-                    .and_modify(|h| h.qty += hold.qty)
-                    .or_insert(hold);
+                    .and_modify(|(h, s)| {
+                        h.qty += hold.qty;
+                        *s = (*s).min(score);
+                    })
+                    .or_insert((hold, score));
             }
         }
         out.holds = found
             .into_values()
-            .filter(|h| h.status == LiveStatus::Committing || h.expires_ms <= known_until)
+            .filter(|(_, score)| score.is_none_or(|score| score < unread_from))
+            .map(|(hold, _)| hold)
             .collect();
         out.holds
             .sort_by(|a, b| (a.expires_ms, a.id.as_str()).cmp(&(b.expires_ms, b.id.as_str())));
@@ -222,36 +200,48 @@ impl Engine {
         most: usize,
     ) -> Result<PartHolds, EngineError> {
         let keys = self.keys.part(p);
-        // One more than read, to know whether there are more.
-        let committing = self.zset_range(keys.committing(), most as i64).await?;
-        let left = (most + 1).saturating_sub(committing.len());
-        let expiring = match left {
-            0 => Vec::new(),
-            n => self.zset_range_scored(keys.expiry(), n as i64 - 1).await?,
+        // Both sets as of one moment (a hold moves from one to the other),
+        // one more than read of each, to know whether there are more.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for set in [keys.committing(), keys.expiry()] {
+            pipe.cmd("ZRANGE")
+                .arg(set)
+                .arg(0)
+                .arg(most)
+                .arg("WITHSCORES");
+        }
+        type Scored = Vec<(String, f64)>;
+        let (committing, expiring): (Scored, Scored) = self
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let parse = |set: Scored| -> Vec<(ReservationId, Option<i64>)> {
+            set.into_iter()
+                .filter_map(|(id, score)| Some((ReservationId::parse(&id)?, Some(score as i64))))
+                .collect()
         };
-        let mut ids = committing;
-        let mut read_until = None;
-        if ids.len() + expiring.len() > most {
-            // Read in part: known up to the expiry of the last one read.
+        // Commits under way first, whatever their expiry: no score to cut on.
+        let mut ids: Vec<(ReservationId, Option<i64>)> = parse(committing)
+            .into_iter()
+            .map(|(id, _)| (id, None))
+            .collect();
+        ids.extend(parse(expiring));
+        let mut unread_from = None;
+        if ids.len() > most {
+            // Read in part: known below the score of the first not read (a
+            // commit under way not read: nothing of the expiry set known).
+            unread_from = Some(ids[most].1.unwrap_or(i64::MIN));
             ids.truncate(most);
-            let kept = most - ids.len();
-            read_until = Some(match kept {
-                0 => i64::MIN,
-                n => expiring[n - 1].1,
-            });
-            ids.extend(expiring.into_iter().take(kept).map(|(id, _)| id));
-        } else {
-            ids.extend(expiring.into_iter().map(|(id, _)| id));
         }
         let mut out = PartHolds {
             scanned: ids.len(),
-            read_until,
+            unread_from,
             holds: Vec::new(),
         };
         for chunk in ids.chunks(HOLDS_PAGE) {
-            let hold_keys: Vec<String> = chunk.iter().map(|id| keys.hold(id)).collect();
+            let hold_keys: Vec<String> = chunk.iter().map(|(id, _)| keys.hold(id)).collect();
             let records = self.strings(&hold_keys).await?;
-            for (id, record) in chunk.iter().zip(records) {
+            for ((id, score), record) in chunk.iter().zip(records) {
                 let Some(record) = record else { continue };
                 let record = Record::parse(&record).map_err(EngineError::Internal)?;
                 let Some(status) = LiveStatus::parse(&record.status) else {
@@ -264,7 +254,7 @@ impl Engine {
                     .map(|(_, q)| q)
                     .sum();
                 if qty > 0 {
-                    out.holds.push(HoldOnSku {
+                    let hold = HoldOnSku {
                         id: id.clone(),
                         qty,
                         status,
@@ -272,7 +262,8 @@ impl Engine {
                         channel: record.channel,
                         created_ms: record.created_ms,
                         expires_ms: record.expires_ms,
-                    });
+                    };
+                    out.holds.push((hold, *score));
                 }
             }
         }
@@ -282,8 +273,10 @@ impl Engine {
 
 /// What one partition's read found.
 struct PartHolds {
-    holds: Vec<HoldOnSku>,
+    /// Each with its score in the expiry set (None: a commit under way).
+    holds: Vec<(HoldOnSku, Option<i64>)>,
     scanned: usize,
-    /// Read in part: later holds than this expiry (Unix ms) were not read.
-    read_until: Option<i64>,
+    /// Read in part: holds of this expiry score (Unix ms) and later were
+    /// not all read.
+    unread_from: Option<i64>,
 }

@@ -531,8 +531,20 @@ impl Engine {
         key: String,
         stop: i64,
     ) -> Result<Vec<ReservationId>, EngineError> {
-        let scored = self.zset_range_scored(key, stop).await?;
-        Ok(scored.into_iter().map(|(id, _)| id).collect())
+        let ids: Vec<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(stop)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| ReservationId::parse(id))
+            .collect())
     }
 
     /// The values of string keys `keys` (None where there is none).
@@ -545,29 +557,6 @@ impl Engine {
             |mut conn| async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await },
         )
         .await
-    }
-
-    /// As `zset_range`, with each id's score.
-    pub(super) async fn zset_range_scored(
-        &self,
-        key: String,
-        stop: i64,
-    ) -> Result<Vec<(ReservationId, i64)>, EngineError> {
-        let members: Vec<(String, f64)> = self
-            .run(|mut conn| async move {
-                redis::cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(stop)
-                    .arg("WITHSCORES")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(members
-            .into_iter()
-            .filter_map(|(id, score)| Some((ReservationId::parse(&id)?, score as i64)))
-            .collect())
     }
 
     /// Marks a held hold committed as `order` (whose sale the ledger has),

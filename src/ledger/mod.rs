@@ -111,20 +111,26 @@ impl Ledger {
             .unwrap_or_default())
     }
 
-    /// The outbox entries of partition `p` after `after` that are applied
-    /// already (a commit records its own entry before the drain passes it).
-    pub async fn applied_after(
+    /// The outbox entries of partition `p` after `after` and up to
+    /// `through` that are applied already (a commit records its own entry
+    /// before the drain passes it).
+    pub async fn applied_between(
         &self,
         p: Partition,
         after: StreamId,
+        through: StreamId,
     ) -> Result<std::collections::HashSet<StreamId>, LedgerError> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT stream_ms, stream_seq FROM outbox_applied
-             WHERE partition = $1 AND (stream_ms, stream_seq) > ($2, $3)",
+             WHERE partition = $1
+               AND (stream_ms, stream_seq) > ($2, $3)
+               AND (stream_ms, stream_seq) <= ($4, $5)",
         )
         .bind(p.name())
         .bind(after.ms)
         .bind(after.seq)
+        .bind(through.ms)
+        .bind(through.seq)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

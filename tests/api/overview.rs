@@ -61,6 +61,55 @@ async fn the_overview_counts_skus_live_holds_and_the_outbox_lag() {
 }
 
 #[tokio::test]
+async fn the_outbox_lag_is_found_past_the_first_page_of_entries() {
+    // Arrange: 550 adjustments of one SKU, then 1.5 s later 50 more, each
+    // recorded by its call, none passed by a drain; then one of the later
+    // ones taken out of the ledger's record, 300 ms later.
+    let app = spawn_app_with(|s| s.reconciler.drain_interval_ms = 3_600_000).await;
+    app.create_sku("A", 10).await;
+    for i in 0..600 {
+        if i == 550 {
+            tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        }
+        let body = json!({ "adjustment_id": format!("adj-{i}"), "delta": 1 });
+        let res = app
+            .request(
+                Method::POST,
+                "/v1/skus/A/adjustments",
+                Some(ADMIN),
+                Some(body),
+            )
+            .await;
+        body_of(res, 201).await;
+    }
+    let o = body_of(overview(&app).await, 200).await;
+    assert_eq!(o["outbox_lag_ms"], 0, "every change is in Postgres: {o}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let forgotten = sqlx::query(
+        "DELETE FROM outbox_applied WHERE (partition, stream_ms, stream_seq) IN
+           (SELECT partition, stream_ms, stream_seq FROM outbox_applied
+            ORDER BY stream_ms, stream_seq OFFSET 560 LIMIT 1)",
+    )
+    .execute(app.db())
+    .await
+    .unwrap();
+    assert_eq!(forgotten.rows_affected(), 1);
+
+    // Act
+    let o = body_of(overview(&app).await, 200).await;
+
+    // Assert: the walk went on past the first 500 entries (all older than
+    // 1.8 s) to find it.
+    let lag = o["outbox_lag_ms"].as_i64().unwrap();
+    assert!((300..1_500).contains(&lag), "{o}");
+}
+
+async fn overview(app: &crate::helpers::TestApp) -> reqwest::Response {
+    app.request(Method::GET, "/v1/admin/overview", Some(ADMIN), None)
+        .await
+}
+
+#[tokio::test]
 async fn the_overview_is_for_admins_and_takes_no_parameters() {
     let app = spawn_app().await;
     let res = app
