@@ -107,16 +107,30 @@
     return box;
   }
 
-  /** Runs `work`, showing its problem (if any) in `slot`. */
-  async function attempt(slot, work) {
+  /**
+   * Runs `work`, showing its problem (if any) in `slot` and passing it to
+   * `onProblem`.
+   */
+  async function attempt(slot, work, onProblem) {
     slot.replaceChildren();
     try {
       return await work();
     } catch (p) {
       slot.replaceChildren(problemBox(p));
+      if (onProblem) onProblem(p);
       return undefined;
     }
   }
+
+  /**
+   * Whether a change that failed with problem `p` is sent again under the
+   * same id: its answer never came (0), the service failed (5xx: nothing
+   * kept for the key), or the first is still in flight (409
+   * idempotency_conflict). Any other answer is kept for its key for 24 h
+   * and would only be replayed.
+   */
+  const retryable = (p) => p.status === 0 || p.status >= 500
+    || (p.status === 409 && p.body.code === 'idempotency_conflict');
 
   const newId = (what) => `console-${what}-${crypto.randomUUID()}`;
 
@@ -334,6 +348,7 @@
     let at = null;
     let next = null;
     let loading = false;
+    let going = null; // the cursors before the page on its way
     let queued = null;
     const buttons = () => pager.replaceChildren(
       h('button', { type: 'button', class: 'quiet', id: labels.prevId, disabled: loading || history.length === 0, onclick() { go(history[history.length - 1], history.slice(0, -1)); } }, labels.prev),
@@ -344,6 +359,7 @@
         return;
       }
       loading = true;
+      going = before;
       buttons();
       const page = await fetchPage(cursor);
       loading = false;
@@ -362,7 +378,11 @@
     }
     return {
       first() { go(null, []); },
-      onFirstPage() { return history.length === 0; },
+      /** The first page again, unless another page is shown or asked for. */
+      reloadFirst() {
+        const target = queued ? queued[1] : loading ? going : history;
+        if (target.length === 0) go(null, []);
+      },
     };
   }
 
@@ -517,7 +537,8 @@
         const c = perMinute.get(m) || [0, 0, 0];
         c[index[type]] += 1;
         perMinute.set(m, c);
-        const second = Math.floor(t / 1000);
+        // By arrival, on this browser's clock, as the tile is counted.
+        const second = Math.floor(Date.now() / 1000);
         perSecond.set(second, (perSecond.get(second) || 0) + 1);
       }
       if (type === 'drift.found') {
@@ -612,9 +633,10 @@
     const holdsBox = h('section', { class: 'card' });
     const ledgerBox = h('section', { class: 'card' });
     const events = eventList(30);
+    const skuBadge = h('span', { id: 'sku-badge' });
     view().replaceChildren(
       h('p', {}, h('a', { href: '#/skus' }, '← SKUs')),
-      h('h1', {}, name, ' ', h('span', { id: 'sku-badge' })), slot, counts,
+      h('h1', {}, name, ' ', skuBadge), slot, counts,
       h('div', { class: 'columns' }, settings, adjust),
       holdsBox, ledgerBox,
       h('section', { class: 'card' }, h('h2', {}, 'Events of this SKU, as they happen'), events.el));
@@ -629,7 +651,7 @@
       };
       counts.replaceChildren(tile('on_hand', 'On hand', s.on_hand), tile('held', 'Held', s.held), tile('available', 'Available', s.available),
         ...(s.pools || []).map((p) => h('div', { class: 'tile small' }, h('span', { class: 'label' }, `pool ${p.pool}`), h('span', { class: 'value' }, `${fmt(p.on_hand)} / ${fmt(p.held)} held`))));
-      document.getElementById('sku-badge').replaceChildren(badge(s) || '');
+      skuBadge.replaceChildren(badge(s) || '');
     }
 
     async function refresh() {
@@ -704,7 +726,8 @@
       const out = h('div', { class: 'slot' });
       const apply = h('button', { type: 'submit', id: 'apply-adjustment' }, 'Apply adjustment');
       // One adjustment id per filling of the form, sent again on a retry
-      // (after an error or an answer that never came) so it applies once.
+      // after an answer that never came or a failure of the service, so it
+      // applies once; a fresh one after any other refusal.
       let adjustmentId = null;
       const form = h('form', {
         id: 'adjust',
@@ -717,7 +740,9 @@
           if (delta.value.trim() === '' || Number.isNaN(body.delta)) body.delta = delta.value;
           if (reason.value.trim()) body.reason = reason.value.trim();
           apply.disabled = true;
-          const s = await attempt(out, () => api('POST', `${path}/adjustments`, body, body.adjustment_id));
+          const s = await attempt(out, () => api('POST', `${path}/adjustments`, body, body.adjustment_id), (p) => {
+            if (!retryable(p)) adjustmentId = null;
+          });
           apply.disabled = false;
           if (s) {
             showCounts(s);
@@ -770,11 +795,12 @@
       if (page.items.length === 0) ledgerBody.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing recorded yet (the ledger may be a moment behind).')));
     }, { prev: '← Newer', prevId: 'ledger-newer', next: 'Older →', nextId: 'ledger-older' });
 
-    // Read again as its events come, at most a few times a second each,
-    // one read at a time.
+    // Read again as its events come, one read at a time: the counts a few
+    // times a second, the holds (a heavier read) and the ledger's first
+    // page (only while it is shown) every few seconds.
     const refreshSoon = throttle(oneAtATime(refresh), 250);
-    const holdsSoon = throttle(oneAtATime(loadHolds), 500);
-    const ledgerSoon = throttle(() => { if (ledger.onFirstPage()) ledger.first(); }, 1500);
+    const holdsSoon = throttle(oneAtATime(loadHolds), 2000);
+    const ledgerSoon = throttle(() => ledger.reloadFirst(), 2000);
     const feed = new Feed(`sku=${encodeURIComponent(name)}`, (type, e) => {
       events.add(e);
       refreshSoon();
@@ -817,8 +843,10 @@
       h('p', { class: 'muted' }, 'Each drifted count in Redis is set to what the ledger and the live holds say it must be, and each repair is written to the ledger. Live holds are kept.'),
       confirmSlot,
       h('div', { class: 'actions' },
-        h('button', { type: 'button', id: 'cancel-repair', class: 'quiet', onclick() { dialog.close(); } }, 'Cancel'),
+        h('button', { type: 'button', id: 'cancel-repair', class: 'quiet', onclick() { if (!confirm.disabled) dialog.close(); } }, 'Cancel'),
         confirm));
+    // Not closed (Esc) while a repair is on its way: its answer is shown here.
+    dialog.addEventListener('cancel', (e) => { if (confirm.disabled) e.preventDefault(); });
     let drifted = [];
     let repairKey = null;
     const scope = () => {
@@ -845,8 +873,8 @@
       const names = [...new Set(drifted.map((d) => d.sku))];
       confirmText.textContent = `${names.length} SKU${names.length === 1 ? '' : 's'} drifted: ${names.join(', ')}.`;
       confirmSlot.replaceChildren();
-      // One Idempotency-Key per confirmation: a retry after an error or a
-      // lost answer is the same repair.
+      // One Idempotency-Key per confirmation: a retry after a lost answer
+      // or a failure of the service is the same repair.
       repairKey = newId('repair');
       confirm.disabled = false;
       dialog.showModal();
@@ -855,7 +883,9 @@
       if (confirm.disabled) return;
       const names = [...new Set(drifted.map((d) => d.sku))];
       confirm.disabled = true;
-      const report = await attempt(confirmSlot, () => api('POST', '/v1/admin/reconcile', { repair: true, skus: names }, repairKey));
+      const report = await attempt(confirmSlot, () => api('POST', '/v1/admin/reconcile', { repair: true, skus: names }, repairKey), (p) => {
+        if (!retryable(p)) repairKey = newId('repair');
+      });
       confirm.disabled = false;
       if (!report) return;
       dialog.close();

@@ -183,7 +183,8 @@ impl Browser {
 
     /// Fails on any script error, Content-Security-Policy violation or
     /// failed load the browser logged, but for the API's refusals the test
-    /// provokes (the 401 and 403 of the sign-in, the 422 of a bad setting).
+    /// provokes (the 401 and 403 of the sign-in, the 409 of an adjustment
+    /// taking what is held, the 422 of a bad setting).
     pub async fn assert_clean_console(&self) {
         let logs = self
             .client
@@ -197,7 +198,7 @@ impl Browser {
                 let message = entry["message"].as_str().unwrap_or_default();
                 let provoked = entry["source"] == "network"
                     && message.contains("/v1/")
-                    && ["401", "403", "422"]
+                    && ["401", "403", "409", "422"]
                         .iter()
                         .any(|s| message.contains(&format!("with a status of {s} ")));
                 entry["level"] == "SEVERE" && !provoked

@@ -138,6 +138,20 @@ async fn an_admin_signs_in_finds_a_sku_adjusts_it_and_repairs_drift() {
     b.wait_text("#c-available .value", "60").await;
     b.wait_text("ol.events", "hold.created").await;
 
+    // An adjustment refused (it would take what is held), then, once stock
+    // came in elsewhere, sent again as it stands: a fresh attempt, not the
+    // refusal replayed.
+    b.fill("#a-delta", "-70").await;
+    b.click("#apply-adjustment").await;
+    b.wait_text("#adjust .problem", "409").await;
+    let receipt = json!({ "adjustment_id": "rcv-console", "delta": 20 });
+    body_of(app.adjust("CONSOLE-MUG", receipt).await, 201).await;
+    b.wait_text("#c-on_hand .value", "83").await;
+    b.click("#apply-adjustment").await;
+    b.wait_text("#c-on_hand .value", "13").await;
+    b.wait_text("#adjust .ok", "Adjusted by -70").await;
+    assert_eq!(app.counts("CONSOLE-MUG").await.0, 13);
+
     // A setting changed; a bad one refused with the API's own words.
     b.fill("#f-low_stock", "100").await;
     b.click("#save-settings").await;
