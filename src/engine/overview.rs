@@ -215,17 +215,14 @@ impl Engine {
         let (committing, expiring): (Scored, Scored) = self
             .run(|mut conn| async move { pipe.query_async(&mut conn).await })
             .await?;
-        let parse = |set: Scored| -> Vec<(ReservationId, Option<i64>)> {
+        let parse = |set: Scored| {
             set.into_iter()
-                .filter_map(|(id, score)| Some((ReservationId::parse(&id)?, Some(score as i64))))
-                .collect()
+                .filter_map(|(id, score)| Some((ReservationId::parse(&id)?, score as i64)))
         };
         // Commits under way first, whatever their expiry: no score to cut on.
-        let mut ids: Vec<(ReservationId, Option<i64>)> = parse(committing)
-            .into_iter()
-            .map(|(id, _)| (id, None))
-            .collect();
-        ids.extend(parse(expiring));
+        let mut ids: Vec<(ReservationId, Option<i64>)> =
+            parse(committing).map(|(id, _)| (id, None)).collect();
+        ids.extend(parse(expiring).map(|(id, score)| (id, Some(score))));
         let mut unread_from = None;
         if ids.len() > most {
             // Read in part: known below the score of the first not read (a
